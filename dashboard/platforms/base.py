@@ -1,0 +1,85 @@
+"""The `Platform` protocol, named with kubectl's verbs, and `create_platform(settings)`.
+
+A platform turns the lab's manifests into running pods and reports what runs. The local platform runs
+real `redis-server` processes and the Python guestbook frontend on loopback; the Kubernetes platform
+drives a cluster with the official client. Both hand the dashboard addresses it can dial from here
+(`RedisEndpoint`, frontend base URLs), so the sampler, the checks and the web layer never know which one runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from dashboard.models import LogLine, PlatformName, Pod, RedisEndpoint
+
+if TYPE_CHECKING:
+    from dashboard.settings import Settings
+
+Listener = Callable[[], None]
+
+
+@runtime_checkable
+class Platform(Protocol):
+    """Where the lab runs. All methods are coroutines run on the dashboard's event loop.
+
+    Errors a user can act on are raised as `dashboard.errors.DashboardError` subclasses, never as library exceptions.
+    """
+
+    name: PlatformName
+
+    async def start(self) -> None:
+        """Connect / prepare (local: reap orphans of a killed dashboard; kubernetes: load config, start the pod watch)."""
+
+    async def close(self) -> None:
+        """Stop everything the dashboard started here. Local: every process of the lab. Kubernetes: port-forwards and watches only."""
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener()` (on the event loop, no arguments) whenever pods change: created, ready, died, restarted, deleted."""
+
+    async def apply(self, manifest: str) -> list[str]:
+        """`kubectl apply -f manifests/<manifest>`: create or update its object; idempotent.
+
+        Returns kubectl-like lines, e.g. ["deployment.apps/redis-leader created"] or [... "unchanged"].
+        """
+
+    async def scale(self, deployment: str, replicas: int) -> list[str]:
+        """`kubectl scale deployment/<deployment> --replicas=N`."""
+
+    async def delete_pod(self, name: str) -> list[str]:
+        """`kubectl delete pod <name>` (a failure drill); its Deployment replaces it."""
+
+    async def delete_lab(self) -> list[str]:
+        """The tutorial's cleanup: delete exactly what the lab created and wait until its pods are gone."""
+
+    async def leftovers(self) -> list[str]:
+        """What of the lab still exists (objects, processes, files, bound ports), in words; [] when clean."""
+
+    async def get_pods(self) -> list[Pod]:
+        """The lab's pods (leader, followers, frontend), as kubectl would list them."""
+
+    async def redis_endpoints(self) -> list[RedisEndpoint]:
+        """Each Redis pod that runs, with an address the dashboard can dial (pod IP, loopback port or port-forward)."""
+
+    async def frontend_endpoints(self) -> list[str]:
+        """Base URLs (no trailing slash) of each ready frontend pod, reachable from the dashboard."""
+
+    async def expose(self) -> str:
+        """Publish the frontend Service (local: a supervised forward on --frontend-port); returns the URL users open."""
+
+    def frontend_url(self) -> str | None:
+        """The URL published by `expose`, or None before it."""
+
+    async def logs(self, pod: str, tail: int = 200) -> list[LogLine]:
+        """The last `tail` lines of a pod's output."""
+
+
+def create_platform(settings: Settings) -> Platform:
+    """The platform the settings ask for. Imports lazily so the local platform never loads the kubernetes client."""
+    if settings.platform == "kubernetes":
+        from dashboard.platforms.kubernetes import KubernetesPlatform
+
+        return KubernetesPlatform(settings)
+    from dashboard.platforms.local import LocalPlatform
+
+    return LocalPlatform(settings)
