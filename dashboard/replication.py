@@ -412,6 +412,7 @@ class ReplicationSnapshot:
     errors: tuple[tuple[str, str], ...] = ()
     leader_dbsize: int | None = None
     sampled_at: float = field(default=0.0, compare=False)
+    _json: dict[str, object] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def in_sync(self) -> bool:
@@ -421,7 +422,13 @@ class ReplicationSnapshot:
     def to_json(self) -> dict[str, object]:
         """The contract: `leader` {name, role, offset, ...} | null, `followers` [{name, role, link, offset,
         gap_bytes, ...}], `entries` {node: [entry, ...]}, `in_sync`; plus `sampled_at`, `errors`, `keys`.
-        Fields may be added here, never renamed."""
+        Fields may be added here, never renamed. Built once per snapshot and shared: treat it as read-only."""
+        if self._json is None:
+            object.__setattr__(self, "_json", self._build_json())
+        assert self._json is not None
+        return self._json
+
+    def _build_json(self) -> dict[str, object]:
         leader = self.leader
         leader_json: dict[str, object] | None = None
         if leader is not None:
@@ -466,8 +473,10 @@ def build_snapshot(
     sampled_at: float = 0.0,
     seconds_behind: Mapping[str, float | None] | None = None,
     cache: EntriesCache | None = None,
+    errors: Iterable[tuple[str, str]] = (),
 ) -> ReplicationSnapshot:
-    """Assemble a snapshot from one tick's reads. `seconds_behind` comes from `LagHistory.record`."""
+    """Assemble a snapshot from one tick's reads. `seconds_behind` comes from `LagHistory.record`; `errors`
+    adds problems that belong to no node (e.g. ("platform", why the endpoints could not be listed))."""
     data = sorted(nodes, key=lambda d: d.replication.name)
     cache = cache or EntriesCache()
     behind = seconds_behind or {}
@@ -481,13 +490,13 @@ def build_snapshot(
         leader_keys = leader_data.keys
     followers: list[FollowerState] = []
     entries: list[tuple[str, tuple[str, ...]]] = []
-    errors: list[tuple[str, str]] = []
+    problems: list[tuple[str, str]] = list(errors)
     for d in data:
         node = d.replication
         if node.error is not None:
-            errors.append((node.name, node.error))
+            problems.append((node.name, node.error))
         elif d.warning is not None:
-            errors.append((node.name, d.warning))
+            problems.append((node.name, d.warning))
         raw = d.guestbook if d.guestbook is not None else b""
         if node.error is None:
             entries.append((node.name, cache.entries(raw)))
@@ -522,7 +531,7 @@ def build_snapshot(
         leader=leader,
         followers=tuple(followers),
         entries=tuple(entries),
-        errors=tuple(errors),
+        errors=tuple(problems),
         leader_dbsize=leader_data.dbsize if leader_data is not None else None,
         sampled_at=sampled_at,
     )

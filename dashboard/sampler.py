@@ -1,0 +1,296 @@
+"""The one Redis sampler per platform: reads every Redis node on a timer and publishes a `ReplicationSnapshot`.
+
+One asyncio task asks the platform for its Redis endpoints every `interval` seconds, then reads each node
+concurrently over redis-py asyncio with one non-transactional pipeline: `INFO replication`, `GET guestbook`,
+`DBSIZE`. Only when a node holds keys besides `guestbook` (and at most `key_limit` of them) a second round
+trip lists them (`SCAN`) and a pipeline of `DUMP`s digests their values, so the usual lab (one key) costs
+three commands per node per tick. The pure derivations live in `dashboard.replication`.
+
+Viewers never cause Redis commands: the web layer reads `snapshot` (and `history`) and is told of changes by
+`add_listener`. `commands_sent` counts every command issued, so a benchmark can show that 50 viewers and
+one viewer cost the same. A node that fails shows in the snapshot with its error; the loop never dies of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from dashboard.guestbook.entries import KEY as GUESTBOOK_KEY
+from dashboard.models import RedisEndpoint
+from dashboard.replication import (
+    EntriesCache,
+    LagHistory,
+    NodeData,
+    ReplicationSnapshot,
+    build_snapshot,
+    choose_leader,
+    parse_info,
+    parse_replication,
+    unreachable_node,
+)
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[], None]
+
+# DUMP's payload ends with a 2-byte RDB version and an 8-byte CRC64; they are dropped before digesting so that a
+# leader and a follower running different Redis versions (the lab mixes 6.0 and 6.2) compare by value.
+_DUMP_TRAILER = 10
+
+
+class EndpointSource(Protocol):
+    """What the sampler needs from a platform (`dashboard.platforms.base.Platform` satisfies it)."""
+
+    async def redis_endpoints(self) -> list[RedisEndpoint]: ...
+
+
+def _raw_info(response: Any, **options: Any) -> Any:
+    """Keep `INFO` replies as raw bytes: `dashboard.replication.parse_info` parses them."""
+    return response
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError) and not text:
+        text = "no answer in time"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Sampler:
+    """Samples every Redis node of `platform` every `interval` seconds (see the module docstring).
+
+    `snapshot` is the latest `ReplicationSnapshot`; `version` increases only when its content changes
+    (not its `sampled_at`), and listeners are called then. `history` is the `LagHistory` for charts.
+    """
+
+    def __init__(
+        self,
+        platform: EndpointSource,
+        interval: float = 0.5,
+        *,
+        key_limit: int = 1000,
+        socket_timeout: float = 0.5,
+        connect_timeout: float = 0.3,
+        history_size: int = 300,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.platform = platform
+        self.interval = interval
+        self.key_limit = key_limit
+        self.socket_timeout = socket_timeout
+        self.connect_timeout = connect_timeout
+        self._clock = clock
+        # a safety net above redis-py's own timeouts: one slow node never holds the tick for long
+        self._node_timeout = connect_timeout + 4 * socket_timeout
+        self.snapshot = ReplicationSnapshot()
+        self.history = LagHistory(max_samples=history_size)
+        self.version = 0
+        self.commands_sent = 0
+        self.ticks = 0
+        self.last_tick_seconds = 0.0  # wall time of the latest tick (for the benchmark and a status line)
+        self._cache = EntriesCache()
+        self._clients: dict[tuple[str, int], aioredis.Redis] = {}
+        self._endpoints: list[RedisEndpoint] = []
+        self._listeners: list[Listener] = []
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- public API -----------------------------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener()` (on the event loop, no arguments) whenever the snapshot's content changes."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    async def start(self) -> None:
+        """Start the sampling task (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="redis-sampler")
+
+    async def stop(self) -> None:
+        """Stop the task and close every Redis connection."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        async with self._lock:
+            clients, self._clients = self._clients, {}
+            for client in clients.values():
+                await self._close(client)
+
+    def poke(self) -> None:
+        """Wake the loop now instead of at the end of the interval (after a step, when pods changed)."""
+        self._wake.set()
+
+    async def sample_now(self) -> ReplicationSnapshot:
+        """Run one tick now (after any tick in progress) and return its snapshot."""
+        async with self._lock:
+            await self._tick()
+        return self.snapshot
+
+    # -- the loop -------------------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                async with self._lock:
+                    await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not stop the sampling; it is logged once per tick
+                log.exception("Redis sampling tick failed")
+            delay = max(0.0, self.interval - (loop.time() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._wake.clear()
+
+    async def _tick(self) -> None:
+        started = time.perf_counter()
+        now = self._clock()
+        errors: list[tuple[str, str]] = []
+        try:
+            endpoints = list(await self.platform.redis_endpoints())
+            self._endpoints = endpoints
+        except Exception as exc:  # noqa: BLE001 - any platform failure is shown in the snapshot, never raised
+            endpoints = self._endpoints  # keep showing the last known nodes, and say why they may be stale
+            errors.append(("platform", _describe(exc)))
+        await self._prune_clients(endpoints)
+        data: Sequence[NodeData] = await asyncio.gather(*(self._read_node(ep) for ep in endpoints))
+        leader = choose_leader([d.replication for d in data])
+        followers = [d.replication for d in data if d.replication is not leader]
+        behind = self.history.record(now, leader, followers)
+        snapshot = build_snapshot(data, now, behind, self._cache, errors=errors)
+        changed = snapshot != self.snapshot
+        self.snapshot = snapshot
+        self.ticks += 1
+        self.last_tick_seconds = time.perf_counter() - started
+        if changed:
+            self.version += 1
+            for listener in list(self._listeners):
+                try:
+                    listener()
+                except Exception:
+                    log.exception("replication listener failed")
+
+    # -- one node -------------------------------------------------------------------------------------------------
+
+    def _client(self, endpoint: RedisEndpoint) -> aioredis.Redis:
+        address = (endpoint.host, endpoint.port)
+        client = self._clients.get(address)
+        if client is None:
+            client = aioredis.Redis(
+                host=endpoint.host,
+                port=endpoint.port,
+                socket_timeout=self.socket_timeout,
+                socket_connect_timeout=self.connect_timeout,
+                retry=Retry(NoBackoff(), 0),  # the next tick is the retry
+                lib_name=None,
+                lib_version=None,
+                max_connections=2,
+            )
+            client.set_response_callback("INFO", _raw_info)
+            self._clients[address] = client
+        return client
+
+    async def _prune_clients(self, endpoints: Sequence[RedisEndpoint]) -> None:
+        wanted = {(e.host, e.port) for e in endpoints}
+        for address in [a for a in self._clients if a not in wanted]:
+            await self._close(self._clients.pop(address))
+
+    async def _drop_client(self, endpoint: RedisEndpoint) -> None:
+        client = self._clients.pop((endpoint.host, endpoint.port), None)
+        if client is not None:
+            await self._close(client)
+
+    @staticmethod
+    async def _close(client: aioredis.Redis) -> None:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+
+    async def _read_node(self, endpoint: RedisEndpoint) -> NodeData:
+        try:
+            return await asyncio.wait_for(self._read(endpoint), timeout=self._node_timeout)
+        except (RedisError, OSError, TimeoutError) as exc:
+            # a connection that failed or timed out may hold a half-read reply: start afresh next tick
+            await self._drop_client(endpoint)
+            return NodeData(unreachable_node(endpoint.name, endpoint.component, _describe(exc)))
+
+    async def _read(self, endpoint: RedisEndpoint) -> NodeData:
+        client = self._client(endpoint)
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command("INFO", "replication")
+        pipe.get(GUESTBOOK_KEY)
+        pipe.dbsize()
+        self.commands_sent += 3
+        info, raw, dbsize = await pipe.execute(raise_on_error=False)
+        if isinstance(info, Exception):
+            return NodeData(unreachable_node(endpoint.name, endpoint.component, _describe(info)))
+        replication = parse_replication(endpoint.name, endpoint.component, parse_info(info))
+        warnings: list[str] = []
+        guestbook: bytes | None = None
+        if isinstance(raw, Exception):
+            warnings.append(f"GET {GUESTBOOK_KEY}: {raw}")  # WRONGTYPE, or LOADING while a follower syncs
+        elif isinstance(raw, bytes):
+            guestbook = raw
+        size = dbsize if isinstance(dbsize, int) else None
+        keys: dict[str, bytes] | None = None
+        if size is not None:
+            others = size - (1 if guestbook is not None else 0)
+            if others <= 0:
+                keys = {}
+            elif size <= self.key_limit:
+                try:
+                    keys = await self._read_keys(client)
+                except RedisError as exc:  # e.g. LOADING; the key comparison is skipped this tick
+                    warnings.append(f"reading keys: {exc}")
+        return NodeData(
+            replication=replication,
+            guestbook=guestbook,
+            dbsize=size,
+            keys=keys,
+            warning="; ".join(warnings) or None,
+        )
+
+    async def _read_keys(self, client: aioredis.Redis) -> dict[str, bytes]:
+        """Key → digest of its value for every key but `guestbook`: SCAN, then one pipeline of DUMPs."""
+        names: list[bytes] = []
+        cursor = 0
+        while True:
+            self.commands_sent += 1
+            cursor, batch = await client.scan(cursor=cursor, count=self.key_limit)
+            names.extend(name for name in batch if isinstance(name, bytes) and name != GUESTBOOK_KEY.encode())
+            if cursor == 0:
+                break
+        names = sorted(set(names))
+        if not names:
+            return {}
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.dump(name)
+        self.commands_sent += len(names)
+        dumps = await pipe.execute(raise_on_error=False)
+        keys: dict[str, bytes] = {}
+        for name, dump in zip(names, dumps, strict=True):
+            if isinstance(dump, bytes):  # None: the key expired or was deleted in between
+                keys[name.decode("utf-8", "backslashreplace")] = hashlib.blake2b(
+                    dump[:-_DUMP_TRAILER], digest_size=16
+                ).digest()
+        return keys
