@@ -29,7 +29,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    host: str = Field("127.0.0.1", description="Address the dashboard listens on. Anything but loopback requires a token.")
+    host: str = Field(
+        "127.0.0.1", description="Address the dashboard listens on. Anything but loopback requires a token."
+    )
     port: int = Field(8000, ge=0, le=65535, description="Port the dashboard listens on.")
     platform: Literal["local", "kubernetes"] = Field(
         "local", description="Where the lab runs: 'local' (redis-server processes on this machine) or 'kubernetes'."
@@ -39,23 +41,45 @@ class Settings(BaseSettings):
         description="Access token for the dashboard (Authorization: Bearer, or ?token= once in the browser). "
         "Generated and printed at start when the host is not loopback and none is given.",
     )
-    redis_server: str = Field("redis-server", description="The redis-server binary for the local platform (a name on PATH or a path).")
-    frontend_port: int = Field(
-        8080, ge=0, le=65535, description="Local port of the expose step (like kubectl port-forward svc/frontend 8080:80); 0 picks a free one."
+    redis_server: str = Field(
+        "redis-server", description="The redis-server binary for the local platform (a name on PATH or a path)."
     )
-    run_dir: Path = Field(default_factory=default_run_dir, description="Directory for the local platform's pid table and endpoints file.")
-    sample_interval: float = Field(0.5, gt=0.05, le=10, description="Seconds between two samplings of Redis and of the pods.")
-    step_timeout: float = Field(0, ge=0, description="Seconds a step's check may take before it fails; 0 = the platform's default (local 20, kubernetes 300).")
-    max_entry_length: int = Field(500, ge=1, le=100_000, description="Longest guestbook entry, in characters, the Python frontend accepts.")
-    leader_image: str | None = Field(None, description="Image for redis-leader instead of the manifest's (a mirror, an arm64 build).")
+    frontend_port: int = Field(
+        8080,
+        ge=0,
+        le=65535,
+        description="Local port of the expose step (like kubectl port-forward svc/frontend 8080:80); 0 picks a free one.",
+    )
+    run_dir: Path = Field(
+        default_factory=default_run_dir, description="Directory for the local platform's pid table and endpoints file."
+    )
+    sample_interval: float = Field(
+        0.5, gt=0.05, le=10, description="Seconds between two samplings of Redis and of the pods."
+    )
+    step_timeout: float = Field(
+        0,
+        ge=0,
+        description="Seconds a step's check may take before it fails; 0 = the platform's default (local 20, kubernetes 300).",
+    )
+    max_entry_length: int = Field(
+        500, ge=1, le=100_000, description="Longest guestbook entry, in characters, the Python frontend accepts."
+    )
+    leader_image: str | None = Field(
+        None, description="Image for redis-leader instead of the manifest's (a mirror, an arm64 build)."
+    )
     follower_image: str | None = Field(None, description="Image for redis-follower instead of the manifest's.")
     frontend_image: str | None = Field(None, description="Image for frontend instead of the manifest's.")
-    kubeconfig: Path | None = Field(None, description="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config; in a pod: its service account).")
+    kubeconfig: Path | None = Field(
+        None, description="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config; in a pod: its service account)."
+    )
     context: str | None = Field(None, description="kubeconfig context to use (default: the current context).")
     namespace: str = Field("default", description="Kubernetes namespace of the lab (the tutorial uses 'default').")
-    create_namespace: bool = Field(False, description="Create the namespace if it does not exist (never done unless asked).")
+    create_namespace: bool = Field(
+        False, description="Create the namespace if it does not exist (never done unless asked)."
+    )
     redis_access: Literal["auto", "direct", "port-forward"] = Field(
-        "auto", description="How the dashboard reaches Redis pods on Kubernetes: pod IPs ('direct'), the API server's port-forward, or 'auto'."
+        "auto",
+        description="How the dashboard reaches Redis pods on Kubernetes: pod IPs ('direct'), the API server's port-forward, or 'auto'.",
     )
     expose_mode: Literal["port-forward", "nodeport", "loadbalancer"] = Field(
         "port-forward", description="How the expose step publishes the frontend on Kubernetes."
@@ -67,7 +91,11 @@ class Settings(BaseSettings):
         return is_loopback_host(self.host)
 
     def image_override(self, component: str) -> str | None:
-        return {"redis-leader": self.leader_image, "redis-follower": self.follower_image, "frontend": self.frontend_image}.get(component)
+        return {
+            "redis-leader": self.leader_image,
+            "redis-follower": self.follower_image,
+            "frontend": self.frontend_image,
+        }.get(component)
 
     def timeout_for_steps(self) -> float:
         if self.step_timeout:

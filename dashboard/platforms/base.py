@@ -29,13 +29,13 @@ class Platform(Protocol):
     name: PlatformName
 
     async def start(self) -> None:
-        """Connect / prepare (local: reap orphans of a killed dashboard; kubernetes: load config, start the pod watch)."""
+        """Connect and prepare (local: reap orphans of a killed dashboard; kubernetes: load config, watch pods)."""
 
     async def close(self) -> None:
-        """Stop everything the dashboard started here. Local: every process of the lab. Kubernetes: port-forwards and watches only."""
+        """Stop what the dashboard started. Local: every process of the lab. Kubernetes: port-forwards and watches."""
 
     def add_listener(self, listener: Listener) -> None:
-        """Call `listener()` (on the event loop, no arguments) whenever pods change: created, ready, died, restarted, deleted."""
+        """Call `listener()` on the event loop whenever pods change: created, ready, died, restarted, deleted."""
 
     async def apply(self, manifest: str) -> list[str]:
         """`kubectl apply -f manifests/<manifest>`: create or update its object; idempotent.

@@ -1,0 +1,123 @@
+"""The command line: `guestbook-lab` / `python -m dashboard`. Every flag is also an environment variable.
+
+Flags use kubectl's names where kubectl has one (`--kubeconfig`, `--context`, `-n/--namespace`). The CLI builds
+`Settings`, refuses bad combinations with one sentence and its fix, prints where to open the dashboard
+(with a generated token when it serves other machines, like Jupyter) and runs uvicorn until Ctrl-C/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from dashboard import __version__
+from dashboard.security import generate_token
+from dashboard.settings import ENV_PREFIX, Settings
+
+# flag -> (settings field, extra argparse kwargs)
+FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "--host": ("host", {}),
+    "--port": ("port", {"type": int}),
+    "--platform": ("platform", {"choices": ["local", "kubernetes"]}),
+    "--token": ("token", {}),
+    "--redis-server": ("redis_server", {}),
+    "--frontend-port": ("frontend_port", {"type": int}),
+    "--run-dir": ("run_dir", {}),
+    "--sample-interval": ("sample_interval", {"type": float}),
+    "--step-timeout": ("step_timeout", {"type": float}),
+    "--max-entry-length": ("max_entry_length", {"type": int}),
+    "--leader-image": ("leader_image", {}),
+    "--follower-image": ("follower_image", {}),
+    "--frontend-image": ("frontend_image", {}),
+    "--kubeconfig": ("kubeconfig", {}),
+    "--context": ("context", {}),
+    "--namespace": ("namespace", {}),
+    "--create-namespace": ("create_namespace", {"action": "store_true", "default": None}),
+    "--redis-access": ("redis_access", {"choices": ["auto", "direct", "port-forward"]}),
+    "--expose": ("expose_mode", {"choices": ["port-forward", "nodeport", "loadbalancer"]}),
+    "--field-manager": ("field_manager", {}),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guestbook-lab",
+        description=(
+            "Run the Kubernetes guestbook lab (Redis leader, two followers, a web frontend) step by step from a "
+            "browser, and watch replication live. Every flag can also be set by the environment variable shown."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fields = Settings.model_fields
+    for flag, (name, extra) in FLAGS.items():
+        field = fields[name]
+        env = ENV_PREFIX + name.upper()
+        default = field.default if field.default_factory is None else "(see description)"
+        help_text = f"{field.description} [env {env}; default {default}]"
+        names = [flag, "-n"] if flag == "--namespace" else [flag]
+        kwargs: dict[str, Any] = {"dest": name, "help": help_text, "default": None}
+        kwargs.update(extra)
+        parser.add_argument(*names, **kwargs)
+    parser.add_argument("--version", action="version", version=f"guestbook-lab {__version__}")
+    return parser
+
+
+def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
+    """Settings from the environment, overridden by the flags given. Exits with one sentence on a bad value."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "a setting"
+        flag = next((f for f, (n, _) in FLAGS.items() if n == name), name)
+        parser.exit(
+            2, f"guestbook-lab: {flag} (env {ENV_PREFIX}{name.upper()}): {first['msg']}. Run guestbook-lab --help.\n"
+        )
+    raise AssertionError("unreachable")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = settings_from_args(argv)
+    if not settings.is_loopback and not settings.token:
+        settings = settings.model_copy(update={"token": generate_token()})
+    if (
+        settings.platform == "local"
+        and shutil.which(settings.redis_server) is None
+        and not os.path.isfile(settings.redis_server)
+    ):
+        print(
+            f"guestbook-lab: redis-server was not found ({settings.redis_server!r}). Install Redis "
+            f"(apt-get install redis-server) or set --redis-server / {ENV_PREFIX}REDIS_SERVER to its path.",
+            file=sys.stderr,
+        )
+        return 2
+
+    import uvicorn
+
+    from dashboard.web import create_app
+
+    shown_host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    url = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else shown_host}:{settings.port}/"
+    if settings.token:
+        url += f"?token={settings.token}"
+    print(f"Guestbook lab dashboard ({settings.platform} platform) — open {url}", flush=True)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    return 0 if server.started or not server.should_exit else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

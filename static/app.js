@@ -1,0 +1,27 @@
+// Guestbook lab dashboard: the few behaviours htmx does not give for free (copy buttons, live status).
+(function () {
+  "use strict";
+  var live = document.getElementById("live");
+  function setLive(state, text) {
+    if (!live) return;
+    live.classList.remove("connecting", "open", "lost");
+    live.classList.add(state);
+    live.querySelector(".live-text").textContent = text;
+  }
+  document.body.addEventListener("htmx:sseOpen", function () { setLive("open", "live"); });
+  document.body.addEventListener("htmx:sseError", function () { setLive("lost", "reconnecting…"); });
+  document.body.addEventListener("click", function (event) {
+    var button = event.target.closest("button.copy");
+    if (!button) return;
+    var text = button.getAttribute("data-copy") || "";
+    var done = function () { button.textContent = "Copied"; setTimeout(function () { button.textContent = "Copy"; }, 1500); };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () {});
+    } else {
+      var area = document.createElement("textarea");
+      area.value = text; document.body.appendChild(area); area.select();
+      try { document.execCommand("copy"); done(); } catch (e) { /* leave the text selectable */ }
+      document.body.removeChild(area);
+    }
+  });
+})();

@@ -1,0 +1,68 @@
+"""An in-memory Platform for web and lab tests that need no process: it records calls and serves fixed pods.
+
+It implements the same protocol as the real platforms; the contract tests run the real local platform too.
+"""
+
+from __future__ import annotations
+
+import time
+
+from dashboard.models import LogLine, PlatformName, Pod, RedisEndpoint
+from dashboard.platforms.base import Listener
+
+
+class FakePlatform:
+    name: PlatformName = "local"
+
+    def __init__(self) -> None:
+        self.applied: list[str] = []
+        self.started = False
+        self.closed = False
+        self.listeners: list[Listener] = []
+        self.pods: list[Pod] = []
+        self.url: str | None = None
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def add_listener(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+
+    async def apply(self, manifest: str) -> list[str]:
+        self.applied.append(manifest)
+        return [f"applied {manifest}"]
+
+    async def scale(self, deployment: str, replicas: int) -> list[str]:
+        return [f"deployment.apps/{deployment} scaled"]
+
+    async def delete_pod(self, name: str) -> list[str]:
+        return [f'pod "{name}" deleted']
+
+    async def delete_lab(self) -> list[str]:
+        self.pods = []
+        return ["deleted"]
+
+    async def leftovers(self) -> list[str]:
+        return [p.name for p in self.pods]
+
+    async def get_pods(self) -> list[Pod]:
+        return list(self.pods)
+
+    async def redis_endpoints(self) -> list[RedisEndpoint]:
+        return []
+
+    async def frontend_endpoints(self) -> list[str]:
+        return []
+
+    async def expose(self) -> str:
+        self.url = "http://127.0.0.1:1/"
+        return self.url
+
+    def frontend_url(self) -> str | None:
+        return self.url
+
+    async def logs(self, pod: str, tail: int = 200) -> list[LogLine]:
+        return [LogLine(pod, time.time(), "hello")]

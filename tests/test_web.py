@@ -1,0 +1,128 @@
+"""The web layer over a fake platform: JSON API shapes, status codes, error rendering, cross-site refusal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dashboard.settings import Settings
+from dashboard.web import create_app
+from tests.fakes import FakePlatform
+
+HX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def platform() -> FakePlatform:
+    return FakePlatform()
+
+
+@pytest.fixture
+def client(platform: FakePlatform, tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(run_dir=tmp_path / "run", sample_interval=0.1, step_timeout=0.3)
+    with TestClient(create_app(settings, platform), base_url="http://127.0.0.1:8000") as c:
+        yield c
+
+
+def test_lifespan_starts_and_closes_the_platform(platform: FakePlatform, tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(run_dir=tmp_path), platform), base_url="http://127.0.0.1:8000"):
+        assert platform.started
+    assert platform.closed
+
+
+def test_api_lab_contract(client: TestClient) -> None:
+    body = client.get("/api/lab").json()
+    assert body["platform"] == "local"
+    assert body["frontend_url"] is None
+    assert [s["id"] for s in body["steps"]] == ["leader", "followers", "frontend", "expose", "cleanup"]
+    for step in body["steps"]:
+        assert {"id", "title", "state", "message"} <= step.keys()
+        assert step["state"] == "pending"
+
+
+def test_unknown_step_is_404_json(client: TestClient) -> None:
+    r = client.post("/api/steps/redis-master", headers=HX)
+    assert r.status_code == 404
+    body = r.json()
+    assert "redis-master" in body["error"] and "leader" in body["hint"]
+
+
+def test_followers_before_leader_is_409_with_hint(client: TestClient, platform: FakePlatform) -> None:
+    r = client.post("/api/steps/followers", headers=HX | {"Accept": "application/json"})
+    assert r.status_code == 409
+    body = r.json()
+    assert "Start the Redis leader" in body["error"]
+    assert "leader step first" in body["hint"]
+    assert platform.applied == []  # nothing was done
+
+
+def test_409_for_htmx_renders_the_steps_with_the_refusal(client: TestClient) -> None:
+    r = client.post("/steps/followers", headers=HX | {"Origin": "http://127.0.0.1:8000"})
+    assert r.status_code == 409
+    assert "text/html" in r.headers["content-type"]
+    assert "needs" in r.text and 'class="refused"' in r.text
+    assert "Traceback" not in r.text
+
+
+def test_cross_site_post_is_refused(client: TestClient, platform: FakePlatform) -> None:
+    r = client.post("/api/steps/leader", headers=HX | {"Origin": "http://evil.example"})
+    assert r.status_code == 403
+    assert "another site" in r.json()["error"]
+    assert platform.applied == []
+
+
+def test_form_post_without_hx_header_is_refused(client: TestClient, platform: FakePlatform) -> None:
+    r = client.post("/api/steps/leader", data={"x": "1"})
+    assert r.status_code == 403
+    assert platform.applied == []
+
+
+def test_failed_check_is_reported_as_failed_step_not_500(client: TestClient, platform: FakePlatform) -> None:
+    r = client.post("/api/steps/leader", headers=HX | {"Accept": "application/json"})
+    # the fake platform never runs a leader, so the check times out (0.3 s) and the step says why
+    assert r.status_code == 200
+    step = r.json()
+    assert step["state"] == "failed"
+    assert "no redis-leader pod is running yet" in step["message"]
+    assert platform.applied == ["redis-leader-deployment.yaml", "redis-leader-service.yaml"]
+    assert client.get("/api/lab").json()["steps"][0]["state"] == "failed"
+
+
+def test_page_renders_every_panel(client: TestClient) -> None:
+    r = client.get("/")
+    assert r.status_code == 200
+    for needle in ('id="steps"', 'id="pods"', 'id="replication"', 'id="guestbook"', 'id="activity"', "sse-connect"):
+        assert needle in r.text
+    assert "kubectl apply -f redis-leader-deployment.yaml" in r.text
+    assert "http://" not in r.text.replace("http://127.0.0.1", "")  # no external asset
+
+
+def test_unknown_page_is_a_friendly_404(client: TestClient) -> None:
+    r = client.get("/nope", headers={"Accept": "text/html"})
+    assert r.status_code == 404
+    assert "nothing at this address" in r.text and "Traceback" not in r.text
+
+
+def test_api_pods_and_replication_shapes(client: TestClient) -> None:
+    assert client.get("/api/pods").json() == []
+    rep = client.get("/api/replication").json()
+    assert rep["leader"] is None and rep["followers"] == [] and rep["entries"] == {} and rep["in_sync"] is False
+
+
+def test_openapi_docs(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/api/lab", "/api/steps/{step_id}", "/api/pods", "/api/replication"} <= set(spec["paths"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_token_mode(platform: FakePlatform, tmp_path: Path) -> None:
+    settings = Settings(run_dir=tmp_path, host="0.0.0.0", token="s3cret")
+    with TestClient(create_app(settings, platform), base_url="http://192.0.2.1:8000") as c:
+        assert c.get("/api/lab").status_code == 401
+        assert c.get("/api/lab", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        r = c.get("/?token=s3cret", follow_redirects=False)
+        assert r.status_code == 303 and "token" not in r.headers["location"]
+        assert c.get("/api/lab").status_code == 200  # the cookie now carries it
