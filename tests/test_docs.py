@@ -1,0 +1,47 @@
+"""Docs kept honest: every setting is in the README and in --help; the README's commands are what CI runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dashboard.cli import FLAGS, build_parser, settings_from_args
+from dashboard.settings import ENV_PREFIX, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_setting_has_a_flag() -> None:
+    assert {name for name, _ in FLAGS.values()} == set(Settings.model_fields)
+
+
+@pytest.mark.parametrize(("flag", "name"), [(f, n) for f, (n, _) in FLAGS.items()])
+def test_every_setting_is_in_the_readme_and_help(flag: str, name: str) -> None:
+    readme = (ROOT / "README.md").read_text()
+    env = ENV_PREFIX + name.upper()
+    assert f"`{flag}`" in readme and f"`{env}`" in readme
+    help_text = build_parser().format_help()
+    assert flag in help_text and env in help_text
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "./dev test" in ci
+    assert "./dev test" in (ROOT / "README.md").read_text()
+
+
+def test_flags_override_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUESTBOOK_LAB_PORT", "9001")
+    monkeypatch.setenv("GUESTBOOK_LAB_NAMESPACE", "lab")
+    settings = settings_from_args(["--port", "9002"])
+    assert settings.port == 9002 and settings.namespace == "lab"
+    assert settings_from_args(["-n", "other"]).namespace == "other"
+
+
+def test_bad_value_exits_with_one_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        settings_from_args(["--port", "99999"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--port" in err and "GUESTBOOK_LAB_PORT" in err and "Traceback" not in err
