@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from dashboard.guestbook.entries import KEY as GUESTBOOK_KEY
 from dashboard.guestbook.entries import split_entries
@@ -412,14 +412,14 @@ class ReplicationSnapshot:
     errors: tuple[tuple[str, str], ...] = ()
     leader_dbsize: int | None = None
     sampled_at: float = field(default=0.0, compare=False)
-    _json: dict[str, object] | None = field(default=None, init=False, compare=False, repr=False)
+    _json: dict[str, Any] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def in_sync(self) -> bool:
         """A leader answered, and every follower: link up, gap 0, same replication id, same entries, same keys."""
         return self.leader is not None and self.leader.error is None and all(f.in_sync for f in self.followers)
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         """The contract: `leader` {name, role, offset, ...} | null, `followers` [{name, role, link, offset,
         gap_bytes, ...}], `entries` {node: [entry, ...]}, `in_sync`; plus `sampled_at`, `errors`, `keys`.
         Fields may be added here, never renamed. Built once per snapshot and shared: treat it as read-only."""
@@ -428,7 +428,7 @@ class ReplicationSnapshot:
         assert self._json is not None
         return self._json
 
-    def _build_json(self) -> dict[str, object]:
+    def _build_json(self) -> dict[str, Any]:
         leader = self.leader
         leader_json: dict[str, object] | None = None
         if leader is not None:
@@ -713,7 +713,7 @@ class LagHistory:
         track = self._tracks.get(name)
         return list(track.samples) if track is not None else []
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         """{"max_samples", "followers": {name: [{time, gap_bytes, seconds_behind, link}, ...]}, "events": [...]}"""
         return {
             "max_samples": self.max_samples,

@@ -169,7 +169,7 @@ class Sampler:
         try:
             endpoints = list(await self.platform.redis_endpoints())
             self._endpoints = endpoints
-        except Exception as exc:  # noqa: BLE001 - any platform failure is shown in the snapshot, never raised
+        except Exception as exc:  # any platform failure is shown in the snapshot, never raised
             endpoints = self._endpoints  # keep showing the last known nodes, and say why they may be stale
             errors.append(("platform", _describe(exc)))
         await self._prune_clients(endpoints)

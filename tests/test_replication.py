@@ -11,6 +11,7 @@ from dashboard.replication import (
     EntriesCache,
     EntryDiff,
     LagHistory,
+    Link,
     NodeData,
     NodeReplication,
     ReplicationSnapshot,
@@ -222,13 +223,13 @@ def _leader(offset: int = 100, replid: str = REPLID, name: str = "redis-leader-0
 def _follower(
     name: str = "redis-follower-a",
     offset: int | None = 100,
-    link: str = "up",
+    link: Link = "up",
     replid: str | None = REPLID,
-    **kw: object,
+    sync_in_progress: bool = False,
 ) -> NodeReplication:
     return NodeReplication(
-        name, "redis-follower", "slave", "up" if link == "up" else "down", offset, master_replid=replid, **kw
-    )  # type: ignore[arg-type]
+        name, "redis-follower", "slave", link, offset, master_replid=replid, sync_in_progress=sync_in_progress
+    )
 
 
 def _data(node: NodeReplication, raw: bytes | None = b"a,b", keys: dict[str, bytes] | None = None) -> NodeData:
