@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ import redis.asyncio as aredis
 
 from dashboard.errors import BadRequest, PlatformUnavailable, PrerequisiteMissing
 from dashboard.platforms.base import Platform
-from dashboard.platforms.local import LocalPlatform
+from dashboard.platforms.local import FrontendCommand, LocalPlatform
 from dashboard.platforms.local_process import free_port, process_start_time
 from dashboard.settings import Settings
 
@@ -63,9 +63,10 @@ async def running(platform: LocalPlatform, *manifests: str) -> AsyncIterator[Loc
         await platform.close()
 
 
-def lab(tmp_path: Path, *manifests: str, **kwargs: object) -> AsyncIterator[LocalPlatform]:
-    platform = LocalPlatform(settings_for(tmp_path), **kwargs)  # type: ignore[arg-type]
-    return running(platform, *manifests)  # type: ignore[return-value]
+def lab(
+    tmp_path: Path, *manifests: str, frontend_command: FrontendCommand | None = None
+) -> AbstractAsyncContextManager[LocalPlatform]:
+    return running(LocalPlatform(settings_for(tmp_path), frontend_command=frontend_command), *manifests)
 
 
 async def pods_of(platform: LocalPlatform, component: str) -> list[str]:
@@ -88,7 +89,8 @@ async def info(port: int, section: str = "replication") -> dict[str, object]:
 async def redis_get(port: int, key: str) -> bytes | None:
     client = aredis.Redis(port=port, socket_timeout=1)
     try:
-        value: bytes | None = await client.get(key)
+        value = await client.get(key)
+        assert value is None or isinstance(value, bytes)
         return value
     finally:
         await client.aclose()
@@ -163,24 +165,24 @@ def test_followers_link_up_and_replicate_a_set(tmp_path: Path) -> None:
             finally:
                 await client.aclose()
             for endpoint in await platform.redis_endpoints():
-                await wait_until(
-                    lambda port=endpoint.port: _is(redis_get(port, "guestbook"), b"hello"), f"{endpoint.name} has it"
-                )
+                await wait_until(_holds(endpoint.port, b"hello"), f"{endpoint.name} has the value")
             leader_info = await info(leader)
             assert leader_info["connected_slaves"] == 2
 
     asyncio.run(body())
 
 
-async def _has(port: int) -> bool:
-    return await redis_get(port, "guestbook") is not None
+def _holds(port: int, expected: bytes | None) -> Callable[[], Awaitable[bool]]:
+    """A check that the Redis on `port` has the key `guestbook` (equal to `expected`, unless it is None)."""
 
+    async def check() -> bool:
+        try:
+            value = await redis_get(port, "guestbook")
+        except OSError:
+            return False
+        return value is not None and (expected is None or value == expected)
 
-async def _is(value: Awaitable[object], expected: object) -> bool:
-    try:
-        return await value == expected
-    except OSError:
-        return False
+    return check
 
 
 def test_kill_9_follower_restarts_once_and_resyncs(tmp_path: Path) -> None:
@@ -558,6 +560,65 @@ def test_the_real_frontend_serves_the_guestbook_through_expose(tmp_path: Path) -
 
             await wait_until(readable, "the entry read back through a follower")
             for endpoint in await platform.redis_endpoints():
-                await wait_until(lambda port=endpoint.port: _has(port), f"{endpoint.name} has the entry")
+                await wait_until(_holds(endpoint.port, None), f"{endpoint.name} has the entry")
 
     asyncio.run(body())
+
+
+DASHBOARD_SCRIPT = """
+import asyncio, sys
+from pathlib import Path
+from dashboard.platforms.local import FrontendCommand, LocalPlatform
+from dashboard.settings import Settings
+
+async def main():
+    platform = LocalPlatform(Settings(run_dir=Path(sys.argv[1]), frontend_port=0))
+    await platform.start()
+    for manifest in ("redis-leader-deployment.yaml", "redis-leader-service.yaml", "redis-follower-deployment.yaml"):
+        await platform.apply(manifest)
+    while sum(pod.ready for pod in await platform.get_pods()) < 3:
+        await asyncio.sleep(0.01)
+    print(" ".join(str(platform.pod_pid(pod.name)) for pod in await platform.get_pods()), flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def test_pods_die_with_a_dashboard_killed_by_sigkill(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG: no redis-server outlives a dashboard killed with -9; the next start() cleans the run dir."""
+    run_dir = tmp_path / "run"
+    dashboard = subprocess.Popen(
+        [sys.executable, "-c", DASHBOARD_SCRIPT, str(run_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        assert dashboard.stdout is not None
+        pids = [int(pid) for pid in dashboard.stdout.readline().split()]
+        assert len(pids) == 3 and all(alive(pid) for pid in pids)
+        assert (run_dir / "pods.json").exists()
+        dashboard.kill()
+        dashboard.wait()
+
+        async def body() -> None:
+            await wait_until(_true_when(lambda: not any(alive(pid) for pid in pids)), "the pods to die with it")
+            platform = LocalPlatform(settings_for(tmp_path))
+            await platform.start()
+            assert await platform.leftovers() == []
+            await platform.close()
+
+        asyncio.run(body())
+        assert not run_dir.exists()
+    finally:
+        if dashboard.poll() is None:
+            dashboard.kill()
+            dashboard.wait()
+
+
+def _true_when(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return predicate()
+
+    return check
