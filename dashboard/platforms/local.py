@@ -141,6 +141,10 @@ class LocalPlatform:
         if not self._started:
             await self.start()
         async with self._lock:
+            if not self._deployments and not self._services:
+                # A new lab: forget the pids and ports of the one before (leftovers() checked them until now).
+                self._lab_ports = {self._leader_port} if self._leader_port else set()
+                self._lab_pids = {}
             lines = [await self._apply_object(item) for item in objects]
             self._write_endpoints()
         return lines
@@ -291,6 +295,8 @@ class LocalPlatform:
     def process_changed(self, pod: LocalPod) -> None:
         if pod.pid is not None and pod.pid_start_time is not None:
             self._lab_pids[pod.pid] = pod.pid_start_time
+            if len(self._lab_pids) > 256:  # a long crash loop: keep only the pids that still run
+                self._lab_pids = {pid: start for pid, start in self._lab_pids.items() if is_running(pid, start)}
         self._write_pid_table()
 
     # -- internals ---------------------------------------------------------------------------------------------
