@@ -21,12 +21,13 @@ import json
 import os
 import re
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from dashboard.guestbook.entries import KEY, encode_entry, split_entries
 from dashboard.guestbook.httpserver import JSON_TYPE, Request, Response, error_response, json_response
-from dashboard.guestbook.resp import RedisReplyError
+from dashboard.guestbook.resp import RedisReplyError, Reply
 from dashboard.guestbook.service import RedisService, ServiceUnavailable
 
 LogFn = Callable[[str], None]
@@ -67,6 +68,18 @@ STATIC_TYPES = {
     ".js": b"text/javascript; charset=utf-8",
     ".css": b"text/css; charset=utf-8",
 }
+
+
+def _chain(out: asyncio.Future[Response], task: asyncio.Future[Response]) -> None:
+    """Copy a finished task's outcome into `out`."""
+    if out.done():
+        return
+    if task.cancelled():
+        out.cancel()
+    elif (exc := task.exception()) is not None:
+        out.set_exception(exc)
+    else:
+        out.set_result(task.result())
 
 
 class BadInput(Exception):
@@ -117,7 +130,7 @@ class GuestbookApp:
         self.pod_name = pod_name
         self.log = log
         self._last_raw: bytes | None = None
-        self._last_body = b""
+        self._last_response = Response(200, b"", JSON_TYPE)
         self._static: dict[bytes, Response] = {}
         self._load_page()
 
@@ -184,7 +197,7 @@ class GuestbookApp:
             except BadInput as exc:
                 return error_response(exc.status, str(exc), exc.hint)
             return self._run(self._append(entry))
-        return self._run(self._get())
+        return self._get_fast() or self._run(self._get())
 
     def _params(self, req: Request) -> dict[str, str]:
         params = parse_form(req.query)
@@ -249,8 +262,28 @@ class GuestbookApp:
 
     # commands ------------------------------------------------------------------------------------------------
 
+    def _get_fast(self) -> asyncio.Future[Response] | None:
+        """The hot path: with a live follower connection, answer from the GET's callback (no task per request)."""
+        reply = self.follower.get_shared_nowait(KEY)
+        if reply is None:
+            return None
+        out: asyncio.Future[Response] = reply.get_loop().create_future()
+        reply.add_done_callback(partial(self._get_fast_done, out))
+        return out
+
+    def _get_fast_done(self, out: asyncio.Future[Response], reply: asyncio.Future[Reply]) -> None:
+        exc = reply.exception()
+        if exc is None:
+            out.set_result(self._get_response(reply.result()))
+            return
+        # the connection broke (or Redis refused): take the slow path, which reconnects, retries and explains
+        task = asyncio.ensure_future(self._run(self._get()))
+        task.add_done_callback(partial(_chain, out))
+
     async def _get(self) -> Response:
-        raw = await self.follower.get_shared(KEY)
+        return self._get_response(await self.follower.get_shared(KEY))
+
+    def _get_response(self, raw: Reply) -> Response:
         if not isinstance(raw, bytes):
             raw = b""
         if raw != self._last_raw:
@@ -259,9 +292,10 @@ class GuestbookApp:
                 "entries": split_entries(raw),
                 "pod": self.pod_name,
             }
-            self._last_body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            self._last_response = Response(200, body, JSON_TYPE, (NO_STORE,))
             self._last_raw = raw
-        return Response(200, self._last_body, JSON_TYPE, (NO_STORE,))
+        return self._last_response
 
     async def _set(self, value: str | None) -> Response:
         data = (value or "").encode("utf-8")  # upstream stores an empty string when value is missing

@@ -124,20 +124,31 @@ class RedisService:
                     ) from None
         raise AssertionError("unreachable")
 
-    async def get_shared(self, key: str) -> Reply:
-        """GET `key`, sharing the command with other callers whose GET has not been sent yet.
+    def get_shared_nowait(self, key: str) -> asyncio.Future[Reply] | None:
+        """The future of a GET `key` on the current connection, or None when there is no usable connection yet.
 
-        Joining only an unsent GET keeps reads honest: the shared GET leaves after every joiner arrived, so
-        nobody gets a value older than what the server held when their request came in.
+        A GET that is queued but not yet sent is shared with later callers. That keeps reads honest: the shared
+        GET leaves after every joiner arrived, so nobody gets a value older than what the server held when
+        their request came in. Callers must not cancel the returned future (others may be waiting on it).
         """
+        try:
+            conn = self._current()
+        except EndpointsUnavailable:
+            return None
+        if conn is None:
+            return None
+        shared = self._shared_get
+        if shared is not None and shared[1] is conn and shared[2] == conn.batch and not shared[0].done():
+            return shared[0]
+        fut = conn.send("GET", key)
+        self._shared_get = (fut, conn, conn.batch)
+        return fut
+
+    async def get_shared(self, key: str) -> Reply:
+        """GET `key` (sharing an unsent GET, see `get_shared_nowait`), connecting and retrying once as needed."""
         for attempt in (1, 2):
             conn = await self.connection()
-            shared = self._shared_get
-            if shared is not None and shared[1] is conn and shared[2] == conn.batch and not shared[0].done():
-                fut = shared[0]
-            else:
-                fut = conn.send("GET", key)
-                self._shared_get = (fut, conn, conn.batch)
+            fut = self.get_shared_nowait(key) or conn.send("GET", key)
             try:
                 return await asyncio.shield(fut)
             except RedisConnectionError as exc:
