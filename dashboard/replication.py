@@ -239,16 +239,21 @@ class KeyDiff:
 
     `missing`: keys on the leader only; `extra`: keys on the follower only; `differing`: on both with another
     value (digest). `compared`: False when either side's keys were not read (too many keys, or unreachable).
+    `counts_equal`: when not compared, both hold the same number of keys (`DBSIZE`), the best evidence left.
     """
 
     missing: tuple[str, ...] = ()
     extra: tuple[str, ...] = ()
     differing: tuple[str, ...] = ()
     compared: bool = True
+    counts_equal: bool = False
 
     @property
     def same(self) -> bool:
-        return self.compared and not self.missing and not self.extra and not self.differing
+        """As far as we can tell: equal digests when compared, else equal key counts."""
+        if not self.compared:
+            return self.counts_equal
+        return not self.missing and not self.extra and not self.differing
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -256,6 +261,7 @@ class KeyDiff:
             "extra": list(self.extra),
             "differing": list(self.differing),
             "compared": self.compared,
+            "counts_equal": self.counts_equal,
             "same": self.same,
         }
 
@@ -513,7 +519,7 @@ def build_snapshot(
             entry_diff = cache.diff(leader_raw, raw)
             key_diff = diff_keys(leader_keys, d.keys)
             if not key_diff.compared and leader_data is not None and d.dbsize == leader_data.dbsize:
-                key_diff = KeyDiff()  # too many keys to read: equal counts is the best available evidence
+                key_diff = KeyDiff(compared=False, counts_equal=True)  # too many keys to read one by one
         else:
             entry_diff, key_diff = _NOT_COMPARED_ENTRIES, _NOT_COMPARED_KEYS
         followers.append(

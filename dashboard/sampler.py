@@ -99,7 +99,7 @@ class Sampler:
         self.commands_sent = 0
         self.ticks = 0
         self.last_tick_seconds = 0.0  # wall time of the latest tick (for the benchmark and a status line)
-        self._cache = EntriesCache()
+        self.entries_cache = EntriesCache()  # unchanged guestbook values are not split again
         self._clients: dict[tuple[str, int], aioredis.Redis] = {}
         self._endpoints: list[RedisEndpoint] = []
         self._listeners: list[Listener] = []
@@ -133,6 +133,11 @@ class Sampler:
             clients, self._clients = self._clients, {}
             for client in clients.values():
                 await self._close(client)
+
+    @property
+    def client_addresses(self) -> list[tuple[str, int]]:
+        """The (host, port) of every Redis client currently kept open."""
+        return list(self._clients)
 
     def poke(self) -> None:
         """Wake the loop now instead of at the end of the interval (after a step, when pods changed)."""
@@ -177,7 +182,7 @@ class Sampler:
         leader = choose_leader([d.replication for d in data])
         followers = [d.replication for d in data if d.replication is not leader]
         behind = self.history.record(now, leader, followers)
-        snapshot = build_snapshot(data, now, behind, self._cache, errors=errors)
+        snapshot = build_snapshot(data, now, behind, self.entries_cache, errors=errors)
         changed = snapshot != self.snapshot
         self.snapshot = snapshot
         self.ticks += 1
@@ -202,8 +207,6 @@ class Sampler:
                 socket_timeout=self.socket_timeout,
                 socket_connect_timeout=self.connect_timeout,
                 retry=Retry(NoBackoff(), 0),  # the next tick is the retry
-                lib_name=None,
-                lib_version=None,
                 max_connections=2,
             )
             client.set_response_callback("INFO", _raw_info)

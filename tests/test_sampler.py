@@ -1,0 +1,420 @@
+"""The sampler against REAL redis-server processes: a leader and two followers (`--replicaof`), started and
+stopped by this module (by pid), behind a tiny fake platform that only lists their endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+
+from dashboard.models import RedisEndpoint
+from dashboard.replication import ReplicationSnapshot
+from dashboard.sampler import Sampler
+from tests.redis_helpers import RedisProc, free_port, start_redis, wait_until
+
+T = TypeVar("T")
+
+LEADER, FOLLOWER_A, FOLLOWER_B = "redis-leader-0", "redis-follower-a", "redis-follower-b"
+
+
+@dataclass
+class EndpointsPlatform:
+    """Just enough platform for the sampler: a list of endpoints it can change, or an error to raise."""
+
+    endpoints: list[RedisEndpoint] = field(default_factory=list)
+    error: Exception | None = None
+    calls: int = 0
+
+    async def redis_endpoints(self) -> list[RedisEndpoint]:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return list(self.endpoints)
+
+
+@dataclass
+class Cluster:
+    leader: RedisProc
+    a: RedisProc
+    b: RedisProc
+
+    def endpoints(self) -> list[RedisEndpoint]:
+        return [
+            RedisEndpoint(LEADER, "redis-leader", "127.0.0.1", self.leader.port),
+            RedisEndpoint(FOLLOWER_A, "redis-follower", "127.0.0.1", self.a.port),
+            RedisEndpoint(FOLLOWER_B, "redis-follower", "127.0.0.1", self.b.port),
+        ]
+
+    def platform(self) -> EndpointsPlatform:
+        return EndpointsPlatform(self.endpoints())
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    started: list[RedisProc] = []
+    try:
+        leader = start_redis()
+        started.append(leader)
+        leader.command("CONFIG", "SET", "repl-diskless-sync-delay", "0")  # followers sync at once, not after 5 s
+        for _ in range(2):
+            started.append(start_redis(replicaof=("127.0.0.1", leader.port)))
+        yield Cluster(*started)
+    finally:
+        for server in started:
+            if server.alive():
+                os.kill(server.pid, signal.SIGCONT)  # in case a test stopped it and failed before resuming it
+            server.stop()
+
+
+@pytest.fixture
+def clean(cluster: Cluster) -> Cluster:
+    """Each test starts from an empty, read-only, caught-up lab."""
+    for server in (cluster.a, cluster.b):
+        server.command("CONFIG", "SET", "replica-read-only", "yes")
+    cluster.leader.command("FLUSHALL")  # replicated: also clears anything written directly on a follower
+    for server in (cluster.a, cluster.b):
+        wait_until(lambda s=server: s.command("DBSIZE") == 0, timeout=5, what="followers to flush")  # type: ignore[misc]
+    return cluster
+
+
+def run(coro: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await coro
+
+    return asyncio.run(main())
+
+
+async def sample_until(
+    sampler: Sampler, predicate: Callable[[ReplicationSnapshot], bool], timeout: float = 10.0
+) -> ReplicationSnapshot:
+    """Sample until `predicate(snapshot)` holds (poll with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        snapshot = await sampler.sample_now()
+        if predicate(snapshot):
+            return snapshot
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in {timeout} s; last snapshot: {snapshot.to_json()}")
+        await asyncio.sleep(0.02)
+
+
+async def eventually(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    """Wait, on the event loop, until `predicate()` is truthy (poll with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+def followers_by_name(snapshot: ReplicationSnapshot) -> dict[str, dict[str, Any]]:
+    return {f["name"]: f for f in snapshot.to_json()["followers"]}
+
+
+# ----------------------------------------------------------------------------------------------------------- tests
+
+
+def test_in_sync_lab_shows_leader_followers_and_entries_everywhere(clean: Cluster) -> None:
+    async def scenario() -> None:
+        sampler = Sampler(clean.platform())
+        try:
+            clean.leader.command("SET", "guestbook", "a,b")
+            snapshot = await sample_until(
+                sampler, lambda s: s.in_sync and len(s.entries) == 3 and s.entries[0][1] != ()
+            )
+            out = snapshot.to_json()
+            assert out["leader"]["name"] == LEADER and out["leader"]["role"] == "master"
+            assert out["leader"]["offset"] > 0
+            followers = followers_by_name(snapshot)
+            assert set(followers) == {FOLLOWER_A, FOLLOWER_B}
+            for follower in followers.values():
+                assert (follower["role"], follower["link"], follower["gap_bytes"]) == ("slave", "up", 0)
+                assert follower["offset"] == out["leader"]["offset"]
+                assert follower["seconds_behind"] == 0.0 and follower["error"] is None
+            assert out["entries"] == {LEADER: ["a", "b"], FOLLOWER_A: ["a", "b"], FOLLOWER_B: ["a", "b"]}
+            assert out["in_sync"] is True and out["errors"] == {}
+            ports = sorted(f["port"] for f in out["leader"]["connected_followers"])
+            assert ports == sorted([clean.a.port, clean.b.port])
+            # one key per node: one pipeline of three commands each, nothing else
+            before = sampler.commands_sent
+            await sampler.sample_now()
+            assert sampler.commands_sent - before == 9
+        finally:
+            await sampler.stop()
+
+    run(scenario())
+
+
+def test_a_stopped_follower_shows_down_then_recovers(clean: Cluster) -> None:
+    async def scenario() -> None:
+        sampler = Sampler(clean.platform(), socket_timeout=0.3, connect_timeout=0.2)
+        try:
+            clean.leader.command("SET", "guestbook", "a")
+            await sample_until(sampler, lambda s: s.in_sync)
+            os.kill(clean.a.pid, signal.SIGSTOP)
+            try:
+                clean.leader.command("SET", "guestbook", "a,b")
+                started = time.monotonic()
+                snapshot = await sampler.sample_now()
+                assert time.monotonic() - started < 1.5  # bounded by the timeouts, the others are not held up
+                out = snapshot.to_json()
+                a, b = followers_by_name(snapshot)[FOLLOWER_A], followers_by_name(snapshot)[FOLLOWER_B]
+                assert a["link"] == "down" and a["error"] and a["gap_bytes"] is None
+                assert FOLLOWER_A in out["errors"] and FOLLOWER_A not in out["entries"]
+                assert out["in_sync"] is False
+                assert b["error"] is None and b["link"] == "up"
+                snapshot = await sample_until(sampler, lambda s: s.to_json()["entries"].get(FOLLOWER_B) == ["a", "b"])
+                assert not snapshot.in_sync
+            finally:
+                os.kill(clean.a.pid, signal.SIGCONT)
+            snapshot = await sample_until(sampler, lambda s: s.in_sync)
+            assert snapshot.to_json()["entries"][FOLLOWER_A] == ["a", "b"]
+            kinds = [(e.node, e.kind) for e in sampler.history.events]
+            assert (FOLLOWER_A, "link_down") in kinds and (FOLLOWER_A, "link_up") in kinds
+            assert any(s.link == "down" for s in sampler.history.samples(FOLLOWER_A))
+        finally:
+            await sampler.stop()
+
+    run(scenario())
+
+
+def test_writes_on_a_writable_follower_are_flagged(clean: Cluster) -> None:
+    async def scenario() -> None:
+        sampler = Sampler(clean.platform())
+        leader, b = clean.leader, clean.b
+        try:
+            leader.command("SET", "guestbook", "a,b")
+            leader.command("SET", "shared", "1")
+            leader.command("SET", "lonely", "1")
+            await sample_until(sampler, lambda s: s.in_sync and s.to_json()["entries"].get(FOLLOWER_B) == ["a", "b"])
+            b.command("CONFIG", "SET", "replica-read-only", "no")
+            b.command("SET", "guestbook", "a,b,c")  # what a frontend writing to the wrong Service would do
+            b.command("SET", "stray", "x")
+            b.command("SET", "shared", "2")
+            b.command("DEL", "lonely")
+            snapshot = await sample_until(sampler, lambda s: not s.in_sync)
+            out = snapshot.to_json()
+            follower = followers_by_name(snapshot)[FOLLOWER_B]
+            assert follower["extra"] == ["c"] and follower["missing"] == []
+            assert follower["link"] == "up" and follower["gap_bytes"] == 0  # replication itself is fine
+            assert out["keys"][FOLLOWER_B] == {
+                "missing": ["lonely"],
+                "extra": ["stray"],
+                "differing": ["shared"],
+                "compared": True,
+                "counts_equal": False,
+                "same": False,
+            }
+            assert out["keys"][FOLLOWER_A]["same"] is True
+            assert out["entries"][FOLLOWER_B] == ["a", "b", "c"] and out["in_sync"] is False
+            # the leader writes the key again: the follower's copy is replaced, entries agree; the keys still differ
+            leader.command("SET", "guestbook", "a,b")
+            snapshot = await sample_until(sampler, lambda s: s.to_json()["entries"][FOLLOWER_B] == ["a", "b"])
+            assert followers_by_name(snapshot)[FOLLOWER_B]["extra"] == [] and not snapshot.in_sync
+        finally:
+            await sampler.stop()
+
+    run(scenario())
+
+
+def test_too_many_keys_are_not_read_one_by_one(clean: Cluster) -> None:
+    async def scenario() -> None:
+        sampler = Sampler(clean.platform(), key_limit=3)
+        try:
+            for i in range(5):
+                clean.leader.command("SET", f"k{i}", "v")
+            snapshot = await sample_until(sampler, lambda s: s.in_sync and s.leader_dbsize == 5)
+            keys = [f["keys"] for f in snapshot.to_json()["followers"]]
+            assert [(k["compared"], k["counts_equal"], k["same"]) for k in keys] == [(False, True, True)] * 2
+            before = sampler.commands_sent
+            await sampler.sample_now()
+            assert sampler.commands_sent - before == 9  # no SCAN, no DUMP
+        finally:
+            await sampler.stop()
+
+    run(scenario())
+
+
+def test_an_unreachable_node_is_an_error_in_the_snapshot_not_a_crash(clean: Cluster) -> None:
+    async def scenario() -> None:
+        platform = clean.platform()
+        platform.endpoints.append(RedisEndpoint("redis-follower-gone", "redis-follower", "127.0.0.1", free_port()))
+        sampler = Sampler(platform, interval=0.05)
+        try:
+            await sampler.start()
+            await eventually(lambda: sampler.ticks >= 3, 10)
+            out = sampler.snapshot.to_json()
+            gone = followers_by_name(sampler.snapshot)["redis-follower-gone"]
+            assert gone["link"] == "down" and "ConnectionError" in gone["error"]
+            assert "redis-follower-gone" in out["errors"] and out["in_sync"] is False
+            assert followers_by_name(sampler.snapshot)[FOLLOWER_A]["link"] == "up"
+        finally:
+            await sampler.stop()
+
+    run(scenario())
+
+
+def test_platform_errors_keep_the_last_nodes_and_say_why(clean: Cluster) -> None:
+    async def scenario() -> None:
+        platform = clean.platform()
+        sampler = Sampler(platform)
+        try:
+            await sampler.sample_now()
+            platform.error = RuntimeError("cluster unreachable")
+            out = (await sampler.sample_now()).to_json()
+            assert out["errors"] == {"platform": "RuntimeError: cluster unreachable"}
+            assert out["leader"]["name"] == LEADER and len(out["followers"]) == 2
+        finally:
+            await sampler.stop()
+
+    run(scenario())
+
+
+def test_clients_are_cached_and_closed_when_their_endpoint_disappears(clean: Cluster) -> None:
+    async def scenario() -> None:
+        platform = clean.platform()
+        sampler = Sampler(platform)
+        try:
+            await sampler.sample_now()
+            await sampler.sample_now()
+            assert sorted(p for _, p in sampler.client_addresses) == sorted(
+                [clean.leader.port, clean.a.port, clean.b.port]
+            )
+            platform.endpoints = platform.endpoints[:2]
+            out = (await sampler.sample_now()).to_json()
+            assert [f["name"] for f in out["followers"]] == [FOLLOWER_A]
+            assert clean.b.port not in [p for _, p in sampler.client_addresses]
+        finally:
+            await sampler.stop()
+        assert sampler.client_addresses == []
+
+    run(scenario())
+
+
+def test_version_changes_only_with_content_and_listeners_hear_it(clean: Cluster) -> None:
+    """A leader alone: its INFO has no moving parts (no follower lag, no pings), so equal ticks are equal."""
+
+    async def scenario() -> None:
+        platform = EndpointsPlatform(clean.endpoints()[:1])
+        solo = start_redis()
+        platform.endpoints = [RedisEndpoint(LEADER, "redis-leader", "127.0.0.1", solo.port)]
+        sampler = Sampler(platform)
+        heard: list[int] = []
+        sampler.add_listener(lambda: heard.append(sampler.version))
+
+        def broken() -> None:
+            raise RuntimeError("a broken listener is only logged")
+
+        sampler.add_listener(broken)
+        try:
+            await sampler.sample_now()
+            first = sampler.version
+            assert first == 1 and heard == [1]
+            for _ in range(3):
+                await sampler.sample_now()
+            assert sampler.version == first and sampler.ticks == 4
+            solo.command("SET", "guestbook", "hello")
+            snapshot = await sampler.sample_now()
+            assert sampler.version == first + 1 and heard == [1, 2]
+            assert snapshot.to_json()["entries"] == {LEADER: ["hello"]}
+            assert snapshot.in_sync  # a leader with no follower has nothing to be out of sync with
+        finally:
+            await sampler.stop()
+            solo.stop()
+
+    run(scenario())
+
+
+def test_viewers_cause_no_redis_commands_and_unchanged_values_are_not_split_again(clean: Cluster) -> None:
+    async def scenario() -> None:
+        sampler = Sampler(clean.platform())
+        try:
+            clean.leader.command("SET", "guestbook", ",".join(f"entry {i}" for i in range(10_000)))
+            await sample_until(sampler, lambda s: s.in_sync and len(s.entries[0][1]) == 10_000)
+            splits, sent = sampler.entries_cache.splits, sampler.commands_sent
+            for _ in range(50):  # fifty viewers read the snapshot
+                assert sampler.snapshot.to_json()["in_sync"] is True
+            assert sampler.commands_sent == sent
+            for _ in range(3):
+                await sampler.sample_now()
+            assert sampler.entries_cache.splits == splits
+            assert sampler.commands_sent - sent == 3 * 9
+        finally:
+            await sampler.stop()
+
+    run(scenario())
+
+
+def test_the_loop_runs_on_its_own_and_poke_wakes_it(clean: Cluster) -> None:
+    async def scenario() -> None:
+        platform = clean.platform()
+        sampler = Sampler(platform, interval=30)  # would sleep for half a minute without poke
+        try:
+            await sampler.start()
+            await sampler.start()  # idempotent
+            await eventually(lambda: sampler.ticks >= 1, 5)
+            sampler.poke()
+            await eventually(lambda: sampler.ticks >= 2, 5)
+            assert sampler.snapshot.leader is not None
+        finally:
+            await sampler.stop()
+        ticks = sampler.ticks
+        await asyncio.sleep(0.05)
+        assert sampler.ticks == ticks and platform.calls == ticks
+
+    run(scenario())
+
+
+def test_reconnections_are_partial_or_full_resyncs_in_the_history(clean: Cluster) -> None:
+    """A follower pointed at a dead port and back resumes with a partial resync; one detached with
+    `REPLICAOF NO ONE` (it takes a new replication id) and re-attached needs a full one."""
+
+    async def scenario() -> None:
+        sampler = Sampler(clean.platform(), interval=0.02)
+        a, leader = clean.a, clean.leader
+        events = sampler.history.events
+
+        def follower_a() -> dict[str, Any]:
+            return followers_by_name(sampler.snapshot)[FOLLOWER_A]
+
+        try:
+            leader.command("SET", "guestbook", "a")
+            await sample_until(sampler, lambda s: s.in_sync)
+            await sampler.start()
+            a.command("REPLICAOF", "127.0.0.1", str(free_port()))  # nobody listens there: the link stays down
+            await eventually(lambda: follower_a()["link"] == "down")
+            leader.command("SET", "guestbook", "a,b")
+            await eventually(lambda: follower_a()["gap_bytes"] is None or follower_a()["seconds_behind"] > 0)
+            a.command("REPLICAOF", "127.0.0.1", str(leader.port))
+            await eventually(lambda: any(e.kind in ("partial_resync", "full_resync") for e in events))
+            await eventually(lambda: sampler.snapshot.in_sync)
+            assert [(e.node, e.kind) for e in events] == [
+                (FOLLOWER_A, "link_down"),
+                (FOLLOWER_A, "link_up"),
+                (FOLLOWER_A, "partial_resync"),
+            ]
+            a.command("REPLICAOF", "NO", "ONE")
+            await eventually(lambda: follower_a()["role"] == "master")
+            a.command("REPLICAOF", "127.0.0.1", str(leader.port))
+            await eventually(lambda: sum(e.kind == "link_up" for e in events) == 2)
+            await eventually(lambda: sampler.snapshot.in_sync)
+            assert [(e.node, e.kind) for e in events][3:] == [
+                (FOLLOWER_A, "link_down"),
+                (FOLLOWER_A, "link_up"),
+                (FOLLOWER_A, "full_resync"),
+            ]
+            history = sampler.history.to_json()
+            assert {FOLLOWER_A, FOLLOWER_B} <= set(history["followers"])
+            assert any(sample["link"] == "down" for sample in history["followers"][FOLLOWER_A])
+            assert len(history["events"]) == 6
+        finally:
+            await sampler.stop()
+            a.command("REPLICAOF", "127.0.0.1", str(leader.port))
+
+    run(scenario())
