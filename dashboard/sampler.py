@@ -235,6 +235,10 @@ class Sampler:
             # a connection that failed or timed out may hold a half-read reply: start afresh next tick
             await self._drop_client(endpoint)
             return NodeData(unreachable_node(endpoint.name, endpoint.component, _describe(exc)))
+        except Exception as exc:  # an unexpected reply must cost this node's sample, not the whole tick
+            log.exception("reading Redis node %s failed", endpoint.name)
+            await self._drop_client(endpoint)
+            return NodeData(unreachable_node(endpoint.name, endpoint.component, _describe(exc)))
 
     async def _read(self, endpoint: RedisEndpoint) -> NodeData:
         client = self._client(endpoint)
