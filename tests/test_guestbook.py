@@ -106,14 +106,22 @@ class Frontend:
         return self.proc.returncode
 
 
-def start_frontend(endpoints: Path, *extra: str, name: str = "frontend-test", timeout: float = 10.0) -> Frontend:
-    """Spawn the frontend on a free port and wait for its listening line."""
+def start_frontend(
+    endpoints: Path, *extra: str, name: str = "frontend-test", timeout: float = 10.0, env: dict[str, str] | None = None
+) -> Frontend:
+    """Spawn the frontend on a free port and wait for its listening line (`env` adds environment variables)."""
     port = free_port()
     cmd = [sys.executable, "-m", "dashboard.guestbook", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--endpoints", str(endpoints), "--name", name, *extra]
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
     fe = Frontend(proc, port)
     ready = threading.Event()
@@ -458,6 +466,22 @@ def test_head_has_no_body(fe: Frontend) -> None:
     assert status == 200 and data == b"" and int(headers["content-length"]) > 100
 
 
+def test_head_never_writes(fe: Frontend, leader: RedisProc) -> None:
+    status, headers, _ = fe.request("HEAD", "/guestbook.php?cmd=set&value=x")
+    assert status == 405 and headers["allow"] == "GET, POST"
+    assert leader.command("EXISTS", "guestbook") == 0
+
+
+def test_half_closed_client_gets_its_answer_then_eof(fe: Frontend) -> None:
+    with socket.create_connection(("127.0.0.1", fe.port), timeout=5) as sock:
+        sock.sendall(b"GET /guestbook.php?cmd=get HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b'"pod": "frontend-test"}')
+
+
 @pytest.mark.parametrize(
     ("payload", "status"),
     [
@@ -579,6 +603,20 @@ def test_leader_down_is_503_and_writes_to_a_replica_are_502(
         assert frontend.stop() == 0
 
 
+def test_works_on_the_stdlib_event_loop(tmp_path: Path, leader: RedisProc, follower: RedisProc) -> None:
+    path = tmp_path / "endpoints.json"
+    write_endpoints(path, [leader.port], [follower.port])
+    frontend = start_frontend(path, name="plain-asyncio", env={"GUESTBOOK_LOOP": "asyncio"})
+    try:
+        assert frontend.append("on asyncio, too", "form")[1]["entries"] == ["on asyncio, too"]
+        synced(leader, follower)
+        assert frontend.entries() == ["on asyncio, too"]
+        reqs = b"GET /healthz HTTP/1.1\r\n\r\n" * 3
+        assert raw_exchange(frontend.port, reqs, 3).count(b'"leader": true') == 3
+    finally:
+        assert frontend.stop() == 0
+
+
 def test_leader_restart_reloads_the_script(tmp_path: Path) -> None:
     first = start_redis()
     path = tmp_path / "endpoints.json"
@@ -593,6 +631,7 @@ def test_leader_restart_reloads_the_script(tmp_path: Path) -> None:
             status, body = frontend.append("two")
             assert status == 200, body
             assert body["entries"] == ["two"]
+            assert any("redis-leader: connection to" in line for line in frontend.lines), frontend.lines
         finally:
             second.stop()
     finally:

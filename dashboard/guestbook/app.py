@@ -189,6 +189,8 @@ class GuestbookApp:
                 "The request has no cmd parameter.",
                 "Use cmd=get to read, cmd=append&value=TEXT to add an entry, cmd=set&value=V to replace all.",
             )
+        if cmd in ("set", "append") and req.method == b"HEAD":
+            return self._not_allowed(req.method, ((b"Allow", b"GET, POST"),))
         if cmd == "set":
             return self._run(self._set(params.get("value")))
         if cmd == "append":

@@ -100,6 +100,7 @@ class HttpProtocol(asyncio.Protocol):
         "_busy",
         "_closing",
         "_continued",
+        "_eof",
         "_paused_reading",
         "_paused_writing",
         "_scan",
@@ -118,6 +119,7 @@ class HttpProtocol(asyncio.Protocol):
         self._paused_reading = False
         self._paused_writing = False
         self._continued = False
+        self._eof = False
         self.last_active = time.monotonic()
 
     # asyncio.Protocol -------------------------------------------------------------------------------------------
@@ -147,6 +149,7 @@ class HttpProtocol(asyncio.Protocol):
         self._resume()
 
     def eof_received(self) -> bool | None:
+        self._eof = True
         if self._busy:
             return True  # keep the socket half-open until the running request is answered, then close
         return None
@@ -181,6 +184,9 @@ class HttpProtocol(asyncio.Protocol):
             task.add_done_callback(partial(self._finished, req))
             break
         if not self._busy:
+            if self._eof and self._transport is not None:
+                self._transport.close()  # the client finished sending and everything it asked is answered
+                return
             self._resume()
 
     def _finished(self, req: Request, task: asyncio.Future[Response]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 
 Reply = bytes | int | None | list["Reply"]
@@ -104,6 +105,7 @@ class RedisConnection(asyncio.Protocol):
         self._closed = False
         self._error = "not connected yet"
         self._watchdog: asyncio.TimerHandle | None = None
+        self.on_lost: Callable[[RedisConnection, str], None] | None = None  # called once if the link fails
 
     @property
     def address(self) -> str:
@@ -185,6 +187,7 @@ class RedisConnection(asyncio.Protocol):
         return fut
 
     def close(self, reason: str = "closed by the frontend") -> None:
+        self.on_lost = None  # a deliberate close is not a failure
         self._fail(reason)
 
     # internals ------------------------------------------------------------------------------------------------
@@ -209,6 +212,8 @@ class RedisConnection(asyncio.Protocol):
             return
         self._closed = True
         self._error = reason
+        if self.on_lost is not None:
+            self.on_lost(self, reason)
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self._transport is not None:

@@ -95,17 +95,23 @@ class RedisService:
                 self._log(f"{self.name}: {exc}")
                 continue
             self._next = (self._next + i + 1) % len(addrs)
+            conn.on_lost = self._lost
             return conn
         raise ServiceUnavailable(
             f"Cannot connect to {self.name}: {'; '.join(failures)}.",
             f"Check that the {self.name} pods are Running (kubectl get pods -l app=redis) and that Redis listens.",
         )
 
+    def _lost(self, conn: RedisConnection, reason: str) -> None:
+        """A connection failed under us (once per connection): log it and re-read the endpoints at once."""
+        if self._conn is conn:
+            self._conn = None
+        self._log(f"{self.name}: {reason}")
+        self._endpoints.refresh(force=True)
+
     def _broken(self, conn: RedisConnection, exc: RedisConnectionError) -> None:
         if self._conn is conn:
             self._conn = None
-        self._log(f"{self.name}: {exc}")
-        self._endpoints.refresh(force=True)
 
     # commands ---------------------------------------------------------------------------------------------
 
