@@ -574,6 +574,7 @@ def test_no_follower_is_503_json(tmp_path: Path, leader: RedisProc, layout: str)
         assert set(body) == {"error", "hint"}
         word = "does not exist" if layout == "missing-file" else "redis-follower Service has no ready endpoints"
         assert word in body["error"]
+        wait_until(lambda: any(f"lonely: 503 GET /guestbook.php?cmd=get: {body['error']}" in x for x in frontend.lines))
         health = frontend.json("GET", "/healthz")[1]
         assert health["ok"] is True and health["follower"] is False
         assert health["leader"] is (layout != "missing-file")

@@ -250,10 +250,8 @@ class GuestbookApp:
         except BadInput as exc:
             return error_response(exc.status, str(exc), exc.hint)
         except ServiceUnavailable as exc:
-            self.log(f"503: {exc}")
             return error_response(503, str(exc), exc.hint)
         except RedisReplyError as exc:
-            self.log(f"502: Redis refused: {exc}")
             if exc.code == "READONLY":
                 return error_response(
                     502,

@@ -64,7 +64,7 @@ class Request:
 class Response:
     """A complete response; `headers` are extra header lines (name, value) besides Content-Type/Length."""
 
-    __slots__ = ("body", "content_type", "headers", "status")
+    __slots__ = ("body", "content_type", "error", "headers", "status")
 
     def __init__(
         self,
@@ -72,7 +72,9 @@ class Response:
         body: bytes,
         content_type: bytes = JSON_TYPE,
         headers: tuple[tuple[bytes, bytes], ...] = (),
+        error: str = "",
     ) -> None:
+        self.error = error  # the one-sentence error, for the log line
         self.status = status
         self.body = body
         self.content_type = content_type
@@ -86,7 +88,9 @@ def json_response(status: int, payload: dict[str, Any], headers: tuple[tuple[byt
 
 def error_response(status: int, error: str, hint: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Response:
     """The one error shape of the frontend: `{"error": one sentence, "hint": next step}`."""
-    return json_response(status, {"error": error, "hint": hint}, headers)
+    resp = json_response(status, {"error": error, "hint": hint}, headers)
+    resp.error = error
+    return resp
 
 
 Handler = Callable[[Request], "Response | Awaitable[Response]"]
@@ -273,17 +277,22 @@ class HttpProtocol(asyncio.Protocol):
 
     def _reject(self, status: int, error: str, hint: str) -> None:
         """Answer a request that cannot be parsed, then close (the stream can no longer be framed)."""
-        self._server.log(f"rejected request with {status}: {error}")
         self._closing = True
         self._buf.clear()
-        self._send(error_response(status, error, hint), keep_alive=False, head=False)
+        self._send(error_response(status, error, hint), keep_alive=False, head=False, what="(unparsable request)")
 
     def _write(self, req: Request, resp: Response) -> None:
         conn = req.headers.get(b"connection", b"").lower()
         keep_alive = b"close" not in conn if req.version == b"HTTP/1.1" else b"keep-alive" in conn
-        self._send(resp, keep_alive, req.method == b"HEAD")
+        if resp.status >= 400:
+            what = f"{req.method.decode('latin-1')[:10]} {req.target.decode('utf-8', 'replace')[:120]}"
+        else:
+            what = ""
+        self._send(resp, keep_alive, req.method == b"HEAD", what)
 
-    def _send(self, resp: Response, keep_alive: bool, head: bool) -> None:
+    def _send(self, resp: Response, keep_alive: bool, head: bool, what: str = "") -> None:
+        if resp.status >= 400:
+            self._server.log(f"{resp.status} {what}: {resp.error or REASONS.get(resp.status, '')}")
         transport = self._transport
         if transport is None or transport.is_closing():
             return
