@@ -229,6 +229,9 @@ class KubernetesApiDouble:
             if plural == "pods" and ns == namespace and p["metadata"].get("deletionTimestamp") is None
             if any(r.get("name", "").startswith(f"{name}-") for r in p["metadata"].get("ownerReferences") or [])
         ]
+        for pod in [p for p in pods if p["metadata"]["labels"].get("pod-template-hash") != template_hash]:
+            self._terminate(pod)  # a new template: replace the old pods (all at once, no surge)
+        pods = [p for p in pods if p["metadata"]["labels"].get("pod-template-hash") == template_hash]
         desired = int(spec.get("replicas", 1))
         for pod in pods[desired:]:
             self._terminate(pod)

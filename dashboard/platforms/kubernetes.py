@@ -333,6 +333,7 @@ class _Reflector:
         self.cache = {str(item["metadata"]["name"]): item for item in body.get("items") or []}
         self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
         self.on_change(dict(self.cache))
+        self.first_attempt.set()
 
     def _watch(self) -> bool:
         """One watch request. True: resume watching from the last resourceVersion; False: relist."""
@@ -341,12 +342,14 @@ class _Reflector:
             "labelSelector": self.label_selector,
             "resourceVersion": self.resource_version,
             "allowWatchBookmarks": "true",
-            "timeoutSeconds": WATCH_TIMEOUT_SECONDS + random.randint(0, 20),
+            "timeoutSeconds": WATCH_TIMEOUT_SECONDS + random.randint(0, WATCH_TIMEOUT_SECONDS // 10),
         }
         response = self.api.open_watch(self.path, query, self.resource)
         self._response = response
         self.watches += 1
         try:
+            if self._stop.is_set():  # stop() ran while the watch was being opened
+                return False
             for line in _lines(response):
                 if self._stop.is_set():
                     return False
@@ -378,7 +381,7 @@ class _Reflector:
         finally:
             self._response = None
             with contextlib.suppress(Exception):
-                response.release_conn()
+                response.close()
         return not self._stop.is_set()  # the server ended the watch: resume from resource_version
 
 
