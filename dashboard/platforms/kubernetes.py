@@ -42,7 +42,7 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.stream import portforward as k8s_portforward
 
 from dashboard.errors import BadRequest, DashboardError, PlatformError, PlatformUnavailable
-from dashboard.models import LogLine, Pod, RedisEndpoint
+from dashboard.models import LogLine, PlatformName, Pod, RedisEndpoint
 from dashboard.platforms import k8s_objects as objects
 from dashboard.platforms.base import Listener
 from dashboard.settings import MANIFESTS_DIR
@@ -519,7 +519,7 @@ ACCESS_NEEDED: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
 class KubernetesPlatform:
     """The lab on a Kubernetes cluster (see the module docstring)."""
 
-    name = "kubernetes"
+    name: PlatformName = "kubernetes"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
