@@ -545,6 +545,8 @@ def test_follower_dies_other_endpoint_is_used(tmp_path: Path, leader: RedisProc)
     frontend = start_frontend(path, name="failover")
     try:
         leader.command("SET", "guestbook", "x")
+        synced(leader, one)
+        synced(leader, two)
         wait_until(lambda: frontend.get("?cmd=get")[1]["data"] == "x", what="first read")
         one.stop()  # whichever it was connected to, the next reads must still work
         for _ in range(5):
