@@ -399,7 +399,10 @@ class KubernetesApiDouble:
 
     @staticmethod
     def _verb(method: str, parts: list[str], query: dict[str, str]) -> str:
-        named = len(parts) >= 7 if parts and parts[0] == "apis" else len(parts) >= 6
+        if len(parts) == 4 and parts[2] == "namespaces":
+            named = True
+        else:
+            named = len(parts) >= 7 if parts and parts[0] == "apis" else len(parts) >= 6
         if method == "GET":
             if query.get("watch") in ("1", "true"):
                 return "watch"
