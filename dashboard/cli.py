@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -86,6 +87,20 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
     raise AssertionError("unreachable")
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """Whether `host:port` can be bound now (uvicorn would otherwise fail with a traceback-like log)."""
+    if port == 0:
+        return True
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_from_args(argv)
     if not settings.is_loopback and not settings.token:
@@ -112,7 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         url += f"?token={settings.token}"
     print(f"Guestbook lab dashboard ({settings.platform} platform) — open {url}", flush=True)
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+    if not port_is_free(settings.host, settings.port):
+        print(
+            f"guestbook-lab: port {settings.port} on {settings.host} is already in use. "
+            f"Stop what uses it, or pick another with --port / {ENV_PREFIX}PORT.",
+            file=sys.stderr,
+        )
+        return 2
+    # Live views hold Server-Sent Events streams open forever: bound the graceful shutdown so Ctrl-C/SIGTERM
+    # always reaches the lifespan's cleanup (which stops every process of the lab).
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+    )
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
