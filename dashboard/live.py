@@ -17,11 +17,21 @@ TOPICS: tuple[str, ...] = ("steps", "pods", "replication", "activity", "guestboo
 class Hub:
     """Versioned topics and a wake-up for waiters."""
 
-    def __init__(self) -> None:
-        self.versions: dict[str, int] = dict.fromkeys(TOPICS, 0)
+    def __init__(self, topics: tuple[str, ...] = TOPICS) -> None:
+        self.versions: dict[str, int] = dict.fromkeys(topics, 0)
         self._event = asyncio.Event()
         self._cache: dict[str, tuple[int, str]] = {}
-        self._rendering: dict[str, asyncio.Lock] = {topic: asyncio.Lock() for topic in TOPICS}
+        self._rendering: dict[str, asyncio.Lock] = {topic: asyncio.Lock() for topic in topics}
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(self.versions)
+
+    def add_topic(self, topic: str) -> None:
+        """Register one more live topic (a panel added by a feature module)."""
+        if topic not in self.versions:
+            self.versions[topic] = 0
+            self._rendering[topic] = asyncio.Lock()
 
     def publish(self, *topics: str) -> None:
         for topic in topics:
@@ -31,7 +41,7 @@ class Hub:
 
     async def wait_for_change(self, seen: dict[str, int], timeout: float) -> list[str]:
         """The topics whose version differs from `seen` (waiting up to `timeout` for one); [] on timeout."""
-        changed = [t for t in TOPICS if self.versions[t] != seen.get(t)]
+        changed = [t for t in self.versions if self.versions[t] != seen.get(t)]
         if changed:
             return changed
         event = self._event
@@ -39,7 +49,7 @@ class Hub:
             await asyncio.wait_for(event.wait(), timeout)
         except TimeoutError:
             return []
-        return [t for t in TOPICS if self.versions[t] != seen.get(t)]
+        return [t for t in self.versions if self.versions[t] != seen.get(t)]
 
     async def rendered(self, topic: str, render: Callable[[], Awaitable[str]]) -> tuple[int, str]:
         """The fragment of `topic` at its current version, rendered at most once per version for all viewers."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dashboard import __version__
 from dashboard.errors import DashboardError, UnknownStep
 from dashboard.lab import Lab
-from dashboard.live import TOPICS, Hub
+from dashboard.live import Hub
 from dashboard.platforms.base import Platform, create_platform
 from dashboard.sampler import Sampler
 from dashboard.security import COOKIE, check_request
@@ -32,6 +32,7 @@ from dashboard.settings import PROJECT_ROOT, Settings
 from dashboard.steps import STEP_IDS
 
 log = logging.getLogger("dashboard")
+Renderer = Callable[[Request], Awaitable[str]]
 
 TEMPLATES = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
 
@@ -69,6 +70,7 @@ class State:
         self.hub = Hub()
         self.started = time.time()
         self._last_frontend_url: str | None = None
+        self._renderers: dict[str, Renderer] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -135,9 +137,27 @@ class State:
             ctx["activity"] = [a.to_json() for a in reversed(self.lab.activity)]
         return ctx
 
+    def add_topic(self, topic: str, render: Renderer) -> None:
+        """A live panel of a feature module: `render(request)` returns its fragment; publish with hub.publish."""
+        self.hub.add_topic(topic)
+        self._renderers[topic] = render
+
     async def render_topic(self, request: Request, topic: str) -> str:
+        custom = self._renderers.get(topic)
+        if custom is not None:
+            return await custom(request)
         ctx = await self.context(request, topic)
         return TEMPLATES.get_template(f"_{topic}.html").render(ctx)
+
+
+def get_state(request: Request) -> State:
+    """The shared state of the app serving `request` (for feature routers)."""
+    state: State = request.app.state.lab_state
+    return state
+
+
+# Feature modules add routes and live topics: each is `install(app, state)`, called once in create_app.
+FEATURES: list[Callable[[FastAPI, State], None]] = []
 
 
 def wants_json(request: Request) -> bool:
@@ -177,6 +197,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         lifespan=lifespan,
     )
     app.state.lab_state = state
+    for feature in FEATURES:
+        feature(app, state)
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
 
     @app.middleware("http")
@@ -235,7 +257,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     @app.get("/fragments/{topic}", response_class=HTMLResponse, include_in_schema=False)
     async def fragment(request: Request, topic: str) -> Response:
-        if topic not in TOPICS:
+        if topic not in state.hub.topics:
             raise StarletteHTTPException(404)
         return HTMLResponse(await state.render_topic(request, topic))
 
@@ -323,3 +345,6 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         return {"ok": True, "platform": state.platform.name, "uptime_seconds": round(time.time() - state.started, 1)}
 
     return app
+
+
+# Feature modules register themselves here (imported last: they import State and TEMPLATES from this module).
