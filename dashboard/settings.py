@@ -48,7 +48,7 @@ class Settings(BaseSettings):
         8080,
         ge=0,
         le=65535,
-        description="Local port of the expose step (like kubectl port-forward svc/frontend 8080:80); 0 picks a free one.",
+        description="Local port of the expose step (like kubectl port-forward svc/frontend 8080:80); 0 picks one.",
     )
     run_dir: Path = Field(
         default_factory=default_run_dir, description="Directory for the local platform's pid table and endpoints file."
@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     step_timeout: float = Field(
         0,
         ge=0,
-        description="Seconds a step's check may take before it fails; 0 = the platform's default (local 20, kubernetes 300).",
+        description="Seconds a step's check may take before it fails; 0 = the platform's default (local 20, k8s 300).",
     )
     max_entry_length: int = Field(
         500, ge=1, le=100_000, description="Longest guestbook entry, in characters, the Python frontend accepts."
@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     )
     redis_access: Literal["auto", "direct", "port-forward"] = Field(
         "auto",
-        description="How the dashboard reaches Redis pods on Kubernetes: pod IPs ('direct'), the API server's port-forward, or 'auto'.",
+        description="How the dashboard reaches Redis pods on Kubernetes: pod IPs ('direct'), port-forward, or 'auto'.",
     )
     expose_mode: Literal["port-forward", "nodeport", "loadbalancer"] = Field(
         "port-forward", description="How the expose step publishes the frontend on Kubernetes."

@@ -1,4 +1,4 @@
-"""The lab's steps as data, in the upstream tutorial's order: what each does, teaches, stands for in kubectl, and proves.
+"""The lab's steps as data, in the upstream tutorial's order: what each does, teaches, means in kubectl, and proves.
 
 Pure data: the lab runner (`dashboard.lab`) gives each step its action and check; tests keep every step documented.
 """
