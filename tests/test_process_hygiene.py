@@ -1,0 +1,99 @@
+"""Nothing of the lab outlives the dashboard: SIGTERM, Ctrl-C (SIGINT) and even SIGKILL of the real dashboard.
+
+Each test starts `python -m dashboard` as a subprocess with its own run dir, runs the four steps through the API
+(as a script does: `HX-Request: true`), then stops the dashboard one way and checks every lab pid it recorded in
+`run_dir/pods.json` (same pid AND same start time, so a reused pid is never mistaken). Signals go only to the
+dashboard this test started, and to processes this test started itself.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    Dashboard,
+    StartDashboard,
+    assert_clean_exit,
+    assert_lab_gone,
+    children_of,
+    is_alive,
+    start_time_of,
+    wait_for,
+)
+from tests.redis_helpers import start_redis
+
+STEPS = ("leader", "followers", "frontend", "expose")
+GONE_WITHIN = 3.0  # seconds from the signal until no lab process is left
+
+
+def run_lab(dash: Dashboard) -> dict[str, tuple[int, int]]:
+    """The four steps through the API; the lab's pods (name -> pid, start time), all running and the dashboard's."""
+    dash.run_steps(*STEPS)
+    pods = dash.lab_pids()
+    assert len(pods) == 6, pods
+    mine = set(children_of(dash.pid))
+    for name, (pid, start) in pods.items():
+        assert is_alive(pid, start) and pid in mine, (name, pid)
+    return pods
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_graceful_stop_leaves_nothing(start_dashboard: StartDashboard, sig: signal.Signals) -> None:
+    dash = start_dashboard()
+    run_lab(dash)
+    sent = time.monotonic()
+    code = dash.stop(sig)
+    assert_lab_gone(dash, timeout=max(0.0, GONE_WITHIN - (time.monotonic() - sent)))
+    took = time.monotonic() - sent
+    print(f"\n{sig.name}: dashboard and all 6 lab processes gone in {took:.2f} s")
+    assert took <= GONE_WITHIN
+    assert_clean_exit(dash, code, sig)
+    assert not dash.run_dir.exists() or not any(dash.run_dir.iterdir())
+
+
+def test_sigkill_children_die_and_next_start_reaps(start_dashboard: StartDashboard, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    dash = start_dashboard(run_dir)
+    pods = run_lab(dash)
+    sent = time.monotonic()
+    dash.stop(signal.SIGKILL)
+    # PR_SET_PDEATHSIG: every child dies with the dashboard, although nothing in it ran any cleanup.
+    wait_for(lambda: not dash.survivors(), GONE_WITHIN, f"the lab's processes {sorted(dash.seen)} to die with it")
+    print(f"\nSIGKILL: all {len(pods)} lab processes gone {time.monotonic() - sent:.2f} s after the dashboard")
+    assert (run_dir / "pods.json").exists()  # killed: its files are left for the next start to reap
+
+    second = start_dashboard(run_dir)
+    assert not run_dir.exists() or not any(run_dir.iterdir()), sorted(p.name for p in run_dir.iterdir())
+    assert second.get("/api/pods") == []
+    assert_clean_exit(second, second.stop(signal.SIGTERM), signal.SIGTERM)
+    assert_lab_gone(second)
+
+
+def test_next_start_kills_a_process_left_in_the_pid_table(start_dashboard: StartDashboard, tmp_path: Path) -> None:
+    """A lab process that outlived a killed dashboard (say, it died between fork and prctl) is reaped at start."""
+    run_dir = tmp_path / "run"
+    dash = start_dashboard(run_dir)
+    run_lab(dash)
+    dash.stop(signal.SIGKILL)
+    wait_for(lambda: not dash.survivors(), GONE_WITHIN, "the lab's processes to die with the dashboard")
+
+    leftover = start_redis()  # started by this test: the one process it lets the next dashboard kill
+    try:
+        table = json.loads((run_dir / "pods.json").read_text(encoding="utf-8"))
+        start = start_time_of(leftover.pid)
+        assert start is not None
+        table["pods"].append({"pod": "redis-follower-left-over", "pid": leftover.pid, "start_time": start, "argv": []})
+        (run_dir / "pods.json").write_text(json.dumps(table), encoding="utf-8")
+
+        second = start_dashboard(run_dir)
+        wait_for(lambda: not is_alive(leftover.pid, start), GONE_WITHIN, "the leftover redis-server to be killed")
+        assert not run_dir.exists() or not any(run_dir.iterdir())
+        assert_clean_exit(second, second.stop(signal.SIGTERM), signal.SIGTERM)
+        assert_lab_gone(second)
+    finally:
+        leftover.stop()
