@@ -71,10 +71,16 @@ class State:
         self.started = time.time()
         self._last_frontend_url: str | None = None
         self._renderers: dict[str, Renderer] = {}
+        self.platform_error: DashboardError | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        await self.platform.start()
+        try:
+            await self.platform.start()
+        except DashboardError as exc:
+            # Start anyway: the page shows the error and its fix, and every step retries the platform.
+            self.platform_error = exc
+            log.error("%s %s", exc.message, exc.hint)
         self.platform.add_listener(self._pods_changed)
         self.lab.add_listener(self._lab_changed)
         self.sampler.add_listener(lambda: self.hub.publish("replication"))
@@ -125,6 +131,7 @@ class State:
             "platform": self.platform.name,
             "version": __version__,
             "frontend_url": self.platform.frontend_url(),
+            "platform_error": self.platform_error,
         }
         if topic in (None, "steps"):
             ctx["lab"] = self.lab.to_json()

@@ -126,3 +126,16 @@ def test_token_mode(platform: FakePlatform, tmp_path: Path) -> None:
         r = c.get("/?token=s3cret", follow_redirects=False)
         assert r.status_code == 303 and "token" not in r.headers["location"]
         assert c.get("/api/lab").status_code == 200  # the cookie now carries it
+
+
+def test_platform_that_cannot_start_shows_its_error_on_the_page(tmp_path: Path) -> None:
+    from dashboard.errors import PlatformUnavailable
+
+    class Broken(FakePlatform):
+        async def start(self) -> None:
+            raise PlatformUnavailable("No kubeconfig was found (/nope).", "Pass --kubeconfig.")
+
+    with TestClient(create_app(Settings(run_dir=tmp_path), Broken()), base_url="http://127.0.0.1:8000") as c:
+        r = c.get("/")
+        assert r.status_code == 200
+        assert "No kubeconfig was found (/nope)." in r.text and "Pass --kubeconfig." in r.text
