@@ -16,14 +16,32 @@ What it does (and only that):
   and are deleted with it (Terminating first, then DELETED after `pod_grace` seconds); a deleted pod is replaced;
 - auth: a bearer token (401 otherwise); `forbid(verb, resource)` answers 403 exactly like the recorded bodies and
   makes SelfSubjectAccessReview say allowed: false.
-- `requests`: every request as (method, verb, path) for counting.
+- `requests`: every request as (method, verb, path) for counting;
+- pods/portforward over WebSocket, as the API server (and the kubelet behind it) serves it to the python client:
+  a GET upgrade offering `v5.channel.k8s.io,v4.channel.k8s.io`, answered 101 with `v4.channel.k8s.io`
+  (port-forward has no v5); per port i, a data channel 2i and an error channel 2i+1, each opened by the server
+  with one frame of [channel, port low byte, port high byte]; client frames are masked [channel, data...];
+  a failed dial inside the pod is reported as text on the error channel, then the websocket closes; the
+  websocket closes when the target closes. Authorization as since v1.35: `get` and `create` on pods/portforward.
+  The target of (pod, port) is a REAL loopback address: `route()`, or what a `Kubelet` returned for the pod;
+- `kubelet`: optional; then a new pod starts Pending (ContainerCreating) and the kubelet's `run_pod(pod)` starts
+  the real process behind it (redis-server, the guestbook frontend) in a thread; the pod turns Running/Ready with
+  the returned {containerPort: (host, port)} as its port-forward targets. `stop_pod(pod)` runs when the pod
+  starts terminating, and every port-forward into that pod is cut, as when its containers are killed.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import copy
+import hashlib
 import itertools
 import json
+import logging
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -32,12 +50,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import parse_qs, urlparse
 
 import yaml
 
 from dashboard.platforms.k8s_objects import owner_deployment, selector_matches
+from dashboard.settings import PROJECT_ROOT
+from tests.redis_helpers import RedisProc, free_port, start_redis, wait_until
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "k8s"
 TOKEN = "double-token"
@@ -50,6 +70,24 @@ RESOURCES = {
     "events": ("", "Event", "/api/v1"),
     "deployments": ("apps", "Deployment", "/apis/apps/v1"),
 }
+
+
+log = logging.getLogger(__name__)
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+PORTFORWARD_PROTOCOL = "v4.channel.k8s.io"
+Address = tuple[str, int]
+
+
+class Kubelet(Protocol):
+    """What runs behind the double's pods (see the module docstring)."""
+
+    def run_pod(self, pod: JSON) -> dict[int, Address]:
+        """Start the pod's process(es); return {containerPort: loopback address}. Raise to leave it not ready."""
+        ...
+
+    def stop_pod(self, pod: JSON) -> None:
+        """Stop what `run_pod` started for this pod (by pid)."""
+        ...
 
 
 def fixture(rel: str) -> Any:
@@ -92,7 +130,9 @@ class ApiError(Exception):
 class KubernetesApiDouble:
     """The API server double; use `with KubernetesApiDouble() as api:` or start()/close()."""
 
-    def __init__(self, namespaces: tuple[str, ...] = ("guestbook",), pod_grace: float = 0.2) -> None:
+    def __init__(
+        self, namespaces: tuple[str, ...] = ("guestbook",), pod_grace: float = 0.2, kubelet: Kubelet | None = None
+    ) -> None:
         self.namespaces: dict[str, JSON] = {}
         self.store: dict[tuple[str, str, str], JSON] = {}  # (plural, namespace, name) -> object
         self.history: list[tuple[int, str, str, str, JSON]] = []  # (rv, type, plural, namespace, object)
@@ -110,6 +150,10 @@ class KubernetesApiDouble:
         self._expired = 0  # generation of expire_watches()
         self._closing = False
         self.node_ports = itertools.count(30303)
+        self.kubelet = kubelet
+        self.routes: dict[tuple[str, str, int], Address] = {}  # (namespace, pod, containerPort) -> real address
+        self.portforwards: list[tuple[str, str, int]] = []  # every upgraded port-forward: (namespace, pod, port)
+        self._sessions: dict[tuple[str, str], set[_PortForwardSession]] = {}
         template = fixture("10-cluster/namespace-guestbook.json")
         for name in namespaces:
             self.add_namespace(name, template)
@@ -157,6 +201,18 @@ class KubernetesApiDouble:
     def forbid(self, verb: str, resource: str) -> None:
         """Answer 403 to `verb` on `resource` (a plural like "deployments" or "pods/portforward")."""
         self.forbidden.add((verb, resource))
+
+    def route(self, pod: str, port: int, address: Address, namespace: str = "guestbook") -> None:
+        """Port-forwards to `pod`:`port` reach `address` (a real server the test started on loopback)."""
+        with self.lock:
+            self.routes[(namespace, pod, port)] = address
+
+    def cut_portforwards(self, pod: str, namespace: str = "guestbook") -> None:
+        """Close every open port-forward into this pod (as when its container dies)."""
+        with self.lock:
+            sessions = list(self._sessions.pop((namespace, pod), set()))
+        for session in sessions:
+            session.cut()
 
     def compact(self) -> None:
         """Forget history: a watch from an older resourceVersion gets 410 Gone."""
@@ -237,13 +293,24 @@ class KubernetesApiDouble:
             self._terminate(pod)
         for _ in range(desired - len(pods)):
             self._create_pod(namespace, rs_name, template_hash, spec["template"])
+        pods = [
+            p
+            for (plural, ns, _), p in self.store.items()
+            if plural == "pods" and ns == namespace and p["metadata"].get("deletionTimestamp") is None
+            if p["metadata"]["labels"].get("pod-template-hash") == template_hash and owner_deployment(p) == name
+        ]
+        ready = sum(
+            1
+            for p in pods
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
+        )
         status = {
             "observedGeneration": deployment["metadata"].get("generation", 1),
             "replicas": desired,
             "updatedReplicas": desired,
-            "readyReplicas": desired if self.pods_ready else 0,
-            "availableReplicas": desired if self.pods_ready else 0,
-            "conditions": [{"type": "Available", "status": "True" if self.pods_ready else "False"}],
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "conditions": [{"type": "Available", "status": "True" if ready >= desired else "False"}],
         }
         if deployment.get("status") != status:
             deployment["status"] = status
@@ -254,8 +321,8 @@ class KubernetesApiDouble:
         suffix = uuid.uuid4().hex[:5]
         containers = template["spec"]["containers"]
         ip = f"127.0.0.{next(self._ip) % 250 + 2}"
-        ready = "True" if self.pods_ready else "False"
-        pod = {
+        ready = "True" if self.pods_ready and self.kubelet is None else "False"
+        pod: JSON = {
             "kind": "Pod",
             "apiVersion": "v1",
             "metadata": {
@@ -280,7 +347,7 @@ class KubernetesApiDouble:
                     {
                         "name": c["name"],
                         "state": {"running": {"startedAt": now()}},
-                        "ready": self.pods_ready,
+                        "ready": ready == "True",
                         "restartCount": 0,
                         "image": c["image"],
                         "imageID": "",
@@ -289,7 +356,53 @@ class KubernetesApiDouble:
                 ],
             },
         }
-        self.put(pod)
+        if self.kubelet is None:
+            self.put(pod)
+            return
+        pending: JSON = pod["status"]
+        pending["phase"] = "Pending"
+        del pending["podIP"], pending["podIPs"]
+        for container in pending["containerStatuses"]:
+            container["state"] = {"waiting": {"reason": "ContainerCreating"}}
+        stored = self.put(pod)
+        threading.Thread(target=self._kubelet_start, args=(stored, ip), daemon=True).start()
+
+    def _kubelet_start(self, pod: JSON, ip: str) -> None:
+        """Run the pod's process(es) through the kubelet, then mark it Running and Ready (or say why not)."""
+        assert self.kubelet is not None
+        meta = pod["metadata"]
+        key = ("pods", meta["namespace"], meta["name"])
+        try:
+            routes = self.kubelet.run_pod(copy.deepcopy(pod))
+            failure = None
+        except Exception as exc:
+            log.warning("kubelet could not start %s: %s", meta["name"], exc)
+            routes, failure = {}, str(exc)
+        with self.lock:
+            current = self.store.get(key)
+            if current is None or current["metadata"].get("deletionTimestamp"):
+                stopped = True
+            else:
+                stopped = False
+                status = current["status"]
+                for container in status["containerStatuses"]:
+                    if failure is None:
+                        container.update(state={"running": {"startedAt": now()}}, ready=True)
+                    else:
+                        container["state"] = {"waiting": {"reason": "RunContainerError", "message": failure}}
+                if failure is None:
+                    status.update(phase="Running", podIP=ip, podIPs=[{"ip": ip}])
+                    for condition in status["conditions"]:
+                        condition["status"] = "True"
+                    for port, address in routes.items():
+                        self.routes[(meta["namespace"], meta["name"], port)] = address
+                self._bump(current["metadata"])
+                self._record("MODIFIED", "pods", current)
+                owner = owner_deployment(current)
+                if owner:
+                    self._reconcile(meta["namespace"], owner)
+        if stopped and failure is None:  # deleted while starting: stop what was started
+            self.kubelet.stop_pod(copy.deepcopy(pod))
 
     def _terminate(self, pod: JSON) -> None:
         meta = pod["metadata"]
@@ -300,6 +413,13 @@ class KubernetesApiDouble:
         self._bump(meta)
         self._record("MODIFIED", "pods", pod)
         key = ("pods", meta["namespace"], meta["name"])
+        # The kubelet kills the containers: nothing listens behind the pod any more, open forwards break.
+        for route in [r for r in self.routes if r[:2] == (meta["namespace"], meta["name"])]:
+            del self.routes[route]
+        sessions = list(self._sessions.pop((meta["namespace"], meta["name"]), set()))
+        kubelet = self.kubelet
+        if sessions or kubelet is not None:
+            threading.Thread(target=self._kill, args=(sessions, copy.deepcopy(pod)), daemon=True).start()
 
         def finish() -> None:
             with self.lock:
@@ -309,6 +429,12 @@ class KubernetesApiDouble:
         timer = threading.Timer(self.pod_grace, finish)
         timer.daemon = True
         timer.start()
+
+    def _kill(self, sessions: list[_PortForwardSession], pod: JSON) -> None:
+        for session in sessions:
+            session.cut()
+        if self.kubelet is not None and pod["status"].get("phase") == "Running":
+            self.kubelet.stop_pod(pod)
 
     # ---------------------------------------------------------------------------- HTTP plumbing
 
@@ -390,6 +516,8 @@ class KubernetesApiDouble:
                         {"name": namespace, "kind": "namespaces"},
                     ),
                 )
+            if plural == "pods" and sub == "portforward":
+                return self._portforward(handler, namespace, name, query)
             if verb == "watch":
                 return self._watch(handler, plural, namespace, query)
             code, body, ctype = self._resource(method, verb, plural, namespace, name, sub, query, raw, handler)
@@ -696,6 +824,51 @@ class KubernetesApiDouble:
             self._reconcile(namespace, name)
         return 200, copy.deepcopy(updated), "application/json"
 
+    # ----------------------------------------------------------------------------- port-forward
+
+    def _portforward(self, handler: BaseHTTPRequestHandler, namespace: str, name: str, query: dict[str, str]) -> None:
+        """GET .../pods/NAME/portforward?ports=P upgraded to a WebSocket, as the API server proxies the kubelet's."""
+        headers = handler.headers
+        if "websocket" not in (headers.get("Upgrade") or "").lower():
+            raise ApiError(400, status_body(400, "BadRequest", "Upgrade request required"))
+        self._authorize("create", "pods/portforward", namespace, "")  # since v1.35, on top of `get`
+        try:
+            ports = [int(p) for p in query.get("ports", "").split(",") if p.strip()]
+        except ValueError as exc:
+            raise ApiError(400, status_body(400, "BadRequest", f"invalid port: {query.get('ports')}")) from exc
+        if not ports or any(not 0 < p < 65536 for p in ports):
+            raise ApiError(400, status_body(400, "BadRequest", "at least one valid port is required"))
+        with self.lock:
+            pod = self._find("pods", namespace, name)
+            phase = pod.get("status", {}).get("phase")
+            if phase != "Running":
+                message = f"unable to upgrade connection: pod {name} is not running (phase {phase})"
+                raise ApiError(400, status_body(400, "BadRequest", message))
+            uid = pod["metadata"]["uid"]
+            targets = [self.routes.get((namespace, name, p)) for p in ports]
+        offered = [p.strip() for p in (headers.get("Sec-WebSocket-Protocol") or "").split(",")]
+        key = headers.get("Sec-WebSocket-Key")
+        if PORTFORWARD_PROTOCOL not in offered or not key:
+            raise ApiError(400, status_body(400, "BadRequest", "unable to upgrade connection: bad handshake"))
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        handler.send_response(101, "Switching Protocols")
+        handler.send_header("Upgrade", "websocket")
+        handler.send_header("Connection", "Upgrade")
+        handler.send_header("Sec-WebSocket-Accept", accept)
+        handler.send_header("Sec-WebSocket-Protocol", PORTFORWARD_PROTOCOL)
+        handler.end_headers()
+        handler.wfile.flush()
+        handler.close_connection = True
+        session = _PortForwardSession(handler, name, uid, ports, targets)
+        with self.lock:
+            self.portforwards += [(namespace, name, p) for p in ports]
+            self._sessions.setdefault((namespace, name), set()).add(session)
+        try:
+            session.run()
+        finally:
+            with self.lock:
+                self._sessions.get((namespace, name), set()).discard(session)
+
     # ------------------------------------------------------------------------------------ watch
 
     def _gone(self, start_rv: int) -> bytes:
@@ -753,6 +926,307 @@ class KubernetesApiDouble:
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass
         handler.close_connection = True
+
+
+def ws_frame(payload: bytes, opcode: int = 0x2) -> bytes:
+    """One unmasked, final WebSocket frame (server to client)."""
+    size = len(payload)
+    if size < 126:
+        head = bytes([0x80 | opcode, size])
+    elif size < 1 << 16:
+        head = bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 127]) + size.to_bytes(8, "big")
+    return head + payload
+
+
+def read_ws_message(rfile: BinaryIO) -> tuple[int, bytes] | None:
+    """One client message (reassembled from fragments; control frames pass through). None at EOF.
+
+    Client frames must be masked (RFC 6455 5.1); an unmasked one is a protocol error (ValueError)."""
+    opcode_first = 0
+    parts: list[bytes] = []
+    while True:
+        head = rfile.read(2)
+        if len(head) < 2:
+            return None
+        fin, opcode = head[0] & 0x80, head[0] & 0x0F
+        masked, size = head[1] & 0x80, head[1] & 0x7F
+        if size == 126:
+            size = int.from_bytes(rfile.read(2), "big")
+        elif size == 127:
+            size = int.from_bytes(rfile.read(8), "big")
+        if not masked:
+            raise ValueError("unmasked client frame")
+        mask = rfile.read(4)
+        data = rfile.read(size)
+        if len(mask) < 4 or len(data) < size:
+            return None
+        if size:
+            key = int.from_bytes((mask * (size // 4 + 1))[:size], "big")
+            data = (int.from_bytes(data, "big") ^ key).to_bytes(size, "big")
+        if opcode >= 0x8:  # control frames are never fragmented and may come between fragments
+            return opcode, data
+        if opcode:
+            opcode_first = opcode
+        parts.append(data)
+        if fin:
+            return opcode_first, b"".join(parts)
+
+
+class _PortForwardSession:
+    """One upgraded pods/portforward connection: the kubelet's side of the v4.channel.k8s.io protocol."""
+
+    def __init__(
+        self, handler: BaseHTTPRequestHandler, pod: str, uid: str, ports: list[int], targets: list[Address | None]
+    ) -> None:
+        self.handler = handler
+        self.pod = pod
+        self.uid = uid
+        self.ports = ports
+        self.targets = targets
+        self.sockets: dict[int, socket.socket] = {}  # port index -> connection to the real target
+        self._send_lock = threading.Lock()
+        self._closed = threading.Event()
+
+    def send(self, payload: bytes, opcode: int = 0x2) -> None:
+        with self._send_lock:
+            if self._closed.is_set() and opcode != 0x8:
+                return
+            try:
+                self.handler.wfile.write(ws_frame(payload, opcode))
+                self.handler.wfile.flush()
+            except OSError:
+                self._closed.set()
+
+    def close(self, code: int = 1000) -> None:
+        """Send a close frame once and stop reading the client."""
+        with self._send_lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            with contextlib.suppress(OSError):
+                self.handler.wfile.write(ws_frame(code.to_bytes(2, "big"), 0x8))
+                self.handler.wfile.flush()
+        with contextlib.suppress(OSError):
+            self.handler.connection.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """The pod's container died: its connections reset, the websocket goes away."""
+        for sock in list(self.sockets.values()):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.close()
+
+    def run(self) -> None:
+        for index, port in enumerate(self.ports):
+            prefix = port.to_bytes(2, "little")
+            self.send(bytes([2 * index]) + prefix)
+            self.send(bytes([2 * index + 1]) + prefix)
+        pumps = []
+        for index, (port, target) in enumerate(zip(self.ports, self.targets, strict=True)):
+            try:
+                if target is None:
+                    raise ConnectionRefusedError(f"dial tcp4 127.0.0.1:{port}: connect: connection refused")
+                sock = socket.create_connection(target, timeout=5)
+                sock.settimeout(None)
+            except OSError as exc:
+                message = (
+                    f"error forwarding port {port} to pod {self.pod}, uid {self.uid}: failed to connect to "
+                    f"localhost:{port} inside namespace of the pod: {exc}"
+                )
+                self.send(bytes([2 * index + 1]) + message.encode())
+                continue
+            self.sockets[index] = sock
+            pump = threading.Thread(target=self._from_target, args=(index, sock), daemon=True)
+            pump.start()
+            pumps.append(pump)
+        if not self.sockets:  # every dial failed: the kubelet ends the stream after reporting it
+            self.close()
+            return
+        rfile: BinaryIO = self.handler.rfile  # type: ignore[assignment]
+        try:
+            while not self._closed.is_set():
+                try:
+                    frame = read_ws_message(rfile)
+                except ValueError:
+                    self.close(1002)
+                    break
+                except OSError:
+                    break
+                if frame is None:
+                    break
+                opcode, data = frame
+                if opcode == 0x8:
+                    self.close()
+                    break
+                if opcode == 0x9:
+                    self.send(data, 0xA)
+                    continue
+                if opcode not in (0x1, 0x2) or not data:
+                    continue
+                channel, payload = data[0], data[1:]
+                outbound = self.sockets.get(channel // 2) if channel % 2 == 0 else None
+                if outbound is not None and payload:
+                    try:
+                        outbound.sendall(payload)
+                    except OSError:
+                        break
+        finally:
+            for sock in self.sockets.values():
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            for pump in pumps:
+                pump.join(timeout=5)
+            for sock in self.sockets.values():
+                sock.close()
+            self.close()
+
+    def _from_target(self, index: int, sock: socket.socket) -> None:
+        """Target -> client on the port's data channel; when the target closes, the forward ends."""
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            self.send(bytes([2 * index]) + data)
+        self.close()
+
+
+class LoopbackKubelet:
+    """A `Kubelet` that runs the lab's pods as real processes on 127.0.0.1, as the local platform would.
+
+    redis-leader pods: `redis-server`; redis-follower pods: `redis-server --replicaof` the running leader (what
+    the follower image does through the redis-leader Service); frontend pods: the project's Python guestbook
+    frontend (`python -m dashboard.guestbook --endpoints FILE`), or with `frontend="stub"` a tiny in-thread HTTP
+    server answering `GET /guestbook.php?cmd=get` with `{"data": "<pod name>"}`. The endpoints file plays the
+    Services (ready leader and followers). Everything it starts it stops, by pid, in `stop_pod()` or `close()`.
+    """
+
+    def __init__(self, workdir: Path, frontend: str = "guestbook") -> None:
+        self.workdir = workdir
+        self.frontend = frontend
+        self.endpoints_file = workdir / "endpoints.json"
+        self.lock = threading.Lock()
+        self.redis: dict[str, RedisProc] = {}  # pod name -> process
+        self.roles: dict[str, str] = {}
+        self.frontends: dict[str, subprocess.Popen[bytes] | ThreadingHTTPServer] = {}
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+        self._write_endpoints()
+
+    def run_pod(self, pod: JSON) -> dict[int, Address]:
+        name = pod["metadata"]["name"]
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get("app") == "redis":
+            leader = None
+            if labels.get("role") == "follower":
+                with self.lock:
+                    leaders = [p for n, p in self.redis.items() if self.roles[n] == "leader" and p.alive()]
+                if not leaders:
+                    raise RuntimeError("redis-leader:6379 does not answer (no leader pod runs)")
+                leader = ("127.0.0.1", leaders[0].port)
+            proc = start_redis(replicaof=leader)
+            with self.lock:
+                self.redis[name] = proc
+                self.roles[name] = str(labels.get("role"))
+                self.started.append(name)
+                self._write_endpoints()
+            return {6379: ("127.0.0.1", proc.port)}
+        if self.frontend == "stub":
+            server = ThreadingHTTPServer(("127.0.0.1", 0), _stub_frontend(name))
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            with self.lock:
+                self.frontends[name] = server
+                self.started.append(name)
+            return {80: ("127.0.0.1", int(server.server_address[1]))}
+        port = free_port()
+        argv = [sys.executable, "-m", "dashboard.guestbook", "--host", "127.0.0.1", "--port", str(port)]
+        argv += ["--endpoints", str(self.endpoints_file), "--name", name]
+        proc_ = subprocess.Popen(argv, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        with self.lock:
+            self.frontends[name] = proc_
+            self.started.append(name)
+
+        def listening() -> bool:
+            if proc_.poll() is not None:
+                raise RuntimeError(f"the guestbook frontend exited with {proc_.returncode}")
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(listening, 15, what=f"frontend {name} listening on {port}")
+        return {80: ("127.0.0.1", port)}
+
+    def stop_pod(self, pod: JSON) -> None:
+        name = pod["metadata"]["name"]
+        with self.lock:
+            proc = self.redis.pop(name, None)
+            frontend = self.frontends.pop(name, None)
+            self.stopped.append(name)
+            self._write_endpoints()
+        if proc is not None:
+            proc.stop()
+        if isinstance(frontend, ThreadingHTTPServer):
+            frontend.shutdown()
+            frontend.server_close()
+        elif frontend is not None:
+            _stop_process(frontend)
+
+    def running(self) -> list[str]:
+        with self.lock:
+            return sorted([*self.redis, *self.frontends])
+
+    def close(self) -> None:
+        with self.lock:
+            procs, self.redis = list(self.redis.values()), {}
+            frontends, self.frontends = list(self.frontends.values()), {}
+        for proc in procs:
+            proc.stop()
+        for frontend in frontends:
+            if isinstance(frontend, ThreadingHTTPServer):
+                frontend.shutdown()
+                frontend.server_close()
+            else:
+                _stop_process(frontend)
+
+    def _write_endpoints(self) -> None:
+        services: dict[str, list[list[object]]] = {"redis-leader": [], "redis-follower": []}
+        for name, proc in self.redis.items():
+            services[f"redis-{self.roles[name]}"].append(["127.0.0.1", proc.port])
+        tmp = self.endpoints_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(services))
+        tmp.replace(self.endpoints_file)
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def _stub_frontend(pod: str) -> type[BaseHTTPRequestHandler]:
+    class Stub(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = json.dumps({"data": pod}).encode()
+            self.send_response(200 if self.path.startswith("/guestbook.php") else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Stub
 
 
 @contextmanager

@@ -39,7 +39,8 @@ import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as _kube_config
 from kubernetes.config.config_exception import ConfigException
-from kubernetes.stream import portforward as k8s_portforward
+from kubernetes.stream import ws_client as _ws_client
+from websocket import WebSocketBadStatusException, WebSocketException
 
 from dashboard.errors import BadRequest, DashboardError, PlatformError, PlatformUnavailable
 from dashboard.models import LogLine, PlatformName, Pod, RedisEndpoint
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 k8s_config: Any = _kube_config  # kubernetes.config is untyped: keep its Any here
+ws_client: Any = _ws_client  # so is kubernetes.stream.ws_client
 
 JSON = dict[str, Any]
 REDIS_PORT = 6379
@@ -226,26 +228,38 @@ class _Api:
         return response.response  # the urllib3 response, unread
 
     def portforward(self, pod: str, port: int) -> Any:
-        """A `kubernetes.stream` PortForward to pod:port (websocket through the API server)."""
-        core = k8s_client.CoreV1Api(self.api_client)
+        """A `kubernetes.stream.ws_client.PortForward` to pod:port: a websocket (`v4.channel.k8s.io`) through the
+        API server's pods/portforward subresource, as `kubectl port-forward` opens it.
+
+        Built from the client's own pieces rather than with `kubernetes.stream.portforward`, which swaps
+        `call_api` on the *shared* ApiClient while the websocket opens: a request another thread makes meanwhile
+        (a watch, an apply) would go out as a websocket, and two forwards opening at once can leave the swap in
+        place for good. Handshake errors keep their HTTP status (403, 404...) for the translation.
+        """
+        path = _path("Pod", self.namespace, pod, "portforward")
         try:
-            return k8s_portforward(core.connect_get_namespaced_pod_portforward, pod, self.namespace, ports=str(port))
-        except k8s_client.ApiException as exc:
+            _, url, headers, _, _ = self.api_client.param_serialize(
+                method="GET",
+                resource_path=path,
+                query_params=[("ports", str(port))],
+                header_params={},
+                auth_settings=["BearerToken"],
+            )
+            url = ws_client.get_websocket_url(url)
+            websocket = ws_client.create_websocket(self.cluster.configuration, url, headers)
+        except WebSocketBadStatusException as exc:
+            code = int(exc.status_code)
             raise objects.translate_status(
-                int(exc.status or 0) or 502,
-                exc.body or str(exc.reason),
+                code,
+                exc.resp_body or b"",
                 verb="create",
-                resource="pods/portforward",
+                resource="pods" if code == 404 else "pods/portforward",
                 name=pod,
                 namespace=self.namespace,
             ) from exc
-        except Exception as exc:  # websocket-client raises its own exception types
-            text = str(exc)
-            if "403" in text:
-                raise objects.translate_status(
-                    403, {}, verb="create", resource="pods/portforward", name=pod, namespace=self.namespace
-                ) from exc
-            raise objects.connection_error(self.cluster.server, text) from exc
+        except (WebSocketException, k8s_client.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise objects.connection_error(self.cluster.server, str(exc)) from exc
+        return ws_client.PortForward(websocket, [port])
 
 
 def _path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
@@ -462,8 +476,15 @@ class _Forward:
             forward = self.api.portforward(pod, self.remote_port)
             remote = forward.socket(self.remote_port)
             self.connections += 1
-            self.error = None
             _pump(conn, remote, self._closed)
+            # The kubelet reports a failed dial inside the pod on the port's error channel, then closes.
+            failure = forward.error(self.remote_port)
+            if failure:
+                raise PlatformError(
+                    f"The port-forward to pod {pod} port {self.remote_port} failed: {failure.strip()}.",
+                    "Check that the container listens on that port (kubectl logs, kubectl describe pod).",
+                )
+            self.error = None
         except DashboardError as exc:
             self.error = exc
             log.warning("port-forward :%s: %s", self.port, exc.message)
@@ -503,6 +524,9 @@ ACCESS_NEEDED: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
     ("patch", "", "services", "", ("leader", "followers", "frontend", "expose")),
     ("list", "", "pods", "", ("pods board", "every step's check")),
     ("watch", "", "pods", "", ("pods board", "every step's check")),
+    # A websocket port-forward is a GET upgrade: `get` on pods/portforward, plus `create` since Kubernetes 1.35
+    # (AuthorizePodWebsocketUpgradeCreatePermission); SPDY clients such as kubectl need `create`.
+    ("get", "", "pods", "portforward", ("replication panel (port-forward)", "frontend check", "expose")),
     ("create", "", "pods", "portforward", ("replication panel (port-forward)", "frontend check", "expose")),
     ("get", "", "pods", "log", ("pod logs",)),
     ("patch", "apps", "deployments", "scale", ("scale (optional)",)),
@@ -528,6 +552,7 @@ class KubernetesPlatform:
         self._api: _Api | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listeners: list[Listener] = []
+        self._event_listeners: list[Listener] = []
         self._pods: list[Pod] = []
         self._pod_objects: dict[str, JSON] = {}
         self._pods_changed = asyncio.Event()
@@ -562,7 +587,7 @@ class KubernetesPlatform:
             )
             self._pod_watch.start()
             self._event_watch = _Reflector(
-                self.api, f"/api/v1/namespaces/{self.namespace}/events", "events", lambda _: None
+                self.api, f"/api/v1/namespaces/{self.namespace}/events", "events", self._on_events
             )
             self._event_watch.start()
         watch = self._pod_watch
@@ -620,6 +645,23 @@ class KubernetesPlatform:
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._set_pods, snapshot)
+
+    def add_event_listener(self, listener: Listener) -> None:
+        """Call `listener()` on the event loop whenever the namespace's events change (the events timeline)."""
+        self._event_listeners.append(listener)
+
+    def _on_events(self, _: dict[str, JSON]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._events_changed)
+
+    def _events_changed(self) -> None:
+        for listener in list(self._event_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("event listener failed")
 
     def _set_pods(self, snapshot: dict[str, JSON]) -> None:
         self._pod_objects = {name: pod for name, pod in snapshot.items() if objects.is_lab_pod(pod)}
