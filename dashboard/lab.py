@@ -3,6 +3,8 @@
 One `Lab` per dashboard. Steps run one at a time under a lock, so clicks from several browsers queue instead
 of interleaving; every step is idempotent (a second run re-applies, finds everything "unchanged" and re-checks).
 A check polls real state with a deadline (never a fixed sleep) and fails with the reason it saw last.
+The optional failure drills (`dashboard.steps.DRILLS`) run through the same runner and lock; their actions
+are registered by `dashboard.drills` with `register_action`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dashboard.errors import DashboardError, PrerequisiteMissing, StepFailed, Un
 from dashboard.models import RedisEndpoint, Step, StepStatus
 from dashboard.platforms.base import Listener, Platform
 from dashboard.settings import MANIFESTS_DIR, Settings
-from dashboard.steps import STEPS, get_step
+from dashboard.steps import DRILLS, STEPS, get_step
 
 POLL_SECONDS = 0.01
 ACTIVITY_LIMIT = 500
@@ -56,7 +58,9 @@ class Lab:
         self.settings = settings
         self.platform = platform
         self.steps: tuple[Step, ...] = STEPS
-        self.status: dict[str, StepStatus] = {step.id: StepStatus() for step in STEPS}
+        self.drills: tuple[Step, ...] = DRILLS
+        self.status: dict[str, StepStatus] = {step.id: StepStatus() for step in STEPS + DRILLS}
+        self.before_cleanup: list[Callable[[], Awaitable[None]]] = []  # e.g. stop a running write load
         self.activity: deque[Activity] = deque(maxlen=ACTIVITY_LIMIT)
         self.desired = {
             "redis-leader": manifest_replicas("redis-leader-deployment.yaml"),
@@ -72,6 +76,10 @@ class Lab:
             "expose": self._expose,
             "cleanup": self._cleanup,
         }
+
+    def register_action(self, step_id: str, action: Callable[[str], Awaitable[str]]) -> None:
+        """Give an optional step (a drill) its action: `action(step_id)` returns the success message."""
+        self._actions[step_id] = action
 
     # -- observers -------------------------------------------------------------------------------------------
 
@@ -99,6 +107,7 @@ class Lab:
         return {
             "id": step.id,
             "title": step.title,
+            "explanation": step.explanation,
             "state": status.state,
             "message": status.message,
             "hint": status.hint,
@@ -114,12 +123,17 @@ class Lab:
             "manifests": list(step.manifests),
             "check": step.check,
             "requires": list(step.requires),
+            "optional": step.optional,
+            "warning": step.warning,
+            "expect": step.expect,
+            "available": step_id in self._actions,
         }
 
     def to_json(self) -> dict[str, object]:
         return {
             "platform": self.platform.name,
             "steps": [self.step_json(step.id) for step in self.steps],
+            "drills": [self.step_json(step.id) for step in self.drills if step.id in self._actions],
             "frontend_url": self.platform.frontend_url(),
             "busy": self.busy,
         }
@@ -153,6 +167,8 @@ class Lab:
             error = self.prerequisite_error(step_id)  # a step that ran meanwhile (cleanup) may have reset it
             if error is not None:
                 raise error
+            if step_id not in self._actions:
+                raise UnknownStep(f"The drill {step_id!r} is not available here.", "Use one of the main steps.")
             status = self.status[step_id]
             status.state, status.message, status.hint = "running", "", ""
             status.started_at, status.finished_at = time.time(), None
@@ -182,6 +198,10 @@ class Lab:
         for line in await self.platform.apply(manifest):
             self.status[step_id].output.append(line)
             self.log(step_id, line)
+
+    async def wait(self, step_id: str, probe: Callable[[], Awaitable[str | None]], what: str) -> None:
+        """Poll `probe` (None = passed, else why not yet) until it passes; StepFailed at the deadline."""
+        await self._wait(step_id, probe, what)
 
     async def _wait(self, step_id: str, probe: Callable[[], Awaitable[str | None]], what: str) -> None:
         """Poll `probe` (None = passed, else the reason it has not yet) until it passes or the deadline."""
@@ -280,6 +300,8 @@ class Lab:
         return f"The guestbook answers at {url}"
 
     async def _cleanup(self, step_id: str) -> str:
+        for stop in list(self.before_cleanup):
+            await stop()
         for command in get_step(step_id).commands[:4]:  # type: ignore[union-attr]
             self.log(step_id, f"$ {command}", "command")
         for line in await self.platform.delete_lab():

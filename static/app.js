@@ -25,3 +25,16 @@
     }
   });
 })();
+// The logs panel is read only while someone looks at it: renew the dashboard's lease while the panel is open.
+(function () {
+  "use strict";
+  var details = document.getElementById("logs-details");
+  if (!details) return;
+  function ping() {
+    if (details.open && !document.hidden) fetch("/logs/watch", { credentials: "same-origin" }).catch(function () {});
+  }
+  ping();
+  setInterval(ping, 10000);
+  details.addEventListener("toggle", ping);
+  document.addEventListener("visibilitychange", ping);
+})();
