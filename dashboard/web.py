@@ -355,3 +355,6 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
 
 # Feature modules register themselves here (imported last: they import State and TEMPLATES from this module).
+from dashboard.drills import install as _install_drills  # noqa: E402
+
+FEATURES.append(_install_drills)
