@@ -358,3 +358,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 from dashboard.drills import install as _install_drills  # noqa: E402
 
 FEATURES.append(_install_drills)
+
+from dashboard.preflight import install as _install_preflight  # noqa: E402
+
+FEATURES.append(_install_preflight)
