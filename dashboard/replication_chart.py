@@ -185,9 +185,7 @@ def build_charts(
     for name in names[:limit]:
         samples = followers[name]
         mine = [
-            e
-            for e in [*events, *drill_marks]
-            if e.get("node") in (name, None) or e.get("kind") == "leader_restarted"
+            e for e in [*events, *drill_marks] if e.get("node") in (name, None) or e.get("kind") == "leader_restarted"
         ]
         mine.sort(key=lambda e: e["time"])
         last = samples[-1]
