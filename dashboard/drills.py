@@ -150,7 +150,13 @@ async def converged(platform: Any, want_followers: int | None = None) -> str | N
 _REDIS_LOG = re.compile(r"^\d+:[XCSM] \d{1,2} \w{3} \d{4} (\d\d:\d\d:\d\d)\.\d+ [.\-*#] (.*)$")
 LOG_KINDS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     ("bad", "✗", re.compile(r"lost|Error condition|Connection refused|Timeout connecting|I/O error", re.I)),
-    ("partial", "↻", re.compile(r"partial resynchronization (accepted|request.*accepted)|Successful partial", re.I)),
+    (
+        "partial",
+        "↻",
+        re.compile(
+            r"partial resynchronization (accepted|request.*accepted)|accepted a Partial|Successful partial", re.I
+        ),
+    ),
     ("full", "⇄", re.compile(r"Full resync|Starting BGSAVE for SYNC|asks for synchronization|Streamed RDB", re.I)),
     ("ok", "✓", re.compile(r"sync: Finished with success|Synchronization with replica .* succeeded", re.I)),
     ("link", "→", re.compile(r"Connecting to MASTER|Reconnecting to MASTER|MASTER <-> REPLICA sync started", re.I)),

@@ -132,7 +132,7 @@ def test_probe_times_each_follower_like_an_independent_observer(lab: TestClient)
     def observe(name: str, port: int) -> None:
         conn = redis.Redis(port=port)
         conn.config_set("notify-keyspace-events", "KA")
-        sub = conn.pubsub()
+        sub = conn.pubsub()  # type: ignore[no-untyped-call]
         sub.subscribe("__keyspace@0__:guestbook")
         sub.get_message(timeout=1.0)
         ready.wait()
@@ -167,9 +167,13 @@ def test_write_load_is_accounted_for_on_every_node(lab: TestClient) -> None:
     r = lab.post("/api/load", json={"rate": 200, "seconds": 1.5}, headers=HX)
     assert r.status_code == 202
     assert lab.post("/api/load", json={"rate": 10, "seconds": 1}, headers=HX).status_code == 409
-    done = wait_until(
-        lambda: (b := lab.get("/api/load").json())["state"] not in ("running", "checking") and b, 30, what="the load"
-    )
+
+    def finished() -> dict[str, Any] | None:
+        body: dict[str, Any] = lab.get("/api/load").json()
+        return body if body["state"] not in ("running", "checking") else None
+
+    done = wait_until(finished, 30, what="the load")
+    assert done is not None
     assert done["state"] == "done", done
     assert done["ok"] == done["planned"] == 300 and done["failed"] == 0
     assert [n["role"] for n in done["nodes"]] == ["leader", "follower", "follower"]
