@@ -293,6 +293,10 @@ class KubernetesApiDouble:
             self._terminate(pod)
         for _ in range(desired - len(pods)):
             self._create_pod(namespace, rs_name, template_hash, spec["template"])
+        if desired != len(pods):
+            word = "up" if desired > len(pods) else "down"
+            message = f"Scaled {word} replica set {rs_name} from {len(pods)} to {desired}"
+            self._event(namespace, "Deployment", name, "ScalingReplicaSet", message, "deployment-controller")
         pods = [
             p
             for (plural, ns, _), p in self.store.items()
@@ -356,6 +360,8 @@ class KubernetesApiDouble:
                 ],
             },
         }
+        scheduled = f"Successfully assigned {namespace}/{pod['metadata']['name']} to fake-node-1"
+        self._event(namespace, "Pod", pod["metadata"]["name"], "Scheduled", scheduled, "default-scheduler")
         if self.kubelet is None:
             self.put(pod)
             return
@@ -366,6 +372,26 @@ class KubernetesApiDouble:
             container["state"] = {"waiting": {"reason": "ContainerCreating"}}
         stored = self.put(pod)
         threading.Thread(target=self._kubelet_start, args=(stored, ip), daemon=True).start()
+
+    def _event(self, namespace: str, kind: str, name: str, reason: str, message: str, component: str) -> None:
+        """A core/v1 Event as the controllers and the scheduler record them."""
+        stamp = now()
+        self.put(
+            {
+                "kind": "Event",
+                "apiVersion": "v1",
+                "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+                "involvedObject": {"kind": kind, "name": name, "namespace": namespace},
+                "reason": reason,
+                "message": message,
+                "source": {"component": component},
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+                "type": "Normal",
+                "reportingComponent": component,
+            }
+        )
 
     def _kubelet_start(self, pod: JSON, ip: str) -> None:
         """Run the pod's process(es) through the kubelet, then mark it Running and Ready (or say why not)."""
@@ -696,6 +722,21 @@ class KubernetesApiDouble:
                     self.store[(plural, namespace, name)] = patched
                     self._record("MODIFIED", plural, patched)
                 return 200, patched, "application/json"
+            if verb == "create" and not name:
+                obj = json.loads(raw)
+                obj_name = obj.get("metadata", {}).get("name")
+                if (plural, namespace, obj_name) in self.store:
+                    qualified = f"{plural}.{group}" if group else plural
+                    message = f'{qualified} "{obj_name}" already exists'
+                    raise ApiError(409, status_body(409, "AlreadyExists", message, {"name": obj_name, "kind": plural}))
+                obj.update(kind=kind, apiVersion=api_version)
+                obj["metadata"]["namespace"] = namespace
+                if plural == "services":
+                    self._default_service(obj)
+                created = self.put(obj)
+                if plural == "deployments":
+                    self._reconcile(namespace, obj_name)
+                return 201, copy.deepcopy(created), "application/json"
             if verb == "delete":
                 obj = self._find(plural, namespace, name)
                 options = json.loads(raw) if raw else {}

@@ -2,9 +2,14 @@
 
 Runs only when GUESTBOOK_LAB_TEST_KUBECONFIG names a kubeconfig (its current context, or
 GUESTBOOK_LAB_TEST_CONTEXT). It creates its own throwaway namespace `guestbook-lab-test-<random>` (and refuses
-one that already exists), clicks the five steps through `POST /api/steps/{id}`, checks what the cluster holds
-against the tutorial (names, labels, selectors, images, replicas), and always deletes the namespace at the end.
-It needs a conformant cluster whose pods can pull the tutorial's images (kind, minikube, k3s, a cloud cluster).
+one that already exists), checks the pre-flight, clicks the five steps through `POST /api/steps/{id}` (with
+`HX-Request: true`, as the page sends), checks what the cluster holds against the tutorial (names, labels,
+selectors, images, replicas), that the replication panel shows the real leader and linked followers, that the
+guestbook answers at the exposed port-forward (a write read back from a follower), and that cleanup deletes
+only the lab's objects (a foreign `app=redis` Service survives). It always deletes the namespace at the end.
+It needs a conformant cluster whose pods can pull the tutorial's images (kind, minikube, k3s, a cloud cluster),
+and an identity that may create namespaces. The same flow runs in CI against the API double:
+`tests/test_k8s_double_lab.py`.
 
     GUESTBOOK_LAB_TEST_KUBECONFIG=~/.kube/config .venv/bin/python -m pytest -m k8s tests/test_k8s_cluster.py
 """
@@ -14,15 +19,17 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 KUBECONFIG = os.environ.get("GUESTBOOK_LAB_TEST_KUBECONFIG")
 CONTEXT = os.environ.get("GUESTBOOK_LAB_TEST_CONTEXT") or None
-HX = {"HX-Request": "true"}
+HX = {"HX-Request": "true"}  # the dashboard refuses a state change without it (or a bearer token)
+T = TypeVar("T")
 
 pytestmark = [
     pytest.mark.k8s,
@@ -33,20 +40,20 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def core() -> Any:
+def cluster_clients(kubeconfig: str, context: str | None) -> tuple[Any, Any]:
+    """CoreV1Api and AppsV1Api for the test's own checks (independent of the dashboard's client)."""
     from kubernetes import client, config
 
-    assert KUBECONFIG
-    api_client = config.new_client_from_config(config_file=str(Path(KUBECONFIG).expanduser()), context=CONTEXT)
+    kube_config: Any = config
+    api_client = kube_config.new_client_from_config(config_file=str(Path(kubeconfig).expanduser()), context=context)
     return client.CoreV1Api(api_client), client.AppsV1Api(api_client)
 
 
-@pytest.fixture(scope="module")
-def namespace(core: Any) -> Iterator[str]:
+@contextmanager
+def throwaway_namespace(v1: Any, timeout: float = 180) -> Iterator[str]:
+    """A namespace this suite creates for itself (refusing one that exists) and always deletes, waiting for it."""
     from kubernetes.client.exceptions import ApiException
 
-    v1, _ = core
     name = f"guestbook-lab-test-{secrets.token_hex(3)}"
     try:
         v1.read_namespace(name)
@@ -56,33 +63,70 @@ def namespace(core: Any) -> Iterator[str]:
     else:
         pytest.fail(f"namespace {name} already exists; this suite only uses a namespace it creates itself")
     body = {"metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "guestbook-lab-test"}}}
-    v1.create_namespace(body)
+    v1.create_namespace(body)  # 409 if it appeared meanwhile: then it is not ours, and nothing deletes it
     try:
         yield name
     finally:
         v1.delete_namespace(name)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+
+        def gone() -> bool:
             try:
                 v1.read_namespace(name)
             except ApiException as exc:
-                if exc.status == 404:
-                    break
-            time.sleep(1)
+                return bool(exc.status == 404)
+            return False
+
+        poll(gone, timeout, f"namespace {name} to be deleted")
+
+
+@pytest.fixture(scope="module")
+def core() -> Any:
+    assert KUBECONFIG
+    return cluster_clients(KUBECONFIG, CONTEXT)
+
+
+@pytest.fixture(scope="module")
+def namespace(core: Any) -> Iterator[str]:
+    with throwaway_namespace(core[0]) as name:
+        yield name
+
+
+def poll(probe: Callable[[], T], timeout: float, what: str) -> T:
+    """`probe()` until it returns something truthy, with a deadline (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}; last: {result!r}")
+        time.sleep(0.5)
 
 
 def test_the_whole_lab_on_a_real_cluster(core: Any, namespace: str, tmp_path: Path) -> None:
+    assert KUBECONFIG
+    run_whole_lab(core, namespace, Path(KUBECONFIG), CONTEXT, tmp_path)
+
+
+def run_whole_lab(core: Any, namespace: str, kubeconfig: Path, context: str | None, tmp_path: Path) -> None:
+    """The five steps through the JSON API, then what the cluster holds; also run on the API double in CI."""
+    import httpx
     from fastapi.testclient import TestClient
 
     from dashboard.settings import Settings
     from dashboard.web import create_app
 
     v1, apps = core
-    assert KUBECONFIG
+    # Someone else's object with the tutorial's labels (no lab label): cleanup must leave it alone.
+    foreign = {
+        "metadata": {"name": "redis-cache", "labels": {"app": "redis"}},
+        "spec": {"ports": [{"port": 6379}]},
+    }
+    v1.create_namespaced_service(namespace, foreign)
     settings = Settings(
         platform="kubernetes",
-        kubeconfig=Path(KUBECONFIG).expanduser(),
-        context=CONTEXT,
+        kubeconfig=kubeconfig.expanduser(),
+        context=context,
         namespace=namespace,
         frontend_port=0,
         run_dir=tmp_path,
@@ -90,6 +134,9 @@ def test_the_whole_lab_on_a_real_cluster(core: Any, namespace: str, tmp_path: Pa
     with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
         lab = client.get("/api/lab").json()
         assert lab["platform"] == "kubernetes"
+        preflight = client.get("/api/preflight").json()
+        assert preflight["ok"] is True, preflight  # an identity that may run the lab in its own namespace
+        assert preflight["server_version"] and preflight["namespace"]["exists"] is True
         for step in ("leader", "followers", "frontend", "expose"):
             response = client.post(f"/api/steps/{step}", headers=HX)
             assert response.status_code == 200, response.text
@@ -105,19 +152,41 @@ def test_the_whole_lab_on_a_real_cluster(core: Any, namespace: str, tmp_path: Pa
         for deployment in deployments.values():
             assert deployment.metadata.labels["app.kubernetes.io/managed-by"] == "guestbook-lab"
         services = {s.metadata.name: s for s in v1.list_namespaced_service(namespace).items}
-        assert sorted(services) == ["frontend", "redis-follower", "redis-leader"]
+        assert sorted(services) == ["frontend", "redis-cache", "redis-follower", "redis-leader"]
         assert services["frontend"].spec.selector == {"app": "guestbook", "tier": "frontend"}
 
         pods = client.get("/api/pods").json()
         assert sorted(p["component"] for p in pods) == ["frontend"] * 3 + ["redis-follower"] * 2 + ["redis-leader"]
         assert all(p["ready"] for p in pods)
-        replication = client.get("/api/replication").json()
-        assert replication["leader"] and replication["leader"]["role"] == "master"
-        assert [f["link"] for f in replication["followers"]] == ["up", "up"]
-        assert client.get("/api/lab").json()["frontend_url"]
+
+        def replicated() -> dict[str, Any] | None:
+            rep: dict[str, Any] = client.get("/api/replication").json()
+            links = [f["link"] for f in rep["followers"]]
+            return rep if rep["leader"] and rep["leader"]["role"] == "master" and links == ["up", "up"] else None
+
+        replication = poll(replicated, 60, "the replication panel: the leader and two linked followers")
+        assert replication is not None
+        redis_pods = {p["name"] for p in pods if p["component"] != "frontend"}
+        assert {replication["leader"]["name"], *(f["name"] for f in replication["followers"])} == redis_pods
+
+        # The guestbook answers at the exposed URL (a port-forward): a write to the leader is read from a follower.
+        url = client.get("/api/lab").json()["frontend_url"]
+        assert url
+        marker = f"hello-{secrets.token_hex(4)}"
+        written = httpx.get(f"{url}/guestbook.php", params={"cmd": "set", "key": "messages", "value": marker})
+        assert written.status_code == 200, written.text
+
+        def read_back() -> bool:
+            answer = httpx.get(f"{url}/guestbook.php", params={"cmd": "get", "key": "messages"}, timeout=10)
+            return answer.status_code == 200 and marker in answer.text
+
+        poll(read_back, 60, "the entry read back through the frontend (from a follower)")
+        events = client.get("/api/events").json()
+        assert {"Scheduled", "ScalingReplicaSet"} & {e["reason"] for e in events}, events[:5]
 
         response = client.post("/api/steps/cleanup", headers=HX)
         assert response.status_code == 200 and response.json()["state"] == "done", response.text
         assert apps.list_namespaced_deployment(namespace).items == []
-        assert v1.list_namespaced_service(namespace).items == []
+        assert [s.metadata.name for s in v1.list_namespaced_service(namespace).items] == ["redis-cache"]
         assert [p for p in v1.list_namespaced_pod(namespace).items if p.metadata.deletion_timestamp is None] == []
+        assert client.get("/api/lab").json()["frontend_url"] is None

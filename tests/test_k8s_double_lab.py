@@ -131,3 +131,23 @@ def test_the_whole_lab_through_the_json_api_on_the_api_double(
         assert client.get("/api/lab").json()["frontend_url"] is None
         poll(lambda: kubelet.running() == [], what="every process behind the pods stopped")
     assert {pod for _, pod, _ in double.portforwards} >= names  # Redis was only ever reached through the API server
+
+
+def test_the_real_cluster_suite_passes_on_the_api_double(tmp_path: Path) -> None:
+    """`tests/test_k8s_cluster.py`'s own flow (throwaway namespace, pre-flight, five steps, what the cluster holds,
+    guestbook read-back, label-scoped cleanup, namespace deleted), pointed at the double instead of a cluster."""
+    from tests.test_k8s_cluster import cluster_clients, run_whole_lab, throwaway_namespace
+
+    (tmp_path / "pods").mkdir()
+    kubelet = LoopbackKubelet(tmp_path / "pods")
+    try:
+        with KubernetesApiDouble(namespaces=("default",), pod_grace=0.1, kubelet=kubelet) as double:
+            kubeconfig = double.write_kubeconfig(tmp_path / "kubeconfig", namespace="default")
+            core = cluster_clients(str(kubeconfig), None)
+            with throwaway_namespace(core[0], timeout=20) as namespace:
+                assert namespace in double.namespaces
+                run_whole_lab(core, namespace, kubeconfig, None, tmp_path)
+            assert sorted(double.namespaces) == ["default"]
+            assert kubelet.running() == []
+    finally:
+        kubelet.close()
