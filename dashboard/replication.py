@@ -605,7 +605,8 @@ class LagHistory:
     these is a `partial_resync`. A resync seen without an observed outage is reported as `full_resync` at once.
     An outage during which the follower only failed to answer (never itself said `master_link_status:down`)
     gives `link_down` / `link_up` and no resync event: nothing says its replication link broke.
-    `leader_restarted`: the leader's replication id changed or its offset went backwards.
+    `leader_restarted`: the leader's replication offset went backwards (a new, empty leader). A changed replication
+    id alone is not one: Redis changes it when it creates the backlog for its first follower.
     Not thread-safe: call from the event loop only.
     """
 
@@ -639,10 +640,10 @@ class LagHistory:
             went_back = (
                 self._leader_offset is not None and leader.offset is not None and leader.offset < self._leader_offset
             )
-            if leader.master_replid != self._leader_replid or went_back:
-                self.events.append(
-                    LagEvent(now, leader.name, "leader_restarted", "replication id changed or offset went back")
-                )
+            # Only a step back counts: Redis also changes a fresh leader's replication id when it creates the
+            # backlog for its first follower, which is no restart.
+            if went_back:
+                self.events.append(LagEvent(now, leader.name, "leader_restarted", "its replication offset went back"))
         self._leader_name = leader.name
         self._leader_replid = leader.master_replid
         self._leader_offset = leader.offset

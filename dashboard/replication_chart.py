@@ -26,7 +26,7 @@ MARKS: dict[str, tuple[str, str]] = {
     "link_up": ("▲", "link up"),
     "full_resync": ("F", "full resync"),
     "partial_resync": ("P", "partial resync"),
-    "leader_restarted": ("L", "leader's replication id changed"),
+    "leader_restarted": ("L", "leader restarted (offset went back)"),
     "drill": ("D", "drill"),
 }
 

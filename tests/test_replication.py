@@ -408,7 +408,6 @@ def test_full_resync_by_sync_in_progress_or_new_replication_id() -> None:
         (2.0, "redis-follower-a", "link_down"),
         (3.0, "redis-follower-a", "link_up"),
         (3.0, "redis-follower-a", "full_resync"),
-        (4.0, "redis-leader-0", "leader_restarted"),
         (4.0, "redis-follower-a", "full_resync"),
         (5.0, "redis-follower-a", "full_resync"),
     ]
@@ -438,3 +437,13 @@ def test_history_forgets_followers_gone_for_a_whole_window_and_serialises() -> N
         {"time": 3.0, "gap_bytes": 0, "seconds_behind": 0.0, "link": "up"},
     ]
     assert history.to_json()["max_samples"] == 2 and history.to_json()["events"] == []
+
+
+def test_leader_restart_is_an_offset_going_back_not_a_new_replication_id() -> None:
+    history = LagHistory()
+    history.record(1.0, _leader(offset=500), [_follower(offset=500)])
+    # Redis gives a fresh leader a new replication id when it creates its backlog: not a restart
+    history.record(2.0, _leader(offset=520, replid="b" * 40), [_follower(offset=520, replid="b" * 40)])
+    assert [e.kind for e in history.events if e.kind == "leader_restarted"] == []
+    history.record(3.0, _leader(offset=14, replid="c" * 40), [_follower(offset=520, replid="b" * 40)])
+    assert [(e.time, e.kind) for e in history.events if e.kind == "leader_restarted"] == [(3.0, "leader_restarted")]
