@@ -170,7 +170,7 @@ def test_watch_resumes_from_resource_version_without_relisting(
     platform = KubernetesPlatform(settings_for(double, tmp_path))
 
     async def body() -> None:
-        await until(lambda: platform.watch_stats()["watches"] >= 3, timeout=8, what="three watches")
+        await until(lambda: int(str(platform.watch_stats()["watches"])) >= 3, timeout=8, what="three watches")
         await platform.apply("redis-leader-deployment.yaml")
         await until(lambda: len(platform._pods) == 1, what="leader pod")
         assert platform.watch_stats()["lists"] == 1
@@ -332,7 +332,7 @@ def test_preflight_reports_access_reviews_and_blocked_steps(double: KubernetesAp
     double.forbid("create", "pods/portforward")
     double.forbid("delete", "services")
     platform = KubernetesPlatform(settings_for(double, tmp_path, redis_access="auto"))
-    report = asyncio.run(platform.preflight())
+    report: dict[str, Any] = asyncio.run(platform.preflight())
     assert report["context"] == "double" and report["server_version"] == "v1.36.2"
     assert report["namespace"] == {"name": "guestbook", "exists": True, "phase": "Active", "will_create": False}
     assert report["redis_access"] == "port-forward"  # auto, outside a cluster
