@@ -712,19 +712,11 @@ def install(app: FastAPI, state: State) -> None:
     state.add_topic("logs", features.render_logs)
     state.lab.add_listener(lambda: state.hub.publish("drills"))
 
-    # The app's lifespan calls state.start()/close(): start and stop this module's tasks with them.
-    original_start, original_close = state.start, state.close
-
     async def start() -> None:
-        await original_start()
         features.start()
 
-    async def close() -> None:
-        await features.close()
-        await original_close()
-
-    state.start = start  # type: ignore[method-assign]
-    state.close = close  # type: ignore[method-assign]
+    state.on_start.append(start)
+    state.on_close.append(features.close)
 
     def html_error(exc: DashboardError) -> dict[str, str]:
         return {"message": exc.message, "hint": exc.hint}

@@ -72,6 +72,9 @@ class State:
         self._last_frontend_url: str | None = None
         self._renderers: dict[str, Renderer] = {}
         self.platform_error: DashboardError | None = None
+        # Feature modules' background work, started after the platform and sampler, stopped before them.
+        self.on_start: list[Callable[[], Awaitable[None]]] = []
+        self.on_close: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -86,8 +89,12 @@ class State:
         self.sampler.add_listener(lambda: self.hub.publish("replication"))
         await self.sampler.start()
         self._tasks.append(asyncio.create_task(self._tick()))
+        for hook in self.on_start:
+            await hook()
 
     async def close(self) -> None:
+        for hook in reversed(self.on_close):
+            await hook()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
