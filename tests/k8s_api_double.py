@@ -1052,6 +1052,29 @@ class _PortForwardSession:
         with contextlib.suppress(OSError):
             self.handler.connection.shutdown(socket.SHUT_RDWR)
 
+    def close_gracefully(self, timeout: float = 2.0) -> None:
+        """Send the close frame, then read (and drop) what the client still sends until its close frame.
+
+        Shutting the socket at once while the client's data is unread makes the kernel answer with a reset,
+        which can discard the error frame the client has not read yet.
+        """
+        with self._send_lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            with contextlib.suppress(OSError):
+                self.handler.wfile.write(ws_frame((1000).to_bytes(2, "big"), 0x8))
+                self.handler.wfile.flush()
+        rfile: BinaryIO = self.handler.rfile  # type: ignore[assignment]
+        with contextlib.suppress(OSError, ValueError):
+            self.handler.connection.settimeout(timeout)
+            while True:
+                frame = read_ws_message(rfile)
+                if frame is None or frame[0] == 0x8:
+                    break
+        with contextlib.suppress(OSError):
+            self.handler.connection.shutdown(socket.SHUT_RDWR)
+
     def cut(self) -> None:
         """The pod's container died: its connections reset, the websocket goes away."""
         for sock in list(self.sockets.values()):
@@ -1083,7 +1106,7 @@ class _PortForwardSession:
             pump.start()
             pumps.append(pump)
         if not self.sockets:  # every dial failed: the kubelet ends the stream after reporting it
-            self.close()
+            self.close_gracefully()
             return
         rfile: BinaryIO = self.handler.rfile  # type: ignore[assignment]
         try:

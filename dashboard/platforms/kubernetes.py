@@ -506,10 +506,13 @@ def _pump(local: socket.socket, remote: Any, closed: threading.Event) -> None:
     while not closed.is_set():
         readable, _, _ = select.select(sockets, [], [], 1.0)
         for sock in readable:
-            data = sock.recv(65536)
-            if not data:
+            try:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                (remote if sock is local else local).sendall(data)
+            except OSError:  # a reset or a pipe the other side closed ends the copy like an EOF
                 return
-            (remote if sock is local else local).sendall(data)
 
 
 # ------------------------------------------------------------------------------------------ platform
