@@ -10,6 +10,7 @@ are registered by `dashboard.drills` with `register_action`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import deque
@@ -279,11 +280,29 @@ class Lab:
                     reason = await guestbook_answers(client, url)
                     if reason:
                         return reason
+                    # The Python frontend's /healthz PINGs both Services, so CLIENT LIST can show both paths;
+                    # the PHP frontend has no such page (404), which is fine.
+                    with contextlib.suppress(httpx.HTTPError):
+                        await client.get(f"{url}/healthz")
             answered[:] = urls
             return None
 
         await self._wait(step_id, probe, "Every frontend replica answering the guestbook API")
-        return f"{len(answered)} frontend replicas answer the guestbook API; reads come from a follower."
+        return f"{len(answered)} frontend replicas answer the guestbook API; " + await self._frontend_paths()
+
+    async def _frontend_paths(self) -> str:
+        """Where the frontends' Redis connections go, from each node's CLIENT LIST (the Python frontend names them
+        `gb-frontend-<pod>`; the upstream PHP frontend opens unnamed per-request connections, so it cannot be told)."""
+        endpoints = await self.platform.redis_endpoints()
+        found = await asyncio.gather(*(frontend_clients(e) for e in endpoints), return_exceptions=True)
+        connected = {
+            e.name: e.component for e, names in zip(endpoints, found, strict=True) if isinstance(names, list) and names
+        }
+        writers = [name for name, component in connected.items() if component == "redis-leader"]
+        readers = sorted(name for name, component in connected.items() if component == "redis-follower")
+        if writers and readers:
+            return f"CLIENT LIST shows them writing to {', '.join(writers)} and reading from {', '.join(readers)}."
+        return "they write to the redis-leader Service and read from the redis-follower Service."
 
     async def _expose(self, step_id: str) -> str:
         self.log(step_id, "$ kubectl port-forward svc/frontend 8080:80", "command")
@@ -330,6 +349,18 @@ async def redis_info(endpoint: RedisEndpoint) -> dict[str, str]:
         return {str(k): str(v) for k, v in info.items()}
     finally:
         await client.aclose()
+
+
+async def frontend_clients(endpoint: RedisEndpoint) -> list[str]:
+    """Names of the guestbook frontend's connections on one Redis pod (CLIENT LIST, names `gb-frontend-*`)."""
+    client = aioredis.Redis(
+        host=endpoint.host, port=endpoint.port, socket_timeout=1.0, socket_connect_timeout=0.5, decode_responses=True
+    )
+    try:
+        clients = await client.client_list()
+    finally:
+        await client.aclose()
+    return [str(c.get("name")) for c in clients if str(c.get("name", "")).startswith("gb-frontend-")]
 
 
 async def guestbook_answers(client: httpx.AsyncClient, base_url: str) -> str | None:

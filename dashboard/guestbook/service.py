@@ -1,6 +1,7 @@
 """A Redis Service as the frontend sees it through kube-proxy: one name, several endpoints, one connection at a time.
 
-`RedisService` keeps one persistent pipelined connection to one endpoint of its service, picked round-robin when
+`RedisService` keeps one persistent pipelined connection to one endpoint of its service, picked round-robin (from a
+random start) when
 it (re)connects, like kube-proxy picks a backend per TCP connection. When the endpoints file drops that endpoint
 the connection is closed and the next command connects to a listed one. When a connection fails, the endpoints
 file is re-read at once and the other endpoints are tried. Idempotent commands are retried once on a fresh
@@ -10,6 +11,7 @@ connection when the connection broke under them; non-idempotent ones (EVAL appen
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 
 from dashboard.guestbook.endpoints import Address, EndpointsFile, EndpointsUnavailable
@@ -37,7 +39,8 @@ class RedisService:
         self._conn: RedisConnection | None = None
         self._connecting: asyncio.Future[RedisConnection] | None = None
         self._version = -1
-        self._next = 0
+        # Start at a random endpoint, as kube-proxy picks one per connection: replicas spread over the followers.
+        self._next = random.randrange(1 << 16)
         self._shared_get: tuple[asyncio.Future[Reply], RedisConnection, int] | None = None
 
     # connection management ---------------------------------------------------------------------------------

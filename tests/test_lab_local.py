@@ -1,0 +1,81 @@
+"""The five steps through the JSON API on the real local platform: checks, idempotence, concurrent clicks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dashboard.settings import Settings
+from dashboard.web import create_app
+
+HX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(run_dir=tmp_path / "run", frontend_port=0, sample_interval=0.1)
+    # `with`: the app's loop lives in one thread for the whole test (pods die with the thread that started them)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as c:
+        yield c
+
+
+def run(client: TestClient, step: str) -> dict[str, object]:
+    response = client.post(f"/api/steps/{step}", headers=HX)
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def test_the_checks_say_what_they_proved(client: TestClient) -> None:
+    leader = run(client, "leader")
+    assert leader["state"] == "done" and "answers PING with role master" in str(leader["message"])
+    followers = run(client, "followers")
+    assert followers["state"] == "done" and "master_link_status:up" in str(followers["message"])
+    frontend = run(client, "frontend")
+    assert frontend["state"] == "done"
+    message = str(frontend["message"])
+    assert "3 frontend replicas answer the guestbook API" in message
+    assert "CLIENT LIST shows them writing to redis-leader-" in message and "reading from redis-follower-" in message
+    expose = run(client, "expose")
+    assert expose["state"] == "done"
+    url = client.get("/api/lab").json()["frontend_url"]
+    assert url and url.startswith("http://127.0.0.1:") and url in str(expose["message"])
+
+
+def test_running_a_step_twice_is_not_an_error_and_starts_nothing_new(client: TestClient) -> None:
+    run(client, "leader")
+    before = {p["name"] for p in client.get("/api/pods").json()}
+    again = run(client, "leader")
+    assert again["state"] == "done"
+    assert again["output"] == ["deployment.apps/redis-leader unchanged", "service/redis-leader unchanged"]
+    assert {p["name"] for p in client.get("/api/pods").json()} == before
+
+
+def test_concurrent_clicks_from_two_browsers_cannot_corrupt_the_state(client: TestClient) -> None:
+    run(client, "leader")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: run(client, "followers"), range(4)))
+    assert all(r["state"] == "done" for r in results)
+    pods = client.get("/api/pods").json()
+    assert sorted(p["component"] for p in pods) == ["redis-follower", "redis-follower", "redis-leader"]
+    outputs = [r["output"] for r in results]
+    assert outputs.count(["deployment.apps/redis-follower created", "service/redis-follower created"]) == 1
+    assert outputs.count(["deployment.apps/redis-follower unchanged", "service/redis-follower unchanged"]) == 3
+
+
+def test_cleanup_resets_the_steps_and_leaves_nothing(client: TestClient, tmp_path: Path) -> None:
+    for step in ("leader", "followers", "frontend", "expose"):
+        run(client, step)
+    cleanup = run(client, "cleanup")
+    assert cleanup["state"] == "done" and "No resources found" in str(cleanup["message"])
+    lab = client.get("/api/lab").json()
+    assert [s["state"] for s in lab["steps"]] == ["pending", "pending", "pending", "pending", "done"]
+    assert lab["frontend_url"] is None
+    assert client.get("/api/pods").json() == []
+    assert not (tmp_path / "run").exists() or list((tmp_path / "run").iterdir()) == []
+    # and the prerequisite chain starts again from the leader
+    assert client.post("/api/steps/followers", headers=HX).status_code == 409
