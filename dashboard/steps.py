@@ -160,8 +160,7 @@ DRILLS: tuple[Step, ...] = (
         requires=("followers",),
         optional=True,
         warning=(
-            "This deletes the guestbook: the new leader starts empty and the followers copy that. "
-            "Every entry is lost."
+            "This deletes the guestbook: the new leader starts empty and the followers copy that. Every entry is lost."
         ),
         expect=(
             "Both followers' links go down (▼ on the chart); a new leader pod appears; the followers do a FULL "
