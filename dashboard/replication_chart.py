@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-WIDTH = 600
-HEIGHT = 110
+WIDTH = 480
+HEIGHT = 120
 PAD_LEFT = 52
 PAD_RIGHT = 44
 PAD_TOP = 14
@@ -92,7 +92,7 @@ def render_chart(
         return round(y1 - (y1 - y0) * max(0.0, min(v, sec_max)) / sec_max, 1)
 
     parts: list[str] = [
-        f'<svg class="lag-svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" preserveAspectRatio="none" '
+        f'<svg class="lag-svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" preserveAspectRatio="xMidYMid meet" '
         f'aria-label="Replication lag of {escape(name)} over the last {window:.0f} seconds">',
         f'<rect class="plot" x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}"/>',
     ]
