@@ -6,7 +6,8 @@ Rules, checked on every request before any route runs:
   cookie set by opening the page once with `?token=<token>` (as Jupyter does).
 - A state-changing request (POST, PUT, PATCH, DELETE) must come from this site: an `Origin`, when sent, must
   match the Host; `Sec-Fetch-Site: cross-site` is refused; and it must carry `HX-Request: true` (htmx sends it)
-  or a valid bearer token — headers a cross-site form or a simple cross-site fetch cannot send.
+  or a valid bearer token — headers a cross-site form or a simple cross-site fetch cannot send. The one
+  exception is the embedded guestbook posting through `/guestbook/`: it must send a matching Origin instead.
 """
 
 from __future__ import annotations
@@ -45,8 +46,13 @@ def check_request(
     cookie_token: str | None,
     token: str | None,
     loopback_only: bool,
+    page_form: bool = False,
 ) -> None:
-    """Raise Forbidden/Unauthorized when the request must be refused. `headers` has lower-case names."""
+    """Raise Forbidden/Unauthorized when the request must be refused. `headers` has lower-case names.
+
+    `page_form`: the request is the embedded guestbook page posting to its own API through the dashboard's
+    `/guestbook/` proxy. It cannot add HX-Request, so it only has to be same-origin (Origin matching the Host).
+    """
     host = headers.get("host", "")
     if loopback_only:
         name = host_name(host)
@@ -78,6 +84,13 @@ def check_request(
             raise Forbidden("A request from an opaque origin may not change the lab.", "Use the dashboard's own page.")
         if headers.get("sec-fetch-site") == "cross-site":
             raise Forbidden("A cross-site request may not change the lab.", "Use the dashboard's own page.")
+        if page_form:
+            if origin is None:
+                raise Forbidden(
+                    "A write to the embedded guestbook must come from the dashboard's own page.",
+                    "Use the guestbook in the page, or call the frontend's own URL from a script.",
+                )
+            return
         hx = headers.get("hx-request", "").lower() == "true"
         bearer_ok = bearer_token is not None and (token is None or hmac.compare_digest(bearer_token, token))
         if not (hx or bearer_ok):

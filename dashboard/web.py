@@ -15,14 +15,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashboard import __version__
-from dashboard.errors import DashboardError, UnknownStep
+from dashboard.errors import DashboardError, PlatformError, PrerequisiteMissing, UnknownStep
 from dashboard.lab import Lab
 from dashboard.live import Hub
 from dashboard.platforms.base import Platform, create_platform
@@ -34,6 +36,7 @@ from dashboard.steps import STEP_IDS
 log = logging.getLogger("dashboard")
 Renderer = Callable[[Request], Awaitable[str]]
 
+SWAGGER = "/static/vendor/swagger-ui-5.35.0"
 TEMPLATES = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
 
 
@@ -56,6 +59,9 @@ def format_clock(epoch: float) -> str:
 TEMPLATES.env.filters["age"] = format_age
 TEMPLATES.env.filters["clock"] = format_clock
 KEEPALIVE_SECONDS = 15.0
+GUESTBOOK_PREFIX = "/guestbook/"
+# Response headers of the guestbook frontend that the /guestbook/ proxy passes on.
+PROXIED_HEADERS = ("content-type", "cache-control", "content-security-policy", "allow", "x-content-type-options")
 PODS_REFRESH_SECONDS = 1.0
 
 
@@ -72,6 +78,7 @@ class State:
         self._last_frontend_url: str | None = None
         self._renderers: dict[str, Renderer] = {}
         self.platform_error: DashboardError | None = None
+        self.http = httpx.AsyncClient(timeout=10.0)  # the /guestbook/ proxy's connections to the exposed frontend
         # Feature modules' background work, started after the platform and sampler, stopped before them.
         self.on_start: list[Callable[[], Awaitable[None]]] = []
         self.on_close: list[Callable[[], Awaitable[None]]] = []
@@ -101,6 +108,7 @@ class State:
             with suppress(asyncio.CancelledError):
                 await task
         await self.sampler.stop()
+        await self.http.aclose()
         await self.platform.close()
 
     def _pods_changed(self) -> None:
@@ -175,7 +183,7 @@ FEATURES: list[Callable[[FastAPI, State], None]] = []
 
 
 def wants_json(request: Request) -> bool:
-    if request.url.path.startswith("/api/"):
+    if request.url.path.startswith("/api/") or request.url.path.endswith(".php"):
         return True
     return "application/json" in request.headers.get("accept", "") and "text/html" not in request.headers.get(
         "accept", ""
@@ -209,6 +217,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         version=__version__,
         description="Run the Kubernetes guestbook lab step by step and watch Redis replication live.",
         lifespan=lifespan,
+        docs_url=None,  # served below from static/vendor: FastAPI's default page loads Swagger UI from a CDN
+        redoc_url=None,
     )
     app.state.lab_state = state
     for feature in FEATURES:
@@ -227,6 +237,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
                 cookie_token=request.cookies.get(COOKIE),
                 token=settings.token,
                 loopback_only=settings.is_loopback,
+                page_form=request.url.path.startswith(GUESTBOOK_PREFIX),
             )
         except DashboardError as exc:
             return error_response(request, exc)
@@ -302,6 +313,40 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Guestbook lab dashboard · API",
+            swagger_js_url=f"{SWAGGER}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER}/favicon-32x32.png",
+        )
+
+    @app.api_route("/guestbook/{path:path}", methods=["GET", "HEAD", "POST"], include_in_schema=False)
+    async def guestbook(request: Request, path: str) -> Response:
+        """The exposed guestbook, through the dashboard: same origin for the embedded page, and reachable from any
+        browser that reaches the dashboard (a room served by --host, a dashboard running in the cluster)."""
+        url = state.platform.frontend_url()
+        if url is None:
+            raise PrerequisiteMissing("The guestbook is not exposed yet.", "Run the expose step (4) first.")
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "accept")}
+        try:
+            upstream = await state.http.request(
+                request.method,
+                f"{url.rstrip('/')}/{path}",
+                params=request.query_params,
+                content=await request.body(),
+                headers=headers,
+            )
+        except httpx.HTTPError as exc:
+            raise PlatformError(
+                f"The guestbook frontend at {url} does not answer ({type(exc).__name__}).",
+                "Look at the frontend pods; run the expose step again if its forward lost its pod.",
+            ) from exc
+        passed = {k: v for k, v in upstream.headers.items() if k.lower() in PROXIED_HEADERS}
+        return Response(upstream.content, status_code=upstream.status_code, headers=passed)
 
     # -- the JSON API -----------------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -79,3 +80,22 @@ def test_cleanup_resets_the_steps_and_leaves_nothing(client: TestClient, tmp_pat
     assert not (tmp_path / "run").exists() or list((tmp_path / "run").iterdir()) == []
     # and the prerequisite chain starts again from the leader
     assert client.post("/api/steps/followers", headers=HX).status_code == 409
+
+
+def test_the_embedded_guestbook_works_through_the_dashboard(client: TestClient) -> None:
+    for step in ("leader", "followers", "frontend", "expose"):
+        run(client, step)
+    page = client.get("/guestbook/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    entry = 'through the dashboard, with "quotes" & #+ ✓'
+    written = client.post(
+        "/guestbook/guestbook.php",
+        data={"cmd": "append", "value": entry},
+        headers={"Origin": "http://127.0.0.1:8000"},
+    )
+    assert written.status_code == 200 and written.json()["entries"] == [entry]
+    # reads come from a follower: the entry shows there a moment later
+    deadline = time.monotonic() + 5
+    while client.get("/guestbook/guestbook.php?cmd=get").json()["entries"] != [entry]:
+        assert time.monotonic() < deadline, "the entry never reached the follower the frontend reads from"
+        time.sleep(0.01)

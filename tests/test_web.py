@@ -139,3 +139,32 @@ def test_platform_that_cannot_start_shows_its_error_on_the_page(tmp_path: Path) 
         r = c.get("/")
         assert r.status_code == 200
         assert "No kubeconfig was found (/nope)." in r.text and "Pass --kubeconfig." in r.text
+
+
+def test_api_docs_load_nothing_from_outside(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "/static/vendor/swagger-ui-" in page.text
+    assert "http://" not in page.text and "https://" not in page.text
+    assert client.get("/redoc").status_code == 404
+
+
+def test_guestbook_proxy_before_expose_says_what_to_do(client: TestClient) -> None:
+    r = client.get("/guestbook/guestbook.php?cmd=get")
+    assert r.status_code == 409
+    assert r.json() == {"error": "The guestbook is not exposed yet.", "hint": "Run the expose step (4) first."}
+
+
+def test_guestbook_proxy_to_a_dead_frontend_is_one_sentence(client: TestClient, platform: FakePlatform) -> None:
+    platform.url = "http://127.0.0.1:1/"  # nothing listens on port 1
+    r = client.get("/guestbook/guestbook.php?cmd=get")
+    assert r.status_code == 502
+    assert "does not answer" in r.json()["error"] and "Traceback" not in r.text
+
+
+def test_guestbook_proxy_refuses_cross_site_and_originless_writes(client: TestClient, platform: FakePlatform) -> None:
+    platform.url = "http://127.0.0.1:1/"
+    data = {"cmd": "append", "value": "x"}
+    assert client.post("/guestbook/guestbook.php", data=data).status_code == 403
+    evil = client.post("/guestbook/guestbook.php", data=data, headers={"Origin": "http://evil.example"})
+    assert evil.status_code == 403 and "another site" in evil.json()["error"]
