@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
@@ -36,7 +35,7 @@ from redis.exceptions import RedisError
 from dashboard.errors import BadRequest, DashboardError, PrerequisiteMissing, StepFailed, UnknownStep
 from dashboard.guestbook.entries import KEY as GUESTBOOK_KEY
 from dashboard.guestbook.entries import split_entries
-from dashboard.lab import guestbook_answers
+from dashboard.lab import frontends_answer
 from dashboard.models import LogLine, RedisEndpoint
 from dashboard.probe import LoadRun, check_params, command, redis_client, run_probe, split_nodes
 from dashboard.replication import parse_info
@@ -656,15 +655,7 @@ class Drills:
         before = len(split_entries((await node_state(leader))[1]))
 
         async def answering(want: int) -> str | None:
-            urls = await self.platform.frontend_endpoints()
-            if len(urls) != want:
-                return f"{len(urls)} of {want} frontend replicas are ready"
-            async with httpx.AsyncClient(timeout=2.0) as client:
-                for url in urls:
-                    reason = await guestbook_answers(client, url)
-                    if reason:
-                        return reason
-            return None
+            return await frontends_answer(self.platform, want)
 
         for replicas in (5, 2):
             self.say(step_id, f"$ kubectl scale deployment frontend --replicas={replicas}", "command")

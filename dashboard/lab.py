@@ -271,21 +271,10 @@ class Lab:
         answered: list[str] = []
 
         async def probe() -> str | None:
-            urls = await self.platform.frontend_endpoints()
-            want = self.desired["frontend"]
-            if len(urls) < want:
-                return f"{len(urls)} of {want} frontend replicas are ready"
-            async with httpx.AsyncClient(timeout=2.0) as client:
-                for url in urls:
-                    reason = await guestbook_answers(client, url)
-                    if reason:
-                        return reason
-                    # The Python frontend's /healthz PINGs both Services, so CLIENT LIST can show both paths;
-                    # the PHP frontend has no such page (404), which is fine.
-                    with contextlib.suppress(httpx.HTTPError):
-                        await client.get(f"{url}/healthz")
-            answered[:] = urls
-            return None
+            reason = await frontends_answer(self.platform, self.desired["frontend"], touch_healthz=True)
+            if reason is None:
+                answered[:] = await self.platform.frontend_endpoints()
+            return reason
 
         await self._wait(step_id, probe, "Every frontend replica answering the guestbook API")
         return f"{len(answered)} frontend replicas answer the guestbook API; " + await self._frontend_paths()
@@ -361,6 +350,26 @@ async def frontend_clients(endpoint: RedisEndpoint) -> list[str]:
     finally:
         await client.aclose()
     return [str(c.get("name")) for c in clients if str(c.get("name", "")).startswith("gb-frontend-")]
+
+
+async def frontends_answer(platform: Platform, want: int, *, touch_healthz: bool = False) -> str | None:
+    """None when `want` frontend replicas are ready and each answers the guestbook API, else why not.
+
+    `touch_healthz`: also GET each Python frontend's /healthz, which PINGs both Services so that CLIENT LIST can
+    show where its connections go (the PHP frontend has no such page: its 404 is ignored).
+    """
+    urls = await platform.frontend_endpoints()
+    if len(urls) != want:
+        return f"{len(urls)} of {want} frontend replicas are ready"
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        for url in urls:
+            reason = await guestbook_answers(client, url)
+            if reason:
+                return reason
+            if touch_healthz:
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.get(f"{url}/healthz")
+    return None
 
 
 async def guestbook_answers(client: httpx.AsyncClient, base_url: str) -> str | None:
