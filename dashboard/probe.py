@@ -373,7 +373,8 @@ def check_params(rate: Any, seconds: Any) -> tuple[int, float]:
         s = float(seconds)
     except (TypeError, ValueError):
         raise BadRequest(
-            "rate and seconds must be numbers.", f"Send rate 1–{MAX_RATE} and seconds 1–{MAX_SECONDS}."
+            f"A write load needs both rate and seconds, as numbers (got rate={rate!r}, seconds={seconds!r}).",
+            f"Send rate 1–{MAX_RATE} and seconds 1–{MAX_SECONDS}.",
         ) from None
     if not 1 <= r <= MAX_RATE or not 0.1 <= s <= MAX_SECONDS:
         raise BadRequest(

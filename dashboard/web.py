@@ -257,7 +257,13 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        messages = {404: ("There is nothing at this address.", "Go back to the dashboard's main page.")}
+        messages = {
+            404: ("There is nothing at this address.", "Go back to the dashboard's main page."),
+            405: (
+                f"{request.url.path} does not take {request.method}.",
+                "See /docs for what each address takes: steps, drills and the probe run with POST.",
+            ),
+        }
         message, hint = messages.get(exc.status_code, (str(exc.detail), "Go back to the dashboard's main page."))
         error = DashboardError(message, hint)
         error.status = exc.status_code

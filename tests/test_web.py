@@ -168,3 +168,19 @@ def test_guestbook_proxy_refuses_cross_site_and_originless_writes(client: TestCl
     assert client.post("/guestbook/guestbook.php", data=data).status_code == 403
     evil = client.post("/guestbook/guestbook.php", data=data, headers={"Origin": "http://evil.example"})
     assert evil.status_code == 403 and "another site" in evil.json()["error"]
+
+
+def test_wrong_method_says_which_method_to_use(client: TestClient) -> None:
+    r = client.get("/api/steps/leader")
+    assert r.status_code == 405
+    assert r.json() == {
+        "error": "/api/steps/leader does not take GET.",
+        "hint": "See /docs for what each address takes: steps, drills and the probe run with POST.",
+    }
+
+
+def test_load_with_form_or_bad_values_is_a_clear_400(client: TestClient) -> None:
+    for kwargs in ({"data": {"rate": "abc", "seconds": "5"}}, {"json": {"rate": -1}}, {"data": {"rate": "9999"}}):
+        r = client.post("/api/load", headers=HX, **kwargs)  # type: ignore[arg-type]
+        assert r.status_code == 400, r.text
+        assert r.json()["error"].endswith(".") and "rate" in r.json()["hint"]
