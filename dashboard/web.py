@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -24,7 +25,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashboard import __version__
-from dashboard.errors import DashboardError, PlatformError, PrerequisiteMissing, UnknownStep
+from dashboard.errors import BadRequest, DashboardError, PlatformError, PrerequisiteMissing, UnknownStep
 from dashboard.lab import Lab
 from dashboard.live import Hub
 from dashboard.platforms.base import Platform, create_platform
@@ -267,6 +268,16 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         message, hint = messages.get(exc.status_code, (str(exc.detail), "Go back to the dashboard's main page."))
         error = DashboardError(message, hint)
         error.status = exc.status_code
+        return error_response(request, error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body"))
+        error = BadRequest(
+            f"{where or 'The request'} is not valid: {str(first.get('msg', 'bad value')).rstrip('.')}.",
+            "See /docs for what this address takes.",
+        )
         return error_response(request, error)
 
     @app.exception_handler(Exception)

@@ -184,3 +184,11 @@ def test_load_with_form_or_bad_values_is_a_clear_400(client: TestClient) -> None
         r = client.post("/api/load", headers=HX, **kwargs)  # type: ignore[arg-type]
         assert r.status_code == 400, r.text
         assert r.json()["error"].endswith(".") and "rate" in r.json()["hint"]
+
+
+def test_a_bad_query_value_is_one_sentence_not_fastapis_detail_list(client: TestClient) -> None:
+    r = client.get("/api/logs/some-pod?tail=lots")
+    assert r.status_code == 400
+    body = r.json()
+    assert set(body) == {"error", "hint"}
+    assert body["error"].startswith("tail is not valid:") and body["error"].endswith(".")
