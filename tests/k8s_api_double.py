@@ -11,7 +11,7 @@ What it does (and only that):
   ended after timeoutSeconds; `expire_watches()` sends the recorded 410 Gone ERROR event and closes every watch;
   a watch from a resourceVersion older than `compact()` gets that 410 at once;
 - DELETE (preconditions.uid) and deletecollection with labelSelector; merge-patch of Services and of the scale
-  subresource; pods/log;
+  subresource; pods/log (made-up lines, or with a `kubelet` what the pod's process wrote);
 - a tiny controller: a Deployment's pods appear Running and Ready (IPs 127.0.0.x, never a fixture's 10.244.x)
   and are deleted with it (Terminating first, then DELETED after `pod_grace` seconds); a deleted pod is replaced;
 - auth: a bearer token (401 otherwise); `forbid(verb, resource)` answers 403 exactly like the recorded bodies and
@@ -28,6 +28,7 @@ What it does (and only that):
   the real process behind it (redis-server, the guestbook frontend) in a thread; the pod turns Running/Ready with
   the returned {containerPort: (host, port)} as its port-forward targets. `stop_pod(pod)` runs when the pod
   starts terminating, and every port-forward into that pod is cut, as when its containers are killed.
+  pods/log of its pods is `logs(pod)` (400 while the container is still waiting to start).
 """
 
 from __future__ import annotations
@@ -39,13 +40,16 @@ import hashlib
 import itertools
 import json
 import logging
+import re
+import select
 import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -89,6 +93,10 @@ class Kubelet(Protocol):
         """Stop what `run_pod` started for this pod (by pid)."""
         ...
 
+    def logs(self, pod: JSON) -> list[tuple[datetime, str]]:
+        """What the pod's process(es) wrote so far: (when, line), oldest first."""
+        ...
+
 
 def fixture(rel: str) -> Any:
     return json.loads((FIXTURES / rel).read_text())
@@ -96,6 +104,12 @@ def fixture(rel: str) -> Any:
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_nano(when: datetime) -> str:
+    """`2026-11-26T04:39:57.123456000Z`, as `kubectl logs --timestamps` prints the container runtime's time."""
+    when = when.astimezone(UTC)
+    return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond:06d}000Z"
 
 
 def status_body(code: int, reason: str, message: str, details: JSON | None = None) -> JSON:
@@ -690,6 +704,8 @@ class KubernetesApiDouble:
                     {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": items},
                     "application/json",
                 )
+            if verb == "get" and sub == "log" and self.kubelet is not None:
+                return 200, self._kubelet_log(self._find(plural, namespace, name), query), "text/plain"
             if verb == "get" and sub == "log":
                 self._find(plural, namespace, name)
                 tail = int(query.get("tailLines") or 10)
@@ -758,6 +774,25 @@ class KubernetesApiDouble:
                     "application/json",
                 )
         raise ApiError(405, status_body(405, "MethodNotAllowed", f"{method} is not supported here"))
+
+    def _kubelet_log(self, pod: JSON, query: dict[str, str]) -> str:
+        """pods/log as the kubelet serves it: the container's output (`tailLines`, `timestamps` honoured); 400
+        while the container has not started yet, as the API server answers then."""
+        name = pod["metadata"]["name"]
+        waiting = next(
+            (c["state"]["waiting"] for c in pod["status"].get("containerStatuses") or [] if "waiting" in c["state"]),
+            None,
+        )
+        if waiting is not None:
+            container = pod["spec"]["containers"][0]["name"]
+            message = f'container "{container}" in pod "{name}" is waiting to start: {waiting.get("reason")}'
+            raise ApiError(400, status_body(400, "BadRequest", message))
+        assert self.kubelet is not None
+        lines = self.kubelet.logs(copy.deepcopy(pod))
+        if query.get("tailLines"):
+            lines = lines[-int(query["tailLines"]) :] if int(query["tailLines"]) > 0 else []
+        stamped = query.get("timestamps") in ("true", "1")
+        return "".join(f"{rfc3339_nano(when)} {text}\n" if stamped else f"{text}\n" for when, text in lines)
 
     def _scale_body(self, dep: JSON) -> JSON:
         body = fixture("05-watch/scale-get-redis-follower.json")
@@ -1159,14 +1194,110 @@ class _PortForwardSession:
         self.close()
 
 
+class ServiceProxy:
+    """A Service's virtual IP as kube-proxy makes it, on 127.0.0.1: each new connection goes to the endpoint
+    `pick()` names at that moment (none: closed at once); an open connection stays with the endpoint it reached
+    and ends when that endpoint goes away. So a client of the Service reaches a replacement pod when it reconnects.
+    """
+
+    def __init__(self, name: str, pick: Callable[[], Address | None]) -> None:
+        self.name = name
+        self.pick = pick
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address: Address = ("127.0.0.1", int(self._listener.getsockname()[1]))
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, name=f"service {name}", daemon=True).start()
+
+    def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        with self._lock:
+            for sock in list(self._open):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        target = self.pick()
+        upstream = None
+        try:
+            if target is None:
+                return
+            try:
+                upstream = socket.create_connection(target, timeout=2)
+            except OSError:
+                return
+            with self._lock:
+                if self._closed.is_set():
+                    return
+                self._open.update((conn, upstream))
+            pair = {conn: upstream, upstream: conn}
+            while True:
+                readable, _, _ = select.select(list(pair), [], [])
+                for sock in readable:
+                    try:
+                        data = sock.recv(65536)
+                        if data:
+                            pair[sock].sendall(data)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        return
+        finally:
+            with self._lock:
+                self._open.discard(conn)
+                if upstream is not None:
+                    self._open.discard(upstream)
+            for end in (conn, upstream):
+                if end is not None:
+                    with contextlib.suppress(OSError):
+                        end.shutdown(socket.SHUT_RDWR)
+                    end.close()
+
+
+_REDIS_STAMP = re.compile(r"^\d+:[XCSM] (\d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d\.\d+) ")
+
+
+def redis_log_lines(path: Path) -> list[tuple[datetime, str]]:
+    """A redis-server log file as (when, line): each line's own local timestamp, carried over to lines without."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    out: list[tuple[datetime, str]] = []
+    when = datetime.fromtimestamp(path.stat().st_mtime, UTC) if text else datetime.now(UTC)
+    for line in text.splitlines():
+        match = _REDIS_STAMP.match(line)
+        if match:
+            with contextlib.suppress(ValueError):
+                when = datetime.strptime(match.group(1), "%d %b %Y %H:%M:%S.%f").astimezone(UTC)
+        if line.strip():
+            out.append((when, line))
+    return out
+
+
 class LoopbackKubelet:
     """A `Kubelet` that runs the lab's pods as real processes on 127.0.0.1, as the local platform would.
 
-    redis-leader pods: `redis-server`; redis-follower pods: `redis-server --replicaof` the running leader (what
-    the follower image does through the redis-leader Service); frontend pods: the project's Python guestbook
-    frontend (`python -m dashboard.guestbook --endpoints FILE`), or with `frontend="stub"` a tiny in-thread HTTP
-    server answering `GET /guestbook.php?cmd=get` with `{"data": "<pod name>"}`. The endpoints file plays the
-    Services (ready leader and followers). Everything it starts it stops, by pid, in `stop_pod()` or `close()`.
+    redis-leader pods: `redis-server`; redis-follower pods: `redis-server --replicaof` the redis-leader Service
+    (as the follower image does), here a `ServiceProxy` to the newest running leader, so that followers find a
+    replacement leader; frontend pods: the project's Python guestbook frontend (`python -m dashboard.guestbook
+    --endpoints FILE`), or with `frontend="stub"` a tiny in-thread HTTP server answering
+    `GET /guestbook.php?cmd=get` with `{"data": "<pod name>"}`. The endpoints file plays the Services for the
+    frontend (ready leader and followers). `logs(pod)` is what the pod's process wrote: redis-server's log file,
+    the frontend's stdout and stderr (each line stamped when it was read, as a container runtime does).
+    Everything it starts it stops, by pid, in `stop_pod()` or `close()`.
     """
 
     def __init__(self, workdir: Path, frontend: str = "guestbook") -> None:
@@ -1177,9 +1308,17 @@ class LoopbackKubelet:
         self.redis: dict[str, RedisProc] = {}  # pod name -> process
         self.roles: dict[str, str] = {}
         self.frontends: dict[str, subprocess.Popen[bytes] | ThreadingHTTPServer] = {}
+        self.output: dict[str, deque[tuple[datetime, str]]] = {}  # frontend pod name -> its stdout/stderr lines
         self.started: list[str] = []
         self.stopped: list[str] = []
+        self.leader_service = ServiceProxy("redis-leader", self._leader_address)
         self._write_endpoints()
+
+    def _leader_address(self) -> Address | None:
+        """The redis-leader Service's endpoint: the newest leader process that runs (a replacement, not the old)."""
+        with self.lock:
+            leaders = [p for n, p in self.redis.items() if self.roles[n] == "leader" and p.alive()]
+        return ("127.0.0.1", leaders[-1].port) if leaders else None
 
     def run_pod(self, pod: JSON) -> dict[int, Address]:
         name = pod["metadata"]["name"]
@@ -1191,7 +1330,7 @@ class LoopbackKubelet:
                     leaders = [p for n, p in self.redis.items() if self.roles[n] == "leader" and p.alive()]
                 if not leaders:
                     raise RuntimeError("redis-leader:6379 does not answer (no leader pod runs)")
-                leader = ("127.0.0.1", leaders[0].port)
+                leader = self.leader_service.address
             proc = start_redis(replicaof=leader)
             with self.lock:
                 self.redis[name] = proc
@@ -1210,9 +1349,15 @@ class LoopbackKubelet:
         port = free_port()
         argv = [sys.executable, "-m", "dashboard.guestbook", "--host", "127.0.0.1", "--port", str(port)]
         argv += ["--endpoints", str(self.endpoints_file), "--name", name]
-        proc_ = subprocess.Popen(argv, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        proc_ = subprocess.Popen(
+            argv, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        output: deque[tuple[datetime, str]] = deque(maxlen=5000)
+        assert proc_.stdout is not None
+        threading.Thread(target=_read_output, args=(proc_.stdout, output), daemon=True).start()
         with self.lock:
             self.frontends[name] = proc_
+            self.output[name] = output
             self.started.append(name)
 
         def listening() -> bool:
@@ -1229,6 +1374,7 @@ class LoopbackKubelet:
         with self.lock:
             proc = self.redis.pop(name, None)
             frontend = self.frontends.pop(name, None)
+            self.output.pop(name, None)
             self.stopped.append(name)
             self._write_endpoints()
         if proc is not None:
@@ -1239,11 +1385,21 @@ class LoopbackKubelet:
         elif frontend is not None:
             _stop_process(frontend)
 
+    def logs(self, pod: JSON) -> list[tuple[datetime, str]]:
+        name = pod["metadata"]["name"]
+        with self.lock:
+            proc = self.redis.get(name)
+            output = list(self.output.get(name) or ())
+        if proc is not None:
+            return redis_log_lines(Path(proc.workdir) / "redis.log")
+        return output
+
     def running(self) -> list[str]:
         with self.lock:
             return sorted([*self.redis, *self.frontends])
 
     def close(self) -> None:
+        self.leader_service.close()
         with self.lock:
             procs, self.redis = list(self.redis.values()), {}
             frontends, self.frontends = list(self.frontends.values()), {}
@@ -1263,6 +1419,15 @@ class LoopbackKubelet:
         tmp = self.endpoints_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(services))
         tmp.replace(self.endpoints_file)
+
+
+def _read_output(stream: BinaryIO, into: deque[tuple[datetime, str]]) -> None:
+    """A process's stdout, line by line, each stamped when read (until the process closes it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for raw in iter(stream.readline, b""):
+            into.append((datetime.now(UTC), raw.decode("utf-8", "replace").rstrip("\r\n")))
+    with contextlib.suppress(OSError):
+        stream.close()
 
 
 def _stop_process(proc: subprocess.Popen[bytes]) -> None:
