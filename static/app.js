@@ -38,3 +38,28 @@
   details.addEventListener("toggle", ping);
   document.addEventListener("visibilitychange", ping);
 })();
+// Live swaps re-render whole panels: keep the <details> a reader opened (kubectl twins, drill notes) open.
+(function () {
+  "use strict";
+  var opened = {};
+  function key(details) {
+    var owner = details.closest("[id]");
+    return owner && details.id !== "logs-details" ? owner.id + ":" + details.className : null;
+  }
+  document.addEventListener("toggle", function (event) {
+    var details = event.target;
+    if (details.tagName !== "DETAILS") return;
+    var k = key(details);
+    if (!k) return;
+    if (details.open) opened[k] = true; else delete opened[k];
+  }, true);
+  function restore() {
+    document.querySelectorAll("details").forEach(function (details) {
+      var k = key(details);
+      if (k && opened[k] && !details.open) details.open = true;
+    });
+  }
+  ["htmx:afterSwap", "htmx:afterSettle", "htmx:sseMessage"].forEach(function (name) {
+    document.body.addEventListener(name, restore);
+  });
+})();
