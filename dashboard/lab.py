@@ -28,6 +28,7 @@ from dashboard.settings import MANIFESTS_DIR, Settings
 from dashboard.steps import DRILLS, STEPS, get_step
 
 POLL_SECONDS = 0.01
+STATE_WORDS = {"pending": "it has not run yet", "running": "it is still running", "failed": "it failed", "done": "done"}
 ACTIVITY_LIMIT = 500
 
 
@@ -152,7 +153,7 @@ class Lab:
                 assert needed is not None
                 return PrerequisiteMissing(
                     f"'{step.title}' needs '{needed.title}' to be done first.",
-                    f"Run the {required} step first (its state is {self.status[required].state}), then try again.",
+                    f"Run the {required} step first ({STATE_WORDS[self.status[required].state]}), then try again.",
                 )
         return None
 

@@ -55,7 +55,7 @@ def test_followers_before_leader_is_409_with_hint(client: TestClient, platform: 
     assert r.status_code == 409
     body = r.json()
     assert "Start the Redis leader" in body["error"]
-    assert "leader step first" in body["hint"]
+    assert body["hint"] == "Run the leader step first (it has not run yet), then try again."
     assert platform.applied == []  # nothing was done
 
 
