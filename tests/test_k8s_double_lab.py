@@ -11,8 +11,7 @@ a laptop: the replication panel and every check reach Redis and the frontend onl
 from __future__ import annotations
 
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +23,7 @@ from dashboard.platforms.k8s_objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
 from dashboard.settings import Settings
 from dashboard.web import create_app
 from tests.k8s_api_double import FIXTURES, KubernetesApiDouble, LoopbackKubelet
+from tests.k8s_helpers import poll
 
 T = TypeVar("T")
 HX = {"HX-Request": "true"}
@@ -33,18 +33,6 @@ pytestmark = [
     pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API responses not found at {FIXTURES}"),
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
 ]
-
-
-def poll(probe: Callable[[], T], timeout: float = 20.0, what: str = "") -> T:
-    """`probe()` until truthy, with a deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}; last: {result!r}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

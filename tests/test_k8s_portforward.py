@@ -24,11 +24,18 @@ from dashboard.lab import guestbook_answers, redis_info
 from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform
 from dashboard.settings import Settings
 from tests.k8s_api_double import FIXTURES, KubernetesApiDouble, LoopbackKubelet
+from tests.k8s_helpers import run
+from tests.k8s_helpers import settings_for as double_settings
 
 pytestmark = [
     pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API responses not found at {FIXTURES}"),
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
 ]
+
+
+def settings_for(double: KubernetesApiDouble, tmp_path: Path, **overrides: Any) -> Settings:
+    """The shared settings, reaching Redis and the frontend through the API server's port-forward."""
+    return double_settings(double, tmp_path, **{"redis_access": "port-forward", "step_timeout": 20, **overrides})
 
 
 @pytest.fixture
@@ -44,31 +51,6 @@ def kubelet(tmp_path: Path) -> Iterator[LoopbackKubelet]:
 def double(kubelet: LoopbackKubelet) -> Iterator[KubernetesApiDouble]:
     with KubernetesApiDouble(pod_grace=0.1, kubelet=kubelet) as api:
         yield api
-
-
-def settings_for(double: KubernetesApiDouble, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "platform": "kubernetes",
-        "kubeconfig": double.write_kubeconfig(tmp_path / "kubeconfig"),
-        "namespace": "guestbook",
-        "redis_access": "port-forward",
-        "frontend_port": 0,
-        "step_timeout": 20,
-        "run_dir": tmp_path,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-def run(platform: KubernetesPlatform, body: Callable[[], Awaitable[None]]) -> None:
-    async def main() -> None:
-        await platform.start()
-        try:
-            await body()
-        finally:
-            await platform.close()
-
-    asyncio.run(main())
 
 
 async def until(probe: Callable[[], Awaitable[Any]], timeout: float = 15.0, what: str = "") -> Any:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,19 +19,9 @@ from dashboard.settings import Settings
 from dashboard.web import create_app
 from tests.fakes import FakePlatform
 from tests.k8s_api_double import FIXTURES, KubernetesApiDouble
+from tests.k8s_helpers import poll
 
 k8s_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API responses not found at {FIXTURES}")
-
-
-def poll(probe: Any, timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture

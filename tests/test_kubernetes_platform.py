@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ from dashboard.errors import BadRequest, PlatformError, PlatformUnavailable
 from dashboard.platforms import kubernetes as kube
 from dashboard.platforms.k8s_objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
 from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform
-from dashboard.settings import Settings
 from tests.k8s_api_double import FIXTURES, KubernetesApiDouble
+from tests.k8s_helpers import run, settings_for, until
 
 pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API responses not found at {FIXTURES}")
 
@@ -30,42 +29,6 @@ pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API res
 def double() -> Any:
     with KubernetesApiDouble(pod_grace=0.1) as api:
         yield api
-
-
-def settings_for(double: KubernetesApiDouble, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "platform": "kubernetes",
-        "kubeconfig": double.write_kubeconfig(tmp_path / "kubeconfig"),
-        "namespace": "guestbook",
-        "redis_access": "direct",
-        "frontend_port": 0,
-        "step_timeout": 10,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-def run(platform: KubernetesPlatform, body: Callable[[], Awaitable[None]]) -> None:
-    async def main() -> None:
-        await platform.start()
-        try:
-            await body()
-        finally:
-            await platform.close()
-
-    asyncio.run(main())
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    """Poll an in-loop predicate with a deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
 
 
 async def apply_all(platform: KubernetesPlatform) -> list[str]:
