@@ -232,6 +232,9 @@ class Lab:
         found: list[str] = []
 
         async def probe() -> str | None:
+            rollout = await self.platform.rollout_status("redis-leader", "redis-leader")
+            if rollout:
+                return rollout
             leaders = [e for e in await self.platform.redis_endpoints() if e.component == "redis-leader"]
             if not leaders:
                 return "no redis-leader pod is running yet"
@@ -250,6 +253,9 @@ class Lab:
         linked: list[str] = []
 
         async def probe() -> str | None:
+            rollout = await self.platform.rollout_status("redis-follower", "redis-follower")
+            if rollout:
+                return rollout
             followers = [e for e in await self.platform.redis_endpoints() if e.component == "redis-follower"]
             want = self.desired["redis-follower"]
             if len(followers) < want:
@@ -272,7 +278,9 @@ class Lab:
         answered: list[str] = []
 
         async def probe() -> str | None:
-            reason = await frontends_answer(self.platform, self.desired["frontend"], touch_healthz=True)
+            reason = await self.platform.rollout_status("frontend", "frontend") or await frontends_answer(
+                self.platform, self.desired["frontend"], touch_healthz=True
+            )
             if reason is None:
                 answered[:] = await self.platform.frontend_endpoints()
             return reason

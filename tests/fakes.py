@@ -51,6 +51,9 @@ class FakePlatform:
     async def get_pods(self) -> list[Pod]:
         return list(self.pods)
 
+    async def rollout_status(self, deployment: str, service: str) -> str | None:
+        return None if any(p.ready for p in self.pods) else f'deployment "{deployment}" has no ready pod'
+
     async def redis_endpoints(self) -> list[RedisEndpoint]:
         return []
 

@@ -535,6 +535,11 @@ class KubernetesApiDouble:
                 return self._send(handler, 200, self._nodes())
             if url.path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
                 return self._send(handler, 201, self._access_review(json.loads(raw)))
+            if parts[:3] == ["apis", "discovery.k8s.io", "v1"] and parts[3:4] == ["namespaces"] and len(parts) == 6:
+                if parts[5] != "endpointslices" or verb != "list":
+                    raise ApiError(404, status_body(404, "NotFound", "the server could not find the resource", {}))
+                self._authorize("list", "endpointslices", parts[4], "discovery.k8s.io")
+                return self._send(handler, 200, self._endpoint_slices(parts[4], query))
             prefix_len = 2 if parts[0] == "api" else 3
             rest = parts[prefix_len:]
             if len(rest) < 3 or rest[0] != "namespaces" or rest[2] not in RESOURCES:
@@ -564,6 +569,57 @@ class KubernetesApiDouble:
             return self._send(handler, code, body, ctype)
         except ApiError as exc:
             return self._send(handler, exc.code, exc.body)
+
+    def _endpoint_slices(self, namespace: str, query: dict[str, str]) -> JSON:
+        """What the EndpointSlice controller keeps: per Service, its selected pods with an IP, ready or not."""
+        selector = query.get("labelSelector", "")
+        wanted = selector.split("=", 1)[1] if selector.startswith("kubernetes.io/service-name=") else None
+        with self.lock:
+            services = [o for (plural, ns, _), o in self.store.items() if plural == "services" and ns == namespace]
+            pods = [o for (plural, ns, _), o in self.store.items() if plural == "pods" and ns == namespace]
+            items = []
+            for service in services:
+                name = service["metadata"]["name"]
+                selected = service["spec"].get("selector") or {}
+                if (wanted is not None and name != wanted) or not selected:
+                    continue
+                endpoints = []
+                for pod in pods:
+                    labels = pod["metadata"].get("labels") or {}
+                    ip = pod.get("status", {}).get("podIP")
+                    if not ip or any(labels.get(k) != v for k, v in selected.items()):
+                        continue
+                    terminating = pod["metadata"].get("deletionTimestamp") is not None
+                    conditions = pod["status"].get("conditions") or []
+                    ready = not terminating and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+                    endpoints.append(
+                        {
+                            "addresses": [ip],
+                            "conditions": {"ready": ready, "serving": ready, "terminating": terminating},
+                            "targetRef": {"kind": "Pod", "namespace": namespace, "name": pod["metadata"]["name"]},
+                        }
+                    )
+                items.append(
+                    {
+                        "metadata": {
+                            "name": f"{name}-slice",
+                            "namespace": namespace,
+                            "labels": {**service["metadata"].get("labels", {}), "kubernetes.io/service-name": name},
+                        },
+                        "addressType": "IPv4",
+                        "endpoints": endpoints,
+                        "ports": [
+                            {"name": "", "protocol": "TCP", "port": p.get("targetPort", p["port"])}
+                            for p in service["spec"].get("ports", [])
+                        ],
+                    }
+                )
+            return {
+                "kind": "EndpointSliceList",
+                "apiVersion": "discovery.k8s.io/v1",
+                "metadata": {"resourceVersion": str(self.resource_version)},
+                "items": items,
+            }
 
     @staticmethod
     def _verb(method: str, parts: list[str], query: dict[str, str]) -> str:

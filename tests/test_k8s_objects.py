@@ -344,3 +344,13 @@ def test_connection_and_kubeconfig_errors() -> None:
     assert "--kubeconfig" in k.kubeconfig_missing(["/root/.kube/config"]).hint
     ctx = k.unknown_context("prod", ["kind-lab", "minikube"])
     assert ctx.message == "The kubeconfig has no context named 'prod' (available: kind-lab, minikube)."
+
+
+def test_ready_endpoints_from_recorded_endpointslices() -> None:
+    from dashboard.platforms.k8s_objects import ready_endpoints
+
+    slices = load("02-get/with-nodes/endpointslices-frontend.json")
+    assert sorted(ready_endpoints(slices)) == ["10.244.1.117", "10.244.1.7", "10.244.2.58"]
+    slices["items"][0]["endpoints"][0]["conditions"]["ready"] = False
+    assert len(ready_endpoints(slices)) == 2
+    assert ready_endpoints({"items": []}) == []

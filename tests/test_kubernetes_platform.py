@@ -407,3 +407,24 @@ def test_many_viewers_cost_no_requests(double: KubernetesApiDouble, tmp_path: Pa
         assert len(double.requests) == before
 
     run(platform, body)
+
+
+def test_rollout_status_waits_for_the_deployment_then_the_service_endpoints(
+    double: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    platform = KubernetesPlatform(settings_for(double, tmp_path))
+
+    async def status_becomes(expected: str | None) -> None:
+        deadline = time.monotonic() + 5
+        while (got := await platform.rollout_status("redis-leader", "redis-leader")) != expected:
+            assert time.monotonic() < deadline, f"rollout status stayed {got!r}, expected {expected!r}"
+            await asyncio.sleep(0.02)
+
+    async def body() -> None:
+        await status_becomes('deployment "redis-leader" does not exist')
+        await platform.apply("redis-leader-deployment.yaml")
+        await status_becomes('service "redis-leader" has no ready endpoints yet')  # rolled out, no Service yet
+        await platform.apply("redis-leader-service.yaml")
+        await status_becomes(None)
+
+    run(platform, body)

@@ -99,3 +99,21 @@ def test_the_embedded_guestbook_works_through_the_dashboard(client: TestClient) 
     while client.get("/guestbook/guestbook.php?cmd=get").json()["entries"] != [entry]:
         assert time.monotonic() < deadline, "the entry never reached the follower the frontend reads from"
         time.sleep(0.01)
+
+
+def test_rollout_status_on_the_local_platform(client: TestClient) -> None:
+    from dashboard.web import get_state
+
+    class Req:  # get_state only needs request.app
+        app = client.app
+
+    platform = get_state(Req()).platform  # type: ignore[arg-type]
+    assert client.portal is not None
+    assert client.portal.call(platform.rollout_status, "redis-leader", "redis-leader") == (
+        'deployment "redis-leader" does not exist'
+    )
+    run(client, "leader")
+    assert client.portal.call(platform.rollout_status, "redis-leader", "redis-leader") is None
+    assert client.portal.call(platform.rollout_status, "redis-follower", "redis-follower") == (
+        'deployment "redis-follower" does not exist'
+    )

@@ -86,7 +86,7 @@ def test_failed_check_is_reported_as_failed_step_not_500(client: TestClient, pla
     assert r.status_code == 200
     step = r.json()
     assert step["state"] == "failed"
-    assert "no redis-leader pod is running yet" in step["message"]
+    assert 'deployment "redis-leader" has no ready pod' in step["message"]
     assert platform.applied == ["redis-leader-deployment.yaml", "redis-leader-service.yaml"]
     assert client.get("/api/lab").json()["steps"][0]["state"] == "failed"
 

@@ -58,6 +58,10 @@ class Platform(Protocol):
     async def get_pods(self) -> list[Pod]:
         """The lab's pods (leader, followers, frontend), as kubectl would list them."""
 
+    async def rollout_status(self, deployment: str, service: str) -> str | None:
+        """None when `kubectl rollout status deployment/<deployment>` would succeed and Service <service> has a
+        ready endpoint; otherwise why not, in one sentence (what kubectl or the EndpointSlices would say)."""
+
     async def redis_endpoints(self) -> list[RedisEndpoint]:
         """Each Redis pod that runs, with an address the dashboard can dial (pod IP, loopback port or port-forward)."""
 

@@ -265,6 +265,16 @@ class DeploymentState:
         return f"{self.ready}/{self.desired}"
 
 
+def ready_endpoints(slices: Mapping[str, Any]) -> list[str]:
+    """Addresses of the ready endpoints in an EndpointSliceList (a missing `ready` condition means ready)."""
+    found: list[str] = []
+    for item in slices.get("items") or []:
+        for endpoint in item.get("endpoints") or []:
+            if (endpoint.get("conditions") or {}).get("ready", True) is not False:
+                found.extend(str(address) for address in endpoint.get("addresses") or [])
+    return found
+
+
 def deployment_state(deployment: Mapping[str, Any]) -> DeploymentState:
     """Readiness of a Deployment the way `kubectl rollout status deployment/<name>` decides it."""
     name = str(_get(deployment, "metadata", "name") or "")

@@ -538,6 +538,7 @@ ACCESS_NEEDED: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
     ("delete", "apps", "deployments", "", ("cleanup",)),
     ("list", "", "services", "", ("cleanup",)),
     ("delete", "", "services", "", ("cleanup",)),
+    ("list", "discovery.k8s.io", "endpointslices", "", ("leader", "followers", "frontend")),
     ("list", "", "events", "", ("events timeline",)),
     ("watch", "", "events", "", ("events timeline",)),
 )
@@ -881,6 +882,31 @@ class KubernetesPlatform:
             forward = _Forward(self.api, lambda: pod, port)
             self._forwards[key] = forward
         return forward
+
+    async def rollout_status(self, deployment: str, service: str) -> str | None:
+        return await asyncio.to_thread(self._rollout_status, deployment, service)
+
+    def _rollout_status(self, deployment: str, service: str) -> str | None:
+        """`kubectl rollout status deployment/<deployment>`, then the Service's EndpointSlices: any ready address?"""
+        path = _path("Deployment", self.namespace, deployment)
+        status, found = self.api.request(
+            "GET", path, verb="get", resource="deployment.apps", name=deployment, ok=(404,)
+        )
+        if status == 404:
+            return f'deployment "{deployment}" does not exist'
+        state = objects.deployment_state(found)
+        if not state.rolled_out:
+            return state.message
+        _, slices = self.api.request(
+            "GET",
+            f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices",
+            verb="list",
+            resource="endpointslices.discovery.k8s.io",
+            query={"labelSelector": f"kubernetes.io/service-name={service}"},
+        )
+        if not objects.ready_endpoints(slices):
+            return f'service "{service}" has no ready endpoints yet'
+        return None
 
     async def redis_endpoints(self) -> list[RedisEndpoint]:
         endpoints = []

@@ -217,6 +217,23 @@ class LocalPlatform:
         pods.sort(key=lambda pod: (COMPONENTS.index(pod.component), pod.created_at, pod.name))
         return [pod.to_pod() for pod in pods]
 
+    async def rollout_status(self, deployment: str, service: str) -> str | None:
+        local = self._deployments.get(deployment)
+        if local is None:
+            return f'deployment "{deployment}" does not exist'
+        ready = sum(1 for pod in local.live_pods() if pod.ready)
+        if ready < local.replicas:
+            return (
+                f'Waiting for deployment "{deployment}" rollout to finish: '
+                f"{ready} of {local.replicas} updated replicas are available"
+            )
+        spec = self._services.get(service)
+        if spec is None:
+            return f'service "{service}" does not exist'
+        if not any(pod.component == spec.component and pod.ready and not pod.deleting for pod in self._all_pods()):
+            return f'service "{service}" has no ready endpoints yet'
+        return None
+
     async def redis_endpoints(self) -> list[RedisEndpoint]:
         return [
             RedisEndpoint(name=pod.name, component=pod.component, host=LOOPBACK, port=pod.port)
