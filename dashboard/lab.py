@@ -27,7 +27,6 @@ from dashboard.platforms.base import Listener, Platform
 from dashboard.settings import MANIFESTS_DIR, Settings
 from dashboard.steps import DRILLS, STEPS, get_step
 
-POLL_SECONDS = 0.01
 STATE_WORDS = {"pending": "it has not run yet", "running": "it is still running", "failed": "it failed", "done": "done"}
 ACTIVITY_LIMIT = 500
 
@@ -222,7 +221,7 @@ class Lab:
                     f"{what} did not happen within {self.settings.timeout_for_steps():.0f} s: {reason}",
                     "Look at the pods board and the logs for the reason, fix it, then run the step again.",
                 )
-            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.sleep(self.settings.check_interval())
 
     # -- the five steps ----------------------------------------------------------------------------------------
 
