@@ -46,6 +46,12 @@ class UnknownStep(DashboardError):
     status = 404
 
 
+class NotFound(DashboardError):
+    """The thing asked for does not exist (a manifest, a pod)."""
+
+    status = 404
+
+
 class PrerequisiteMissing(DashboardError):
     """A step was asked for before the step it builds on (followers before leader)."""
 

@@ -19,20 +19,27 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashboard import __version__
-from dashboard.errors import BadRequest, DashboardError, PlatformError, PrerequisiteMissing, UnknownStep
+from dashboard.errors import BadRequest, DashboardError, NotFound, PlatformError, PrerequisiteMissing, UnknownStep
 from dashboard.lab import Lab
 from dashboard.live import Hub
 from dashboard.platforms.base import Platform, create_platform
 from dashboard.sampler import Sampler
 from dashboard.security import COOKIE, check_request
-from dashboard.settings import PROJECT_ROOT, Settings
-from dashboard.steps import STEP_IDS
+from dashboard.settings import MANIFESTS_DIR, PROJECT_ROOT, Settings
+from dashboard.steps import STEP_IDS, STEPS
 
 log = logging.getLogger("dashboard")
 Renderer = Callable[[Request], Awaitable[str]]
@@ -64,6 +71,7 @@ GUESTBOOK_PREFIX = "/guestbook/"
 # Response headers of the guestbook frontend that the /guestbook/ proxy passes on.
 PROXIED_HEADERS = ("content-type", "cache-control", "content-security-policy", "allow", "x-content-type-options")
 PODS_REFRESH_SECONDS = 1.0
+MANIFEST_FILES: tuple[str, ...] = (*(m for step in STEPS for m in step.manifests), "kustomization.yaml")
 
 
 class State:
@@ -330,6 +338,13 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    @app.get("/manifests/{name}", tags=["lab"], response_class=PlainTextResponse)
+    async def manifest(name: str) -> PlainTextResponse:
+        """One of the lab's manifests, exactly as `kubectl apply -f` gets it (the six files and kustomization.yaml)."""
+        if name not in MANIFEST_FILES:
+            raise NotFound(f"There is no lab manifest called {name!r}.", f"Use one of: {', '.join(MANIFEST_FILES)}.")
+        return PlainTextResponse((MANIFESTS_DIR / name).read_text(encoding="utf-8"), media_type="text/yaml")
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

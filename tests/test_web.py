@@ -192,3 +192,16 @@ def test_a_bad_query_value_is_one_sentence_not_fastapis_detail_list(client: Test
     body = r.json()
     assert set(body) == {"error", "hint"}
     assert body["error"].startswith("tail is not valid:") and body["error"].endswith(".")
+
+
+def test_manifests_are_served_exactly_and_nothing_else(client: TestClient) -> None:
+    from dashboard.settings import MANIFESTS_DIR
+
+    r = client.get("/manifests/redis-leader-deployment.yaml")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/yaml")
+    assert r.text == (MANIFESTS_DIR / "redis-leader-deployment.yaml").read_text()
+    assert client.get("/manifests/kustomization.yaml").status_code == 200
+    for bad in ("../pyproject.toml", "..%2Fpyproject.toml", "dashboard/role.yaml", "nope.yaml"):
+        r = client.get(f"/manifests/{bad}")
+        assert r.status_code == 404, bad
+    assert 'href="/manifests/redis-leader-service.yaml"' in client.get("/").text
