@@ -136,6 +136,7 @@ class Lab:
             "steps": [self.step_json(step.id) for step in self.steps],
             "drills": [self.step_json(step.id) for step in self.drills if step.id in self._actions],
             "frontend_url": self.platform.frontend_url(),
+            "expose_note": self.platform.expose_note(),
             "busy": self.busy,
         }
 
@@ -311,9 +312,13 @@ class Lab:
             async with httpx.AsyncClient(timeout=2.0) as client:
                 return await guestbook_answers(client, url.rstrip("/"))
 
+        note = self.platform.expose_note()
+        if note:
+            self.status[step_id].output.append(note)
+            self.log(step_id, note)
         await self._wait(step_id, probe, f"The guestbook answering at {url}")
         self._changed()
-        return f"The guestbook answers at {url}"
+        return f"The guestbook answers at {url}" + (f" ({note})" if note else "")
 
     async def _cleanup(self, step_id: str) -> str:
         for stop in list(self.before_cleanup):

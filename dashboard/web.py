@@ -155,6 +155,7 @@ class State:
             "platform": self.platform.name,
             "version": __version__,
             "frontend_url": self.platform.frontend_url(),
+            "expose_note": self.platform.expose_note(),
             "platform_error": self.platform_error,
         }
         if topic in (None, "steps"):

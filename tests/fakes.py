@@ -64,6 +64,9 @@ class FakePlatform:
         self.url = "http://127.0.0.1:1/"
         return self.url
 
+    def expose_note(self) -> str | None:
+        return None
+
     def frontend_url(self) -> str | None:
         return self.url
 

@@ -117,3 +117,23 @@ def test_rollout_status_on_the_local_platform(client: TestClient) -> None:
     assert client.portal.call(platform.rollout_status, "redis-follower", "redis-follower") == (
         'deployment "redis-follower" does not exist'
     )
+
+
+def test_a_busy_expose_port_is_said_not_hidden(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        settings = Settings(run_dir=tmp_path / "run", frontend_port=port, sample_interval=0.1)
+        with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as c:
+            for step in ("leader", "followers", "frontend"):
+                run(c, step)
+            expose = run(c, "expose")
+            assert expose["state"] == "done"
+            assert f"port {port} is in use" in str(expose["message"])
+            lab = c.get("/api/lab").json()
+            assert f"port {port} is in use" in lab["expose_note"]
+            assert f":{port}/" not in lab["frontend_url"]
+            assert f"port {port} is in use" in c.get("/fragments/guestbook").text

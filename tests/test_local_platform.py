@@ -534,7 +534,7 @@ def test_expose_falls_back_to_a_free_port_when_the_port_is_busy(tmp_path: Path) 
             async with running(platform, *FRONTEND):
                 url = await platform.expose()
                 assert url.startswith("http://127.0.0.1:") and not url.endswith(f":{busy}/")
-                assert platform.expose_note is not None and str(busy) in platform.expose_note
+                assert (note := platform.expose_note()) is not None and str(busy) in note
         finally:
             blocker.close()
             await blocker.wait_closed()

@@ -71,6 +71,11 @@ class Platform(Protocol):
     async def expose(self) -> str:
         """Publish the frontend Service (local: a supervised forward on --frontend-port); returns the URL users open."""
 
+    def expose_note(self) -> str | None:
+        """What a user should know about how the frontend is published, in one sentence, or None: the port was busy
+        and another was used; the Service is a NodePort; the LoadBalancer's EXTERNAL-IP is <pending>, so a
+        port-forward serves meanwhile."""
+
     def frontend_url(self) -> str | None:
         """The URL published by `expose`, or None before it."""
 

@@ -1025,6 +1025,9 @@ class KubernetesPlatform:
     def frontend_url(self) -> str | None:
         return self._frontend_url
 
+    def expose_note(self) -> str | None:
+        return self._expose_note
+
     def expose_status(self) -> dict[str, object]:
         """How the frontend is published: mode, URL and what the cluster said (e.g. EXTERNAL-IP <pending>)."""
         forward = self._expose_forward

@@ -269,7 +269,6 @@ class LocalPlatform:
             return None
         return f"http://{url_host(self._forwarder.host)}:{self._forwarder.port}/"
 
-    @property
     def expose_note(self) -> str | None:
         """Why the published port differs from --frontend-port (it was busy), or None."""
         return self._forwarder.note if self._forwarder else None
