@@ -44,8 +44,3 @@ def split_entries(raw: str | bytes | None) -> list[str]:
         return []
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return [decode_entry(piece) for piece in text.split(",") if piece != ""]
-
-
-def join_entries(entries: list[str]) -> str:
-    """The stored value for a list of entries."""
-    return ",".join(encode_entry(e) for e in entries)

@@ -405,11 +405,6 @@ def prepare_manifest(manifest: Mapping[str, Any], image: str | None = None) -> J
     return doc
 
 
-def component_of_manifest(manifest: Mapping[str, Any]) -> str:
-    """The lab component a manifest belongs to: its object name (redis-leader, redis-follower, frontend)."""
-    return str(_get(manifest, "metadata", "name") or "")
-
-
 def managers_of(obj: Mapping[str, Any]) -> list[str]:
     """The field managers listed in an object's managedFields."""
     return [str(m.get("manager")) for m in _get(obj, "metadata", "managedFields") or [] if m.get("manager")]

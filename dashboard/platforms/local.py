@@ -111,7 +111,6 @@ class LocalPlatform:
         self._lab_pids: dict[int, int] = {}  # pid -> start time, for leftovers()
         self._endpoints_written: object = None
         self._forwarder: Forwarder | None = None
-        self._expose_port: int | None = None
         self._node = socket.gethostname()
 
     # -- the protocol: lifecycle ---------------------------------------------------------------------------------
@@ -257,7 +256,6 @@ class LocalPlatform:
                 host = LOOPBACK if self.settings.is_loopback else self.settings.host
                 await forwarder.start(host, self.settings.frontend_port)
                 self._forwarder = forwarder
-                self._expose_port = forwarder.port
                 if forwarder.note:
                     log.warning("expose: %s (%s)", forwarder.note, self.frontend_url())
             url = self.frontend_url()
