@@ -46,7 +46,7 @@ def run(platform: KubernetesPlatform, body: Callable[[], Awaitable[None]]) -> No
     asyncio.run(main())
 
 
-def poll(probe: Callable[[], T], timeout: float = 20.0, what: str = "") -> T:
+def poll(probe: Callable[[], T], timeout: float = 20.0, what: str = "", interval: float = 0.02) -> T:
     """`probe()` until truthy, with a deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -54,8 +54,8 @@ def poll(probe: Callable[[], T], timeout: float = 20.0, what: str = "") -> T:
         if result:
             return result
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}; last: {result!r}")
-        time.sleep(0.02)
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}; last: {result!r}")
+        time.sleep(interval)
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:

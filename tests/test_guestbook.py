@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.redis_helpers import RedisProc, free_port, start_redis, wait_until
+from tests.redis_helpers import RedisProc, free_port, start_redis, stop_process, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,14 +96,7 @@ class Frontend:
 
     def stop(self) -> int:
         """SIGTERM this pid; wait; return the exit code (kill if it does not exit)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        return self.proc.returncode
+        return stop_process(self.proc)
 
 
 def start_frontend(

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from tests.k8s_helpers import poll
 
 KUBECONFIG = os.environ.get("GUESTBOOK_LAB_TEST_KUBECONFIG")
 CONTEXT = os.environ.get("GUESTBOOK_LAB_TEST_CONTEXT") or None
@@ -76,7 +77,7 @@ def throwaway_namespace(v1: Any, timeout: float = 180) -> Iterator[str]:
                 return bool(exc.status == 404)
             return False
 
-        poll(gone, timeout, f"namespace {name} to be deleted")
+        poll(gone, timeout, f"namespace {name} to be deleted", interval=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -89,18 +90,6 @@ def core() -> Any:
 def namespace(core: Any) -> Iterator[str]:
     with throwaway_namespace(core[0]) as name:
         yield name
-
-
-def poll(probe: Callable[[], T], timeout: float, what: str) -> T:
-    """`probe()` until it returns something truthy, with a deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}; last: {result!r}")
-        time.sleep(0.5)
 
 
 def test_the_whole_lab_on_a_real_cluster(core: Any, namespace: str, tmp_path: Path) -> None:
@@ -164,7 +153,7 @@ def run_whole_lab(core: Any, namespace: str, kubeconfig: Path, context: str | No
             links = [f["link"] for f in rep["followers"]]
             return rep if rep["leader"] and rep["leader"]["role"] == "master" and links == ["up", "up"] else None
 
-        replication = poll(replicated, 60, "the replication panel: the leader and two linked followers")
+        replication = poll(replicated, 60, "the replication panel: the leader and two linked followers", interval=0.5)
         assert replication is not None
         redis_pods = {p["name"] for p in pods if p["component"] != "frontend"}
         assert {replication["leader"]["name"], *(f["name"] for f in replication["followers"])} == redis_pods
@@ -180,7 +169,7 @@ def run_whole_lab(core: Any, namespace: str, kubeconfig: Path, context: str | No
             answer = httpx.get(f"{url}/guestbook.php", params={"cmd": "get", "key": "messages"}, timeout=10)
             return answer.status_code == 200 and marker in answer.text
 
-        poll(read_back, 60, "the entry read back through the frontend (from a follower)")
+        poll(read_back, 60, "the entry read back through the frontend (from a follower)", interval=0.5)
         events = client.get("/api/events").json()
         assert {"Scheduled", "ScalingReplicaSet"} & {e["reason"] for e in events}, events[:5]
 
