@@ -1,10 +1,14 @@
-"""The lab runner: gives each step of `dashboard.steps` its action and its check, and keeps the steps' states.
+"""The lab runner: binds each step of `dashboard.steps` to its action and check, and keeps the steps' states.
 
-One `Lab` per dashboard. Steps run one at a time under a lock, so clicks from several browsers queue instead
-of interleaving; every step is idempotent (a second run re-applies, finds everything "unchanged" and re-checks).
-A check polls real state with a deadline (never a fixed sleep) and fails with the reason it saw last.
-The optional failure drills (`dashboard.steps.DRILLS`) run through the same runner and lock; their actions
-are registered by `dashboard.drills` with `register_action`.
+One `Lab` per lab session. An action is registered next to its function with an `ActionTable` decorator
+(`@STEP_ACTIONS("leader")`), which checks at import that the step exists; a step id is resolved to its `Step`
+once per request (`Lab.resolve`) and the action gets the `Step`. Actions return an `Outcome`: the sentence the
+page shows plus structured facts (`result` in the JSON) that scripts and tests read.
+
+Steps run one at a time under a lock, so clicks from several browsers queue instead of interleaving; every
+step is idempotent (a second run re-applies, finds everything "unchanged" and re-checks). A check polls real
+state with a deadline (never a fixed sleep) and fails with the reason it saw last. The optional failure drills
+(`dashboard.steps.DRILLS`) run through the same runner and lock; their actions come from `dashboard.drills`.
 """
 
 from __future__ import annotations
@@ -14,18 +18,20 @@ import contextlib
 import json
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Generic, TypeVar
 
 import httpx
-import redis.asyncio as aioredis
 import yaml
 
 from dashboard.errors import DashboardError, PrerequisiteMissing, StepFailed, UnknownStep
-from dashboard.models import RedisEndpoint, Step, StepStatus
+from dashboard.models import Step, StepStatus
 from dashboard.platforms.base import Listener, Platform
+from dashboard.redis_nodes import frontend_clients, redis_info
 from dashboard.settings import MANIFESTS_DIR, Settings
-from dashboard.steps import DRILLS, STEPS, get_step
+from dashboard.steps import DRILL_IDS, DRILLS, STEP_IDS, STEPS, get_step
 
 STATE_WORDS = {"pending": "it has not run yet", "running": "it is still running", "failed": "it failed", "done": "done"}
 ACTIVITY_LIMIT = 500
@@ -42,6 +48,46 @@ class Activity:
 
     def to_json(self) -> dict[str, object]:
         return {"time": self.time, "step": self.step, "text": self.text, "level": self.level}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a step's action reports: the sentence the page shows and the facts behind it (JSON `result`)."""
+
+    message: str
+    facts: Mapping[str, object] = field(default_factory=dict)
+
+
+Owner = TypeVar("Owner")
+Action = Callable[[Step], Awaitable[Outcome]]
+
+
+class ActionTable(Generic[Owner]):
+    """Step id -> the method that runs it, filled by decorating the methods: `@TABLE("leader")`."""
+
+    def __init__(self) -> None:
+        self.methods: dict[str, Callable[[Owner, Step], Awaitable[Outcome]]] = {}
+
+    def __call__(
+        self, step_id: str
+    ) -> Callable[[Callable[[Owner, Step], Awaitable[Outcome]]], Callable[[Owner, Step], Awaitable[Outcome]]]:
+        if get_step(step_id) is None:
+            raise ValueError(f"no step {step_id!r} in dashboard.steps")
+
+        def register(
+            method: Callable[[Owner, Step], Awaitable[Outcome]],
+        ) -> Callable[[Owner, Step], Awaitable[Outcome]]:
+            self.methods[step_id] = method
+            return method
+
+        return register
+
+    def bind(self, owner: Owner) -> dict[str, Action]:
+        """The table's actions bound to one owner (a lab, a lab's drills)."""
+        return {step_id: partial(method, owner) for step_id, method in self.methods.items()}
+
+
+STEP_ACTIONS: ActionTable[Lab] = ActionTable()
 
 
 def manifest_replicas(manifest: str) -> int:
@@ -70,17 +116,11 @@ class Lab:
         }
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
-        self._actions: dict[str, Callable[[str], Awaitable[str]]] = {
-            "leader": self._leader,
-            "followers": self._followers,
-            "frontend": self._frontend,
-            "expose": self._expose,
-            "cleanup": self._cleanup,
-        }
+        self._actions: dict[str, Action] = STEP_ACTIONS.bind(self)
 
-    def register_action(self, step_id: str, action: Callable[[str], Awaitable[str]]) -> None:
-        """Give an optional step (a drill) its action: `action(step_id)` returns the success message."""
-        self._actions[step_id] = action
+    def add_actions(self, actions: Mapping[str, Action]) -> None:
+        """Give the optional steps (the drills) their actions."""
+        self._actions.update(actions)
 
     # -- observers -------------------------------------------------------------------------------------------
 
@@ -96,15 +136,26 @@ class Lab:
         self.activity.append(Activity(time.time(), step, text, level))
         self._changed()
 
+    def say(self, step: Step, text: str, level: str = "info") -> None:
+        """A line of a running step's output, also in the activity log."""
+        self.status[step.id].output.append(text)
+        self.log(step.id, text, level)
+
     @property
     def busy(self) -> bool:
         return self._lock.locked()
 
-    def step_json(self, step_id: str) -> dict[str, object]:
-        step = get_step(step_id)
+    def resolve(self, step_id: str, *, drill: bool = False) -> Step:
+        """The main step (or, with `drill`, the drill) called `step_id`; UnknownStep otherwise."""
+        ids = DRILL_IDS if drill else STEP_IDS
+        step = get_step(step_id) if step_id in ids else None
         if step is None:
-            raise UnknownStep(f"There is no lab step called {step_id!r}.", f"Use one of: {', '.join(self.status)}.")
-        status = self.status[step_id]
+            kind = "drill" if drill else "lab step"
+            raise UnknownStep(f"There is no {kind} called {step_id!r}.", f"Use one of: {', '.join(ids)}.")
+        return step
+
+    def step_json(self, step: Step) -> dict[str, object]:
+        status = self.status[step.id]
         return {
             "id": step.id,
             "title": step.title,
@@ -112,6 +163,7 @@ class Lab:
             "state": status.state,
             "message": status.message,
             "hint": status.hint,
+            "result": dict(status.facts),
             "started_at": status.started_at,
             "finished_at": status.finished_at,
             "duration_seconds": (
@@ -127,14 +179,14 @@ class Lab:
             "optional": step.optional,
             "warning": step.warning,
             "expect": step.expect,
-            "available": step_id in self._actions,
+            "available": step.id in self._actions,
         }
 
     def to_json(self) -> dict[str, object]:
         return {
             "platform": self.platform.name,
-            "steps": [self.step_json(step.id) for step in self.steps],
-            "drills": [self.step_json(step.id) for step in self.drills if step.id in self._actions],
+            "steps": [self.step_json(step) for step in self.steps],
+            "drills": [self.step_json(step) for step in self.drills if step.id in self._actions],
             "frontend_url": self.platform.frontend_url(),
             "expose_note": self.platform.expose_note(),
             "busy": self.busy,
@@ -142,72 +194,60 @@ class Lab:
 
     # -- running ---------------------------------------------------------------------------------------------
 
-    def prerequisite_error(self, step_id: str) -> PrerequisiteMissing | None:
-        """The error to answer with if a step that `step_id` builds on has not been done."""
-        step = get_step(step_id)
-        if step is None:
-            return None
+    def prerequisite_error(self, step: Step) -> PrerequisiteMissing | None:
+        """The error to answer with if a step that `step` builds on has not been done."""
         for required in step.requires:
             if self.status[required].state != "done":
-                needed = get_step(required)
-                assert needed is not None
+                needed = self.resolve(required)
                 return PrerequisiteMissing(
                     f"'{step.title}' needs '{needed.title}' to be done first.",
                     f"Run the {required} step first ({STATE_WORDS[self.status[required].state]}), then try again.",
                 )
         return None
 
-    async def run(self, step_id: str) -> dict[str, object]:
-        """Run one step (its action, then its check) and return its JSON. Raises UnknownStep, PrerequisiteMissing."""
-        step = get_step(step_id)
-        if step is None:
-            raise UnknownStep(f"There is no lab step called {step_id!r}.", f"Use one of: {', '.join(self.status)}.")
-        error = self.prerequisite_error(step_id)
+    async def run(self, step: Step) -> dict[str, object]:
+        """Run one step (its action, then its check) and return its JSON. Raises PrerequisiteMissing."""
+        error = self.prerequisite_error(step)
         if error is not None:
             raise error
         async with self._lock:
-            error = self.prerequisite_error(step_id)  # a step that ran meanwhile (cleanup) may have reset it
+            error = self.prerequisite_error(step)  # a step that ran meanwhile (cleanup) may have reset it
             if error is not None:
                 raise error
-            if step_id not in self._actions:
-                raise UnknownStep(f"The drill {step_id!r} is not available here.", "Use one of the main steps.")
-            status = self.status[step_id]
-            status.state, status.message, status.hint = "running", "", ""
-            status.started_at, status.finished_at = time.time(), None
-            status.output = []
-            self.log(step_id, f"{step.title}…")
+            action = self._actions.get(step.id)
+            if action is None:
+                raise UnknownStep(f"The drill {step.id!r} is not available here.", "Use one of the main steps.")
+            status = self.status[step.id] = StepStatus(state="running", started_at=time.time())
+            self.log(step.id, f"{step.title}…")
             try:
-                message = await self._actions[step_id](step_id)
+                outcome = await action(step)
             except DashboardError as exc:
                 status.state, status.message, status.hint = "failed", exc.message, exc.hint
                 status.finished_at = time.time()
-                self.log(step_id, f"{exc.message} {exc.hint}".strip(), "error")
+                self.log(step.id, f"{exc.message} {exc.hint}".strip(), "error")
             except Exception as exc:  # shown as one sentence, never as a traceback
                 status.state = "failed"
                 status.message = f"The step stopped on an unexpected error: {type(exc).__name__}: {exc}."
                 status.hint = "Run the step again; if it fails the same way, look at the dashboard's terminal output."
                 status.finished_at = time.time()
-                self.log(step_id, status.message, "error")
+                self.log(step.id, status.message, "error")
             else:
-                status.state, status.message = "done", message
+                status.state, status.message, status.facts = "done", outcome.message, dict(outcome.facts)
                 status.finished_at = time.time()
                 seconds = status.finished_at - (status.started_at or status.finished_at)
-                self.log(step_id, f"✓ {message} ({seconds:.2f} s)", "ok")
-            return self.step_json(step_id)
+                self.log(step.id, f"✓ {outcome.message} ({seconds:.2f} s)", "ok")
+            return self.step_json(step)
 
-    async def _apply(self, step_id: str, manifest: str) -> None:
-        self.log(step_id, f"$ kubectl apply -f {manifest}", "command")
-        for line in await self.platform.apply(manifest):
-            self.status[step_id].output.append(line)
-            self.log(step_id, line)
+    async def _apply(self, step: Step) -> None:
+        for manifest in step.manifests:
+            self.log(step.id, f"$ kubectl apply -f {manifest}", "command")
+            for line in await self.platform.apply(manifest):
+                self.say(step, line)
 
-    async def wait(self, step_id: str, probe: Callable[[], Awaitable[str | None]], what: str) -> None:
-        """Poll `probe` (None = passed, else why not yet) until it passes; StepFailed at the deadline."""
-        await self._wait(step_id, probe, what)
-
-    async def _wait(self, step_id: str, probe: Callable[[], Awaitable[str | None]], what: str) -> None:
-        """Poll `probe` (None = passed, else the reason it has not yet) until it passes or the deadline."""
-        deadline = time.monotonic() + self.settings.timeout_for_steps()
+    async def wait(self, step: Step, probe: Callable[[], Awaitable[str | None]], what: str) -> None:
+        """Poll `probe` (None = passed, else the reason it has not yet) until it passes; StepFailed at the deadline."""
+        timeout = self.settings.timeout_for_steps()
+        deadline = time.monotonic() + timeout
         reason = "not checked yet"
         while True:
             try:
@@ -219,16 +259,16 @@ class Lab:
             reason = outcome
             if time.monotonic() >= deadline:
                 raise StepFailed(
-                    f"{what} did not happen within {self.settings.timeout_for_steps():.0f} s: {reason}",
+                    f"{what} did not happen within {timeout:.0f} s: {reason}",
                     "Look at the pods board and the logs for the reason, fix it, then run the step again.",
                 )
             await asyncio.sleep(self.settings.check_interval())
 
     # -- the five steps ----------------------------------------------------------------------------------------
 
-    async def _leader(self, step_id: str) -> str:
-        for manifest in get_step(step_id).manifests:  # type: ignore[union-attr]
-            await self._apply(step_id, manifest)
+    @STEP_ACTIONS("leader")
+    async def leader(self, step: Step) -> Outcome:
+        await self._apply(step)
         found: list[str] = []
 
         async def probe() -> str | None:
@@ -244,12 +284,12 @@ class Lab:
             found[:] = [leaders[0].name]
             return None
 
-        await self._wait(step_id, probe, "The leader answering PING with role master")
-        return f"{found[0]} answers PING with role master."
+        await self.wait(step, probe, "The leader answering PING with role master")
+        return Outcome(f"{found[0]} answers PING with role master.", {"leader": found[0], "role": "master"})
 
-    async def _followers(self, step_id: str) -> str:
-        for manifest in get_step(step_id).manifests:  # type: ignore[union-attr]
-            await self._apply(step_id, manifest)
+    @STEP_ACTIONS("followers")
+    async def followers(self, step: Step) -> Outcome:
+        await self._apply(step)
         linked: list[str] = []
 
         async def probe() -> str | None:
@@ -269,12 +309,15 @@ class Lab:
             linked[:] = [f.name for f in followers]
             return None
 
-        await self._wait(step_id, probe, "Both followers linking up to the leader")
-        return f"{len(linked)} followers run with master_link_status:up ({', '.join(linked)})."
+        await self.wait(step, probe, "Both followers linking up to the leader")
+        return Outcome(
+            f"{len(linked)} followers run with master_link_status:up ({', '.join(linked)}).",
+            {"followers": list(linked), "link": "up"},
+        )
 
-    async def _frontend(self, step_id: str) -> str:
-        for manifest in get_step(step_id).manifests:  # type: ignore[union-attr]
-            await self._apply(step_id, manifest)
+    @STEP_ACTIONS("frontend")
+    async def frontend(self, step: Step) -> Outcome:
+        await self._apply(step)
         answered: list[str] = []
 
         async def probe() -> str | None:
@@ -285,10 +328,18 @@ class Lab:
                 answered[:] = await self.platform.frontend_endpoints()
             return reason
 
-        await self._wait(step_id, probe, "Every frontend replica answering the guestbook API")
-        return f"{len(answered)} frontend replicas answer the guestbook API; " + await self._frontend_paths()
+        await self.wait(step, probe, "Every frontend replica answering the guestbook API")
+        writers, readers = await self._frontend_paths()
+        if writers and readers:
+            paths = f"CLIENT LIST shows them writing to {', '.join(writers)} and reading from {', '.join(readers)}."
+        else:
+            paths = "they write to the redis-leader Service and read from the redis-follower Service."
+        return Outcome(
+            f"{len(answered)} frontend replicas answer the guestbook API; {paths}",
+            {"replicas": len(answered), "writes_to": writers, "reads_from": readers},
+        )
 
-    async def _frontend_paths(self) -> str:
+    async def _frontend_paths(self) -> tuple[list[str], list[str]]:
         """Where the frontends' Redis connections go, from each node's CLIENT LIST (the Python frontend names them
         `gb-frontend-<pod>`; the upstream PHP frontend opens unnamed per-request connections, so it cannot be told)."""
         endpoints = await self.platform.redis_endpoints()
@@ -298,15 +349,13 @@ class Lab:
         }
         writers = [name for name, component in connected.items() if component == "redis-leader"]
         readers = sorted(name for name, component in connected.items() if component == "redis-follower")
-        if writers and readers:
-            return f"CLIENT LIST shows them writing to {', '.join(writers)} and reading from {', '.join(readers)}."
-        return "they write to the redis-leader Service and read from the redis-follower Service."
+        return writers, readers
 
-    async def _expose(self, step_id: str) -> str:
-        self.log(step_id, "$ kubectl port-forward svc/frontend 8080:80", "command")
+    @STEP_ACTIONS("expose")
+    async def expose(self, step: Step) -> Outcome:
         url = await self.platform.expose()
-        self.status[step_id].output.append(f"Forwarding from {url}")
-        self.log(step_id, f"Forwarding from {url}")
+        self.log(step.id, f"$ {self.platform.expose_command()}", "command")
+        self.say(step, f"Forwarding from {url}")
 
         async def probe() -> str | None:
             async with httpx.AsyncClient(timeout=2.0) as client:
@@ -314,55 +363,29 @@ class Lab:
 
         note = self.platform.expose_note()
         if note:
-            self.status[step_id].output.append(note)
-            self.log(step_id, note)
-        await self._wait(step_id, probe, f"The guestbook answering at {url}")
+            self.say(step, note)
+        await self.wait(step, probe, f"The guestbook answering at {url}")
         self._changed()
-        return f"The guestbook answers at {url}" + (f" ({note})" if note else "")
+        return Outcome(f"The guestbook answers at {url}" + (f" ({note})" if note else ""), {"url": url, "note": note})
 
-    async def _cleanup(self, step_id: str) -> str:
+    @STEP_ACTIONS("cleanup")
+    async def cleanup(self, step: Step) -> Outcome:
         for stop in list(self.before_cleanup):
             await stop()
-        for command in get_step(step_id).commands[:4]:  # type: ignore[union-attr]
-            self.log(step_id, f"$ {command}", "command")
+        for command in step.commands[:4]:
+            self.log(step.id, f"$ {command}", "command")
         for line in await self.platform.delete_lab():
-            self.status[step_id].output.append(line)
-            self.log(step_id, line)
+            self.say(step, line)
 
         async def probe() -> str | None:
             left = await self.platform.leftovers()
             return "still there: " + "; ".join(left) if left else None
 
-        await self._wait(step_id, probe, "Everything of the lab going away")
+        await self.wait(step, probe, "Everything of the lab going away")
         for other in self.status:
-            if other != step_id:
+            if other != step.id:
                 self.status[other] = StepStatus()
-        return "No resources found: no pod, process, data or port of the lab is left."
-
-
-async def redis_info(endpoint: RedisEndpoint) -> dict[str, str]:
-    """PING then `INFO replication` of one Redis pod, as a dict (a short-lived connection with tight timeouts)."""
-    client = aioredis.Redis(
-        host=endpoint.host, port=endpoint.port, socket_timeout=1.0, socket_connect_timeout=0.5, decode_responses=True
-    )
-    try:
-        await client.ping()
-        info = await client.info("replication")
-        return {str(k): str(v) for k, v in info.items()}
-    finally:
-        await client.aclose()
-
-
-async def frontend_clients(endpoint: RedisEndpoint) -> list[str]:
-    """Names of the guestbook frontend's connections on one Redis pod (CLIENT LIST, names `gb-frontend-*`)."""
-    client = aioredis.Redis(
-        host=endpoint.host, port=endpoint.port, socket_timeout=1.0, socket_connect_timeout=0.5, decode_responses=True
-    )
-    try:
-        clients = await client.client_list()
-    finally:
-        await client.aclose()
-    return [str(c.get("name")) for c in clients if str(c.get("name", "")).startswith("gb-frontend-")]
+        return Outcome("No resources found: no pod, process, data or port of the lab is left.", {"left": []})
 
 
 async def frontends_answer(platform: Platform, want: int, *, touch_healthz: bool = False) -> str | None:

@@ -1,7 +1,8 @@
 """Fan-out of live changes to every open browser: one `Hub`, topics with version numbers, shared rendering.
 
-Sources (the lab, the platform's pod changes, the Redis sampler) `publish(topic)`. Each browser tab holds one
-Server-Sent Events stream that waits for any topic's version to move and then sends that topic's fragment.
+One Hub per lab session. Sources (the lab, the platform's pod changes, the Redis sampler, the experiments)
+`publish(topic)`. Each browser tab holds one Server-Sent Events stream that waits for any topic's version to
+move and then sends that topic's fragment.
 Fragments are rendered once per (topic, version) and shared by all tabs, so the number of viewers changes
 neither how often Redis or the cluster is asked anything nor how often a template renders.
 """
@@ -11,7 +12,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-TOPICS: tuple[str, ...] = ("steps", "pods", "replication", "activity", "guestbook")
+# Every live panel of a lab's page; each lab session has its own Hub of these.
+TOPICS: tuple[str, ...] = (
+    "steps",
+    "pods",
+    "replication",
+    "activity",
+    "guestbook",
+    "lag",
+    "experiments",
+    "drills",
+    "logs",
+    "events",
+)
 
 
 class Hub:
@@ -21,17 +34,12 @@ class Hub:
         self.versions: dict[str, int] = dict.fromkeys(topics, 0)
         self._event = asyncio.Event()
         self._cache: dict[str, tuple[int, str]] = {}
+        self.renders: dict[str, int] = dict.fromkeys(topics, 0)  # how often each topic was rendered (benchmarks)
         self._rendering: dict[str, asyncio.Lock] = {topic: asyncio.Lock() for topic in topics}
 
     @property
     def topics(self) -> tuple[str, ...]:
         return tuple(self.versions)
-
-    def add_topic(self, topic: str) -> None:
-        """Register one more live topic (a panel added by a feature module)."""
-        if topic not in self.versions:
-            self.versions[topic] = 0
-            self._rendering[topic] = asyncio.Lock()
 
     def publish(self, *topics: str) -> None:
         for topic in topics:
@@ -59,5 +67,6 @@ class Hub:
             if cached is not None and cached[0] == version:
                 return cached
             html = await render()
+            self.renders[topic] += 1
             self._cache[topic] = (version, html)
             return version, html

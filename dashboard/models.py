@@ -97,3 +97,4 @@ class StepStatus:
     started_at: float | None = None
     finished_at: float | None = None
     output: list[str] = field(default_factory=list)
+    facts: dict[str, object] = field(default_factory=dict)  # the action's structured result (JSON `result`)

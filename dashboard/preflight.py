@@ -1,6 +1,6 @@
 """Pre-flight and the events timeline: what the platform offers beyond the lab's steps, wired into the web app.
 
-`install(app, state)` (registered in `dashboard.web.FEATURES`) adds:
+Served by `dashboard.web.routes.preflight`:
 
 - `GET /api/preflight` and the `/preflight` page. On Kubernetes: context, API server and its version, the
   namespace, and for each verb the lab needs the SelfSubjectAccessReview answer and what a "no" would block
@@ -25,34 +25,31 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
-
-from dashboard.errors import DashboardError
-from dashboard.web import TEMPLATES, State
+from dashboard.platforms.base import Platform
+from dashboard.settings import Settings
 
 EVENTS_LIMIT = 200
 VERSION_TIMEOUT = 5.0
 
 
-async def event_rows(state: State, limit: int = EVENTS_LIMIT) -> list[dict[str, object]]:
+async def event_rows(platform: Platform, limit: int = EVENTS_LIMIT) -> list[dict[str, object]]:
     """The lab's events, newest first ([] on a platform without events)."""
-    events = getattr(state.platform, "events", None)
-    if state.platform.name != "kubernetes" or events is None:
+    events = getattr(platform, "events", None)
+    if platform.name != "kubernetes" or events is None:
         return []
     rows = await events(limit)
     return [row.to_json() for row in reversed(rows)]
 
 
-async def preflight_report(state: State) -> dict[str, Any]:
+async def preflight_report(platform: Platform, settings: Settings) -> dict[str, Any]:
     """The pre-flight of the running platform (see the module docstring)."""
-    if state.platform.name == "kubernetes":
-        return await kubernetes_preflight(state)
-    return await local_preflight(state)
+    if platform.name == "kubernetes":
+        return await kubernetes_preflight(platform)
+    return await local_preflight(platform, settings)
 
 
-async def kubernetes_preflight(state: State) -> dict[str, Any]:
-    preflight = getattr(state.platform, "preflight", None)
+async def kubernetes_preflight(platform: Platform) -> dict[str, Any]:
+    preflight = getattr(platform, "preflight", None)
     if preflight is None:
         return {"platform": "kubernetes", "ok": False, "checks": [], "blocked": []}
     report: dict[str, Any] = dict(await preflight())
@@ -67,12 +64,11 @@ async def kubernetes_preflight(state: State) -> dict[str, Any]:
     return report
 
 
-async def local_preflight(state: State) -> dict[str, Any]:
-    settings = state.settings
+async def local_preflight(platform: Platform, settings: Settings) -> dict[str, Any]:
     checks = [
         await _redis_server_check(settings.redis_server),
         await asyncio.to_thread(_run_dir_check, settings.run_dir),
-        await asyncio.to_thread(_frontend_port_check, settings.frontend_port, state.platform.frontend_url()),
+        await asyncio.to_thread(_frontend_port_check, settings.frontend_port, platform.frontend_url()),
     ]
     return {
         "platform": "local",
@@ -173,42 +169,3 @@ def _frontend_port_check(port: int, frontend_url: str | None) -> dict[str, Any]:
             return check
     check.update(ok=True, detail=f"127.0.0.1:{port} is free.")
     return check
-
-
-def install(app: FastAPI, state: State) -> None:
-    """Add the pre-flight routes, the events API and the live `events` topic to the app."""
-
-    async def render_events(request: Request) -> str:
-        events = await event_rows(state)
-        return TEMPLATES.get_template("_events.html").render({"events": events, "platform": state.platform.name})
-
-    state.add_topic("events", render_events)
-    add_event_listener = getattr(state.platform, "add_event_listener", None)
-    if add_event_listener is not None:
-        add_event_listener(lambda: state.hub.publish("events"))
-    state.hub.publish("events")  # every page gets the panel's first content over its SSE stream
-
-    @app.get("/api/preflight", tags=["lab"])
-    async def api_preflight() -> dict[str, Any]:
-        """Can the lab run here? Kubernetes: context, server version, namespace, and for each verb the lab needs
-        the SelfSubjectAccessReview result and what a denial blocks. Local: redis-server, run dir, frontend port."""
-        return await preflight_report(state)
-
-    @app.get("/api/events", tags=["observe"])
-    async def api_events(limit: int = EVENTS_LIMIT) -> list[dict[str, object]]:
-        """The lab's Kubernetes events (`kubectl events`), newest first; [] on the local platform."""
-        return await event_rows(state, max(1, min(limit, EVENTS_LIMIT)))
-
-    @app.get("/preflight", response_class=HTMLResponse, include_in_schema=False)
-    async def preflight_page(request: Request) -> Response:
-        try:
-            report = await preflight_report(state)
-        except DashboardError as exc:
-            report = {"platform": state.platform.name, "ok": False, "error": exc.to_json(), "checks": []}
-        ctx = {
-            "request": request,
-            "settings": state.settings,
-            "platform": state.platform.name,
-            "report": report,
-        }
-        return TEMPLATES.TemplateResponse(request, "preflight.html", ctx)

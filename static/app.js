@@ -31,7 +31,7 @@
   var details = document.getElementById("logs-details");
   if (!details) return;
   function ping() {
-    if (details.open && !document.hidden) fetch("/logs/watch", { credentials: "same-origin" }).catch(function () {});
+    if (details.open && !document.hidden) fetch((document.body.dataset.base || "") + "/logs/watch", { credentials: "same-origin" }).catch(function () {});
   }
   ping();
   setInterval(ping, 10000);

@@ -67,6 +67,12 @@ class FakePlatform:
     def expose_note(self) -> str | None:
         return None
 
+    def expose_command(self) -> str:
+        return "kubectl port-forward svc/frontend 1:80"
+
+    def add_event_listener(self, listener: Listener) -> None:
+        """The fake records no events."""
+
     def frontend_url(self) -> str | None:
         return self.url
 

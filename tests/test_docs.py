@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,28 @@ def test_bad_value_exits_with_one_sentence(capsys: pytest.CaptureFixture[str]) -
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--port" in err and "GUESTBOOK_LAB_PORT" in err and "Traceback" not in err
+
+
+def test_the_readme_api_table_names_only_routes_the_app_has() -> None:
+    from dashboard.web import create_app
+
+    spec = create_app(Settings()).openapi()
+    routes = {
+        (method.upper(), re.sub(r"\{[^}]+\}", "{}", path)) for path, ops in spec["paths"].items() for method in ops
+    }
+    routes |= {("GET", "/manifests/{}")}  # plain text, in the schema too, but keep the table's own spelling
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| request | answer |") : readme.index("A script that changes the lab")]
+    named = set()
+    for row in table.splitlines()[2:]:
+        first = row.split(" | ")[0]
+        method = ""
+        for method_path in re.findall(r"`(?:(GET|POST|DELETE) )?(/[^` ]*)?`", first):
+            method = method_path[0] or method
+            if method_path[1]:
+                named.add((method, re.sub(r"\{[^}]+\}", "{}", method_path[1])))
+        if "`GET`" in first and "`DELETE`" in first:  # `POST /api/load` {...}, `GET`, `DELETE`
+            path = next(p for m, p in named if p == "/api/load")
+            named |= {("GET", path), ("DELETE", path)}
+    assert len(named) >= 15
+    assert named <= routes, f"in the README but not in the app: {sorted(named - routes)}"

@@ -86,8 +86,11 @@ def test_drill_before_the_main_steps_is_409_with_a_hint(fake_client: TestClient)
     r = fake_client.post("/api/drills/delete-leader", headers=HX)
     assert r.status_code == 409
     assert "followers step first" in r.json()["hint"]
-    page = fake_client.post("/drills/pause-replication", headers=HX)
-    assert page.status_code == 409 and "frontend step first" in page.text and 'id="step-pause-replication"' in page.text
+    page = fake_client.post(
+        "/api/drills/pause-replication", headers=HX | {"Accept": "text/html", "HX-Trigger": "run-pause-replication"}
+    )
+    assert page.status_code == 409 and "frontend step first" in page.text
+    assert page.headers["HX-Retarget"] == "#run-pause-replication-error"
 
 
 def test_unknown_drill_is_404_and_a_main_step_is_not_a_drill(fake_client: TestClient) -> None:

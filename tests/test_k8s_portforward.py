@@ -20,8 +20,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from dashboard.errors import PlatformError
-from dashboard.lab import guestbook_answers, redis_info
+from dashboard.lab import guestbook_answers
 from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform
+from dashboard.redis_nodes import redis_info
 from dashboard.settings import Settings
 from tests.k8s_api_double import FIXTURES, KubernetesApiDouble, LoopbackKubelet
 from tests.k8s_helpers import run

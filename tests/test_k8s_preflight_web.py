@@ -86,7 +86,7 @@ def test_preflight_when_the_cluster_is_gone_is_one_sentence(double: KubernetesAp
 @k8s_fixtures
 def test_events_api_fragment_and_live_topic(double: KubernetesApiDouble, tmp_path: Path) -> None:
     with kube_client(double, tmp_path) as client:
-        state = client.app.state.lab_state  # type: ignore[attr-defined]
+        state = client.app.state.labs.get("default")  # type: ignore[attr-defined]
         rows = client.get("/api/events").json()
         assert rows and set(rows[0]) == {"time", "type", "reason", "object", "message", "count"}
         assert [r["time"] for r in rows] == sorted((r["time"] for r in rows), reverse=True)  # newest first

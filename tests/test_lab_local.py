@@ -102,12 +102,7 @@ def test_the_embedded_guestbook_works_through_the_dashboard(client: TestClient) 
 
 
 def test_rollout_status_on_the_local_platform(client: TestClient) -> None:
-    from dashboard.web import get_state
-
-    class Req:  # get_state only needs request.app
-        app = client.app
-
-    platform = get_state(Req()).platform  # type: ignore[arg-type]
+    platform = client.app.state.labs.get("default").platform  # type: ignore[attr-defined]
     assert client.portal is not None
     assert client.portal.call(platform.rollout_status, "redis-leader", "redis-leader") == (
         'deployment "redis-leader" does not exist'

@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 
-from dashboard.drills import SyncCounters, classify_log, resync_words
 from dashboard.errors import BadRequest
+from dashboard.logs import classify_log
 from dashboard.probe import HttpConnection, append_ok, append_target, check_params
+from dashboard.redis_nodes import SyncCounters, resync_words
 from dashboard.replication_chart import build_charts, human_bytes, render_chart
 
 

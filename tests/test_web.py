@@ -59,12 +59,21 @@ def test_followers_before_leader_is_409_with_hint(client: TestClient, platform: 
     assert platform.applied == []  # nothing was done
 
 
-def test_409_for_htmx_renders_the_steps_with_the_refusal(client: TestClient) -> None:
-    r = client.post("/steps/followers", headers=HX | {"Origin": "http://127.0.0.1:8000"})
+def test_409_for_htmx_is_a_fragment_retargeted_to_the_step_card(client: TestClient) -> None:
+    page = {"Accept": "text/html", "HX-Trigger": "run-followers", "Origin": "http://127.0.0.1:8000"}
+    r = client.post("/api/steps/followers", headers=HX | page)
     assert r.status_code == 409
     assert "text/html" in r.headers["content-type"]
+    assert r.headers["HX-Retarget"] == "#run-followers-error" and r.headers["HX-Reswap"] == "innerHTML"
     assert "needs" in r.text and 'class="refused"' in r.text
     assert "Traceback" not in r.text
+    assert 'id="run-followers-error"' in client.get("/").text  # the slot the refusal lands in
+
+
+def test_htmx_success_answers_the_topic_fragment_and_scripts_get_json(client: TestClient) -> None:
+    html = client.post("/api/steps/leader", headers=HX | {"Accept": "text/html"})
+    assert html.status_code == 200 and html.text.lstrip().startswith('<ol class="steps">')
+    assert client.post("/api/steps/leader", headers=HX).json()["id"] == "leader"
 
 
 def test_cross_site_post_is_refused(client: TestClient, platform: FakePlatform) -> None:

@@ -37,6 +37,9 @@ class Platform(Protocol):
     def add_listener(self, listener: Listener) -> None:
         """Call `listener()` on the event loop whenever pods change: created, ready, died, restarted, deleted."""
 
+    def add_event_listener(self, listener: Listener) -> None:
+        """Call `listener()` on the event loop whenever the lab's events change (a platform without events never)."""
+
     async def apply(self, manifest: str) -> list[str]:
         """`kubectl apply -f manifests/<manifest>`: create or update its object; idempotent.
 
@@ -78,6 +81,9 @@ class Platform(Protocol):
 
     def frontend_url(self) -> str | None:
         """The URL published by `expose`, or None before it."""
+
+    def expose_command(self) -> str:
+        """The kubectl command that `expose` stands for, with the real port and mode (after `expose`)."""
 
     async def logs(self, pod: str, tail: int = 200) -> list[LogLine]:
         """The last `tail` lines of a pod's output."""

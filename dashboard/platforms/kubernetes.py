@@ -1028,6 +1028,12 @@ class KubernetesPlatform:
     def expose_note(self) -> str | None:
         return self._expose_note
 
+    def expose_command(self) -> str:
+        if self._expose_forward is not None and self._frontend_url == f"http://127.0.0.1:{self._expose_forward.port}":
+            return f"kubectl port-forward -n {self.namespace} svc/frontend {self._expose_forward.port}:80"
+        kind = {"nodeport": "NodePort", "loadbalancer": "LoadBalancer"}.get(self.settings.expose_mode, "ClusterIP")
+        return f'kubectl patch -n {self.namespace} svc frontend -p \'{{"spec":{{"type":"{kind}"}}}}\''
+
     def expose_status(self) -> dict[str, object]:
         """How the frontend is published: mode, URL and what the cluster said (e.g. EXTERNAL-IP <pending>)."""
         forward = self._expose_forward

@@ -131,6 +131,9 @@ class LocalPlatform:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def add_event_listener(self, listener: Listener) -> None:
+        """The local platform records no Kubernetes events: nothing to listen to."""
+
     # -- the protocol: kubectl verbs -------------------------------------------------------------------------------
 
     async def apply(self, manifest: str) -> list[str]:
@@ -266,6 +269,10 @@ class LocalPlatform:
         if self._forwarder is None:
             return None
         return f"http://{url_host(self._forwarder.host)}:{self._forwarder.port}/"
+
+    def expose_command(self) -> str:
+        port = self._forwarder.port if self._forwarder else self.settings.frontend_port
+        return f"kubectl port-forward svc/frontend {port}:80"
 
     def expose_note(self) -> str | None:
         """Why the published port differs from --frontend-port (it was busy), or None."""

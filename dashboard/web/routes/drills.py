@@ -1,0 +1,80 @@
+"""Drills and experiments: the failure drills, the probe ("watch it replicate") and the bounded write load."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from dashboard.errors import BadRequest
+from dashboard.web.deps import Lab
+from dashboard.web.render import respond
+
+router = APIRouter()
+LOAD_EXAMPLE = 'Send {"rate": 50, "seconds": 10}.'
+
+
+async def body_params(request: Request) -> dict[str, Any]:
+    """The parameters of a form, a JSON object or the query string."""
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype == "application/json":
+        try:
+            data = await request.json()
+        except ValueError:
+            raise BadRequest("The body is not valid JSON.", LOAD_EXAMPLE) from None
+        if not isinstance(data, dict):
+            raise BadRequest("The body must be a JSON object.", LOAD_EXAMPLE)
+        return data
+    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return dict((await request.form()).items())
+    return dict(request.query_params.items())
+
+
+@router.post("/api/drills/{drill_id}", tags=["lab"], response_model=None)
+async def api_drill(request: Request, session: Lab, drill_id: str) -> Response:
+    """Run one failure drill (optional step) and return it. 404 unknown id, 409 before the main steps it needs."""
+    return await respond(request, session, await session.run_step(drill_id, drill=True), "drills")
+
+
+@router.post("/api/probe", tags=["experiments"], response_model=None)
+async def api_probe(request: Request, session: Lab) -> Response:
+    """Write one marked entry through the frontend; per node the ms until it appeared; WAIT's count."""
+    return await respond(request, session, await session.experiments.run_probe(), "experiments")
+
+
+@router.get("/api/probe", tags=["experiments"])
+async def api_probe_last(session: Lab) -> dict[str, Any] | None:
+    """The last probe's result (null before the first)."""
+    return session.experiments.probe
+
+
+@router.post("/api/load", tags=["experiments"], status_code=202, response_model=None)
+async def api_load(request: Request, session: Lab) -> Response:
+    """Start writing `rate` entries per second for `seconds` through the frontend (rate ≤ 500, seconds ≤ 60)."""
+    params = await body_params(request)
+    load = session.experiments.start_load(params.get("rate"), params.get("seconds"))
+    return await respond(request, session, load.to_json(), "experiments", status_code=202)
+
+
+@router.get("/api/load", tags=["experiments"])
+async def api_load_status(session: Lab) -> dict[str, object] | None:
+    """The current or last write load: progress, then found/missing per node (null before the first)."""
+    load = session.experiments.load
+    return load.to_json() if load else None
+
+
+@router.delete("/api/load", tags=["experiments"], response_model=None)
+async def api_load_stop(request: Request, session: Lab) -> Response:
+    """Stop the running write load early (its entries are still accounted for)."""
+    session.experiments.stop_load_now()
+    load = session.experiments.load
+    return await respond(request, session, load.to_json() if load else None, "experiments")
+
+
+@router.get("/api/drills-status", include_in_schema=False)
+async def api_status(session: Lab) -> JSONResponse:
+    """Counters for tests and benchmarks: lag renders, log fetches."""
+    return JSONResponse(
+        {"lag_renders": session.hub.renders.get("lag", 0), "logs_fetches": session.experiments.logs_fetches}
+    )

@@ -1,0 +1,43 @@
+"""Pre-flight and events: can the lab run here (`/api/preflight`, the `/preflight` page), and the lab's events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from dashboard.errors import DashboardError
+from dashboard.preflight import preflight_report
+from dashboard.web.deps import Lab
+from dashboard.web.render import EVENTS_LIMIT, TEMPLATES, base_path, event_rows
+
+router = APIRouter()
+
+
+@router.get("/api/preflight", tags=["lab"])
+async def api_preflight(session: Lab) -> dict[str, Any]:
+    """Can the lab run here? Kubernetes: context, server version, namespace, and for each verb the lab needs
+    the SelfSubjectAccessReview result and what a denial blocks. Local: redis-server, run dir, frontend port."""
+    return await preflight_report(session.platform, session.settings)
+
+
+@router.get("/api/events", tags=["observe"])
+async def api_events(session: Lab, limit: int = EVENTS_LIMIT) -> list[dict[str, object]]:
+    """The lab's Kubernetes events (`kubectl events`), newest first; [] on the local platform."""
+    return await event_rows(session, max(1, min(limit, EVENTS_LIMIT)))
+
+
+@router.get("/preflight", include_in_schema=False)
+async def preflight_page(request: Request, session: Lab) -> Response:
+    try:
+        report = await preflight_report(session.platform, session.settings)
+    except DashboardError as exc:
+        report = {"platform": session.platform.name, "ok": False, "error": exc.to_json(), "checks": []}
+    ctx = {
+        "settings": session.settings,
+        "platform": session.platform.name,
+        "report": report,
+        "base": base_path(session),
+    }
+    return TEMPLATES.TemplateResponse(request, "preflight.html", ctx)
