@@ -44,6 +44,10 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--redis-access": ("redis_access", {"choices": ["auto", "direct", "port-forward"]}),
     "--expose": ("expose_mode", {"choices": ["port-forward", "nodeport", "loadbalancer"]}),
     "--field-manager": ("field_manager", {}),
+    "--workshop": ("workshop", {"action": "store_true", "default": None}),
+    "--data-dir": ("data_dir", {}),
+    "--max-learners": ("max_learners", {"type": int}),
+    "--workshop-profile": ("workshop_profile", {"action": "store_true", "default": None}),
 }
 
 

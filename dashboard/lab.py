@@ -112,7 +112,7 @@ class Lab:
         self.desired = {
             "redis-leader": manifest_replicas("redis-leader-deployment.yaml"),
             "redis-follower": manifest_replicas("redis-follower-deployment.yaml"),
-            "frontend": manifest_replicas("frontend-deployment.yaml"),
+            "frontend": 1 if settings.workshop_profile else manifest_replicas("frontend-deployment.yaml"),
         }
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
@@ -318,6 +318,10 @@ class Lab:
     @STEP_ACTIONS("frontend")
     async def frontend(self, step: Step) -> Outcome:
         await self._apply(step)
+        if self.settings.workshop_profile:  # a room of labs on one machine or cluster: 4 pods per learner, not 6
+            self.log(step.id, "$ kubectl scale deployment frontend --replicas=1", "command")
+            for line in await self.platform.scale("frontend", 1):
+                self.say(step, line)
         answered: list[str] = []
 
         async def probe() -> str | None:

@@ -24,6 +24,7 @@ TOPICS: tuple[str, ...] = (
     "drills",
     "logs",
     "events",
+    "notice",
 )
 
 

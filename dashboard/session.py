@@ -78,6 +78,7 @@ class LabSession:
         self.lab.before_cleanup.append(self.experiments.stop_load)
         self.started = time.time()
         self.platform_error: DashboardError | None = None
+        self.notice: str | None = None  # a workshop instructor's message to this lab's page
         self._last_frontend_url: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -18,6 +18,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS_DIR = PROJECT_ROOT / "manifests"
 
 
+def default_data_dir() -> Path:
+    """Where workshop mode keeps its progress database: the user's state dir (XDG), never a temporary one."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "guestbook-lab"
+
+
 def default_run_dir() -> Path:
     """Where the local platform keeps its pid table and endpoints file while a lab runs."""
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
@@ -85,6 +91,20 @@ class Settings(BaseSettings):
         "port-forward", description="How the expose step publishes the frontend on Kubernetes."
     )
     field_manager: str = Field("guestbook-lab", description="Server-side apply field manager on Kubernetes.")
+    workshop: bool = Field(
+        False,
+        description="Workshop mode: the instructor (who holds the token) opens a room; learners join with a code "
+        "and each gets a lab of their own.",
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Directory of the workshop's progress database (SQLite); rooms come back after a restart.",
+    )
+    max_learners: int = Field(30, ge=1, le=1000, description="Most learners one workshop room takes.")
+    workshop_profile: bool = Field(
+        False,
+        description="Run the frontend at 1 replica instead of the manifest's 3 (4 pods per learner instead of 6).",
+    )
 
     @property
     def is_loopback(self) -> bool:

@@ -24,11 +24,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dashboard import __version__
 from dashboard.errors import BadRequest, DashboardError
 from dashboard.platforms.base import Platform, create_platform
-from dashboard.security import COOKIE, check_request
+from dashboard.security import COOKIE, check_request, generate_token
 from dashboard.session import DEFAULT_LAB, LabRegistry
 from dashboard.settings import PROJECT_ROOT, Settings
+from dashboard.store import Store
+from dashboard.web.auth import identify
 from dashboard.web.render import error_response
 from dashboard.web.routes import LAB_ROUTERS, SITE_ROUTERS
+from dashboard.web.routes.workshop import workshop_entry
+from dashboard.workshop import Workshop
 
 log = logging.getLogger("dashboard")
 GUESTBOOK_PREFIX = "/guestbook/"
@@ -45,16 +49,26 @@ def is_guestbook_path(path: str) -> bool:
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
     """The dashboard app. Builds the default lab's platform from the settings unless one is given (tests do)."""
     settings = settings or Settings()
+    if settings.workshop and not settings.token:  # the instructor is whoever holds the token
+        settings = settings.model_copy(update={"token": generate_token()})
     labs = LabRegistry(settings, create_platform)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.http = httpx.AsyncClient(timeout=10.0)  # the /guestbook/ proxy's connections, for every lab
         await labs.open(DEFAULT_LAB, platform)
+        store = Store(settings.data_dir / "workshop.sqlite3") if settings.workshop else None
+        if store is not None:
+            app.state.workshop = Workshop(labs, store, max_learners=settings.max_learners)
+            await app.state.workshop.start()
         try:
             yield
         finally:
+            if app.state.workshop is not None:
+                await app.state.workshop.close()
             await labs.close_all()
+            if store is not None:
+                store.close()
             await app.state.http.aclose()
 
     app = FastAPI(
@@ -67,6 +81,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     )
     app.state.labs = labs
     app.state.settings = settings
+    app.state.workshop = None  # a Workshop in workshop mode (opened in the lifespan)
     for router in LAB_ROUTERS:
         app.include_router(router)
         app.include_router(router, prefix=LAB_PREFIX, include_in_schema=False)
@@ -84,7 +99,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
                 headers=headers,
                 query_token=query_token,
                 cookie_token=request.cookies.get(COOKIE),
-                token=settings.token,
+                token=None if settings.workshop else settings.token,  # workshop: auth.identify decides
                 loopback_only=settings.is_loopback,
                 page_form=is_guestbook_path(request.url.path),
             )
@@ -95,6 +110,11 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             redirect = RedirectResponse(str(request.url.remove_query_params("token")), status_code=303)
             redirect.set_cookie(COOKIE, query_token, httponly=True, samesite="strict")
             return redirect
+        request.state.principal = identify(request, settings.token, app.state.workshop)
+        if app.state.workshop is not None:
+            early = workshop_entry(request)
+            if early is not None:
+                return early
         response: Response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -129,6 +129,8 @@ async def topic_context(session: LabSession, topic: str) -> dict[str, Any]:
         ctx.update(columns=log_columns(session), watching=experiments.logs_watched)
     elif topic == "events":
         ctx["events"] = await event_rows(session)
+    elif topic == "notice":
+        ctx["notice"] = session.notice
     return ctx
 
 
@@ -156,8 +158,8 @@ def wants_json(request: Request) -> bool:
         return False
     if request.url.path.startswith(("/api/", "/labs/")) and "/api/" in request.url.path:
         return True
-    if request.url.path.endswith(".php"):
-        return True
+    if request.url.path.endswith(".php") or request.method not in ("GET", "HEAD"):
+        return True  # the guestbook's API, and scripts changing things: only a page GET gets a page
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/html" not in accept
 

@@ -15,6 +15,7 @@ from dashboard.errors import NotFound
 from dashboard.live import TOPICS
 from dashboard.settings import MANIFESTS_DIR
 from dashboard.steps import STEPS
+from dashboard.web.auth import LEARNER_COOKIE
 from dashboard.web.deps import Lab, registry
 from dashboard.web.render import TEMPLATES, base_path, render_topic
 
@@ -27,6 +28,8 @@ MANIFEST_FILES: tuple[str, ...] = (*(m for step in STEPS for m in step.manifests
 @router.get("/", response_class=HTMLResponse)
 async def index(request: Request, session: Lab) -> Response:
     panels = {topic: Markup(await render_topic(session, topic)) for topic in TOPICS}
+    workshop = request.app.state.workshop
+    learner = workshop.learner_for_secret(request.cookies.get(LEARNER_COOKIE)) if workshop is not None else None
     ctx = {
         "settings": session.settings,
         "platform": session.platform.name,
@@ -36,6 +39,10 @@ async def index(request: Request, session: Lab) -> Response:
         "lab_id": session.id,
         "panels": panels,
         "view": request.query_params.get("view", ""),
+        "learner": learner if learner is not None and learner.id == session.id else None,
+        "rejoin_code": workshop.take_rejoin_code(session.id)
+        if learner is not None and learner.id == session.id
+        else None,
     }
     return TEMPLATES.TemplateResponse(request, "index.html", ctx)
 

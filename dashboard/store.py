@@ -1,0 +1,225 @@
+"""The workshop's progress store: SQLite in WAL mode under `--data-dir`, so a room survives a restart.
+
+Tables: `rooms` (id, title, hashed join code, locked, created), `learners` (id = lab id, room, display name,
+hashed session secret and rejoin code, joined, removed), `transitions` (every step state change of every
+learner, written at once), `activity` (a learner's last activity, coalesced: at most one write per learner per
+`ACTIVITY_COALESCE_SECONDS`). Secrets are never stored: session secrets (high entropy) as SHA-256, join and rejoin
+codes (short, typed by people) with scrypt and a salt. Every call is small and synchronous; callers on the event
+loop run them with `asyncio.to_thread`. Nothing expires unless the instructor removes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ACTIVITY_COALESCE_SECONDS = 30.0
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rooms (
+  id TEXT PRIMARY KEY, title TEXT NOT NULL, join_hash TEXT NOT NULL, locked INTEGER NOT NULL DEFAULT 0,
+  created REAL NOT NULL, closed REAL
+);
+CREATE TABLE IF NOT EXISTS learners (
+  id TEXT PRIMARY KEY, room TEXT NOT NULL REFERENCES rooms(id), name TEXT NOT NULL, name_key TEXT NOT NULL,
+  session_hash TEXT NOT NULL, rejoin_hash TEXT NOT NULL, joined REAL NOT NULL, removed REAL,
+  UNIQUE (room, name_key)
+);
+CREATE TABLE IF NOT EXISTS transitions (
+  learner TEXT NOT NULL REFERENCES learners(id), step TEXT NOT NULL, state TEXT NOT NULL, message TEXT NOT NULL,
+  hint TEXT NOT NULL, time REAL NOT NULL, duration REAL
+);
+CREATE INDEX IF NOT EXISTS transitions_learner ON transitions (learner, time);
+CREATE TABLE IF NOT EXISTS activity (learner TEXT PRIMARY KEY REFERENCES learners(id), time REAL NOT NULL);
+"""
+
+
+def hash_secret(secret: str) -> str:
+    """A high-entropy secret (a session cookie) as stored: its SHA-256."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def hash_code(code: str, salt: bytes | None = None) -> str:
+    """A short code people type (join, rejoin) as stored: scrypt with a random salt, `salt$hash` in hex."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(code.strip().upper().encode("utf-8"), salt=salt, n=2**12, r=8, p=1, dklen=32)
+    return f"{salt.hex()}${digest.hex()}"
+
+
+def code_matches(code: str, stored: str) -> bool:
+    salt, _, _ = stored.partition("$")
+    try:
+        expected = hash_code(code, bytes.fromhex(salt))
+    except ValueError:
+        return False
+    return hmac.compare_digest(expected, stored)
+
+
+@dataclass(frozen=True)
+class RoomRow:
+    id: str
+    title: str
+    join_hash: str
+    locked: bool
+    created: float
+
+
+@dataclass(frozen=True)
+class LearnerRow:
+    id: str
+    room: str
+    name: str
+    session_hash: str
+    rejoin_hash: str
+    joined: float
+    removed: float | None
+
+
+@dataclass(frozen=True)
+class Transition:
+    learner: str
+    step: str
+    state: str
+    message: str
+    hint: str
+    time: float
+    duration: float | None
+
+
+class Store:
+    """One SQLite database file (WAL); thread-safe through one connection guarded by a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+        self._activity_written: dict[str, float] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- rooms ----------------------------------------------------------------------------------------------------
+
+    def add_room(self, room_id: str, title: str, join_hash: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO rooms (id, title, join_hash, created) VALUES (?, ?, ?, ?)",
+                (room_id, title, join_hash, time.time()),
+            )
+
+    def set_join_hash(self, room_id: str, join_hash: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE rooms SET join_hash = ? WHERE id = ?", (join_hash, room_id))
+
+    def set_locked(self, room_id: str, locked: bool) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE rooms SET locked = ? WHERE id = ?", (int(locked), room_id))
+
+    def rooms(self) -> list[RoomRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, title, join_hash, locked, created FROM rooms WHERE closed IS NULL ORDER BY created"
+            ).fetchall()
+        return [RoomRow(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
+
+    # -- learners -------------------------------------------------------------------------------------------------
+
+    def add_learner(self, row: LearnerRow) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO learners (id, room, name, name_key, session_hash, rejoin_hash, joined) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row.id, row.room, row.name, row.name.casefold(), row.session_hash, row.rejoin_hash, row.joined),
+            )
+
+    def set_session_hash(self, learner_id: str, session_hash: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE learners SET session_hash = ? WHERE id = ?", (session_hash, learner_id))
+
+    def remove_learner(self, learner_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE learners SET removed = ? WHERE id = ?", (time.time(), learner_id))
+
+    def learners(self, room_id: str) -> list[LearnerRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, room, name, session_hash, rejoin_hash, joined, removed FROM learners "
+                "WHERE room = ? AND removed IS NULL ORDER BY joined",
+                (room_id,),
+            ).fetchall()
+        return [LearnerRow(*r) for r in rows]
+
+    def learner_by_name(self, room_id: str, name: str) -> LearnerRow | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, room, name, session_hash, rejoin_hash, joined, removed FROM learners "
+                "WHERE room = ? AND name_key = ? AND removed IS NULL",
+                (room_id, name.casefold()),
+            ).fetchone()
+        return LearnerRow(*row) if row else None
+
+    def name_taken(self, room_id: str, name: str) -> bool:
+        """A name is kept by its learner, even once removed, so a removed learner's record stays theirs."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM learners WHERE room = ? AND name_key = ?", (room_id, name.casefold())
+            ).fetchone()
+        return row is not None
+
+    # -- progress -------------------------------------------------------------------------------------------------
+
+    def add_transition(self, t: Transition) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO transitions (learner, step, state, message, hint, time, duration) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (t.learner, t.step, t.state, t.message, t.hint, t.time, t.duration),
+            )
+
+    def transitions(self, learner_id: str) -> list[Transition]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT learner, step, state, message, hint, time, duration FROM transitions "
+                "WHERE learner = ? ORDER BY time, rowid",
+                (learner_id,),
+            ).fetchall()
+        return [Transition(*r) for r in rows]
+
+    def touch(self, learner_id: str, now: float | None = None) -> bool:
+        """Record a learner's activity, at most once per ACTIVITY_COALESCE_SECONDS; whether it was written."""
+        now = time.time() if now is None else now
+        if now - self._activity_written.get(learner_id, 0.0) < ACTIVITY_COALESCE_SECONDS:
+            return False
+        self._activity_written[learner_id] = now
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO activity (learner, time) VALUES (?, ?)", (learner_id, now))
+        return True
+
+    def last_activity(self, learner_id: str) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT time FROM activity WHERE learner = ?", (learner_id,)).fetchone()
+        return float(row[0]) if row else None
