@@ -43,6 +43,7 @@ from dashboard.replication_chart import MARKS, build_charts, human_bytes
 from dashboard.steps import DRILL_IDS
 
 if TYPE_CHECKING:
+    from dashboard.platforms import Platform
     from dashboard.web import State
 
 LAG_REFRESH_SECONDS = 1.0
@@ -113,7 +114,7 @@ def resync_words(before: SyncCounters, after: SyncCounters) -> tuple[str, int, i
     return kind, full, partial
 
 
-async def converged(platform: Any, want_followers: int | None = None) -> str | None:
+async def converged(platform: Platform, want_followers: int | None = None) -> str | None:
     """None when every follower is linked to the leader with gap 0 and the same guestbook; else why not."""
     try:
         leader, followers = await split_nodes(platform)
@@ -194,7 +195,7 @@ class Features:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
-    def platform(self) -> Any:
+    def platform(self) -> Platform:
         return self.state.platform
 
     def publish(self, *topics: str) -> None:
@@ -259,7 +260,7 @@ class Features:
         pods.sort(key=lambda p: (p.component != "redis-leader", p.created_at, p.name))
         results = await asyncio.gather(*(self.platform.logs(p.name, LOG_TAIL) for p in pods), return_exceptions=True)
         self.logs_fetches += 1
-        logs = [
+        logs: list[tuple[str, str, list[LogLine]]] = [
             (pod.name, pod.component, list(lines) if not isinstance(lines, BaseException) else [])
             for pod, lines in zip(pods, results, strict=True)
         ]

@@ -22,8 +22,8 @@ import redis.asyncio as aioredis
 import yaml
 
 from dashboard.errors import DashboardError, PrerequisiteMissing, StepFailed, UnknownStep
-from dashboard.models import RedisEndpoint, Step, StepStatus
-from dashboard.platforms.base import Listener, Platform
+from dashboard.models import Listener, RedisEndpoint, Step, StepStatus
+from dashboard.platforms import Platform
 from dashboard.settings import MANIFESTS_DIR, Settings
 from dashboard.steps import DRILLS, STEPS, get_step
 
@@ -207,7 +207,7 @@ class Lab:
 
     async def _wait(self, step_id: str, probe: Callable[[], Awaitable[str | None]], what: str) -> None:
         """Poll `probe` (None = passed, else the reason it has not yet) until it passes or the deadline."""
-        deadline = time.monotonic() + self.settings.timeout_for_steps()
+        deadline = time.monotonic() + self.platform.timing.step_timeout
         reason = "not checked yet"
         while True:
             try:
@@ -219,10 +219,10 @@ class Lab:
             reason = outcome
             if time.monotonic() >= deadline:
                 raise StepFailed(
-                    f"{what} did not happen within {self.settings.timeout_for_steps():.0f} s: {reason}",
+                    f"{what} did not happen within {self.platform.timing.step_timeout:.0f} s: {reason}",
                     "Look at the pods board and the logs for the reason, fix it, then run the step again.",
                 )
-            await asyncio.sleep(self.settings.check_interval())
+            await asyncio.sleep(self.platform.timing.check_interval)
 
     # -- the five steps ----------------------------------------------------------------------------------------
 

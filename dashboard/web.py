@@ -35,7 +35,7 @@ from dashboard import __version__
 from dashboard.errors import BadRequest, DashboardError, NotFound, PlatformError, PrerequisiteMissing, UnknownStep
 from dashboard.lab import Lab
 from dashboard.live import Hub
-from dashboard.platforms.base import Platform, create_platform
+from dashboard.platforms import Platform, create_platform
 from dashboard.sampler import Sampler
 from dashboard.security import COOKIE, check_request
 from dashboard.settings import MANIFESTS_DIR, PROJECT_ROOT, Settings
@@ -153,6 +153,7 @@ class State:
             "request": request,
             "settings": self.settings,
             "platform": self.platform.name,
+            "capabilities": self.platform.capabilities,
             "version": __version__,
             "frontend_url": self.platform.frontend_url(),
             "expose_note": self.platform.expose_note(),

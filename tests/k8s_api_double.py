@@ -59,7 +59,7 @@ from urllib.parse import parse_qs, urlparse
 
 import yaml
 
-from dashboard.platforms.k8s_objects import owner_deployment, selector_matches
+from dashboard.platforms.kubernetes.objects import owner_deployment, selector_matches
 from dashboard.settings import PROJECT_ROOT
 from tests.redis_helpers import RedisProc, free_port, start_redis, wait_until
 

@@ -66,7 +66,7 @@ def drill(client: TestClient, drill_id: str) -> dict[str, Any]:
 @pytest.fixture
 def fake_client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(run_dir=tmp_path / "run", sample_interval=0.1, step_timeout=0.3)
-    with TestClient(create_app(settings, FakePlatform()), base_url="http://127.0.0.1:8000") as c:
+    with TestClient(create_app(settings, FakePlatform(step_timeout=settings.step_timeout)), base_url="http://127.0.0.1:8000") as c:
         yield c
 
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from dashboard.platforms.k8s_objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
+from dashboard.platforms.kubernetes.objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
 from dashboard.settings import Settings
 from dashboard.web import create_app
 from tests.k8s_api_double import FIXTURES, KubernetesApiDouble, LoopbackKubelet

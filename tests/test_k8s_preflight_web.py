@@ -1,8 +1,8 @@
 """The pre-flight page and API, and the events timeline, in the web app (`dashboard.preflight`).
 
 Kubernetes: the app runs the real Kubernetes platform against `tests/k8s_api_double.py` (SelfSubjectAccessReview
-answers, the recorded core/v1 Events, the shared events watch). Local: the app runs over the in-memory fake
-platform (named "local"), and the local pre-flight looks at this machine (redis-server, run dir, frontend port).
+answers, the recorded core/v1 Events, the shared events watch). Local: the app runs the real local platform
+(no lab applied), and its pre-flight looks at this machine (redis-server, run dir, frontend port).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 
 from dashboard.settings import Settings
 from dashboard.web import create_app
-from tests.fakes import FakePlatform
 from tests.k8s_api_double import FIXTURES, KubernetesApiDouble
 from tests.k8s_helpers import poll
 
@@ -117,7 +116,7 @@ def test_events_api_fragment_and_live_topic(double: KubernetesApiDouble, tmp_pat
 @pytest.fixture
 def local_client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(run_dir=tmp_path / "run", frontend_port=0)
-    with TestClient(create_app(settings, FakePlatform()), base_url="http://127.0.0.1:8000") as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
         yield client
 
 
@@ -151,7 +150,7 @@ def test_local_preflight_reports_what_blocks(tmp_path: Path) -> None:
             run_dir=readonly / "run", frontend_port=busy.getsockname()[1], redis_server="no-such-redis-server"
         )
         try:
-            with TestClient(create_app(settings, FakePlatform()), base_url="http://127.0.0.1:8000") as client:
+            with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
                 report = client.get("/api/preflight").json()
         finally:
             readonly.chmod(0o700)

@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 
 from dashboard.errors import BadRequest, PlatformError, PlatformUnavailable
-from dashboard.platforms import kubernetes as kube
-from dashboard.platforms.k8s_objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
-from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform
+from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform, reflector
+from dashboard.platforms.kubernetes.objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
 from tests.k8s_api_double import FIXTURES, KubernetesApiDouble
 from tests.k8s_helpers import run, settings_for, until
 
@@ -129,7 +128,7 @@ def test_watch_relists_after_410_gone_and_listeners_hear_every_change(
 def test_watch_resumes_from_resource_version_without_relisting(
     double: KubernetesApiDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kube, "WATCH_TIMEOUT_SECONDS", 1)  # the server ends each watch after 1 s
+    monkeypatch.setattr(reflector, "WATCH_TIMEOUT_SECONDS", 1)  # the server ends each watch after 1 s
     platform = KubernetesPlatform(settings_for(double, tmp_path))
 
     async def body() -> None:

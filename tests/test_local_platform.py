@@ -23,9 +23,9 @@ import pytest
 import redis.asyncio as aredis
 
 from dashboard.errors import BadRequest, PlatformUnavailable, PrerequisiteMissing
-from dashboard.platforms.base import Platform
+from dashboard.platforms import Platform
 from dashboard.platforms.local import FrontendCommand, LocalPlatform
-from dashboard.platforms.local_process import free_port, process_start_time
+from dashboard.platforms.local.process import free_port, process_start_time
 from dashboard.settings import Settings
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from dashboard.models import Component, LogLine, Pod
-from dashboard.platforms.local_process import child_setup, free_port, process_start_time
+from dashboard.platforms.local.process import child_setup, free_port, process_start_time
 
 LOG_LINES = 2000
 PROBE_INTERVAL = 0.01

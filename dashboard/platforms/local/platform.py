@@ -2,14 +2,14 @@
 
 `LocalPlatform` reads the lab's manifests and runs them the way a cluster would, at process scale:
 
-- a Deployment is a set of supervised pods (`local_pods.LocalPod`), replaced and restarted like a ReplicaSet's;
+- a Deployment is a set of supervised pods (`pods.LocalPod`), replaced and restarted like a ReplicaSet's;
   role=leader pods run `redis-server`, role=follower pods `redis-server --replicaof 127.0.0.1 <leader port>`,
   and app=guestbook,tier=frontend pods the Python guestbook (`python -m dashboard.guestbook`);
 - the redis-leader Service is a port fixed for the lab's life (its "ClusterIP"): each leader pod binds it, so a
   replaced leader is found again by the followers. Every other pod gets its own free loopback port ("pod IP");
 - Services' endpoints (the ready pods they select) are written to `endpoints.json` in the run dir for the frontend;
-- `expose()` publishes the frontend Service with a forwarder that follows the ready pods (`local_forward`);
-- a pid table (`pods.json`) lets the next dashboard reap the processes of one that was killed (`local_process`).
+- `expose()` publishes the frontend Service with a forwarder that follows the ready pods (`forward`);
+- a pid table (`pods.json`) lets the next dashboard reap the processes of one that was killed (`process`).
 
 Nothing is written to disk by Redis (`--save "" --appendonly no`, diskless replication), as in the upstream lab.
 """
@@ -27,15 +27,25 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dashboard.errors import BadRequest, PlatformUnavailable, PrerequisiteMissing
-from dashboard.models import COMPONENTS, LogLine, PlatformName, Pod, RedisEndpoint
-from dashboard.platforms.base import Listener
-from dashboard.platforms.local_forward import Forwarder
-from dashboard.platforms.local_objects import DeploymentSpec, LabObject, ServiceSpec, load_manifest, pod_suffix
-from dashboard.platforms.local_pods import LocalPod, PodTemplate
-from dashboard.platforms.local_process import (
+from dashboard.models import (
+    COMPONENTS,
+    Capabilities,
+    EventRow,
+    Listener,
+    LogLine,
+    PlatformName,
+    Pod,
+    RedisEndpoint,
+    Timing,
+)
+from dashboard.platforms.local.forward import Forwarder
+from dashboard.platforms.local.objects import DeploymentSpec, LabObject, ServiceSpec, load_manifest, pod_suffix
+from dashboard.platforms.local.pods import LocalPod, PodTemplate
+from dashboard.platforms.local.preflight import preflight
+from dashboard.platforms.local.process import (
     ENDPOINTS_FILE,
     PID_TABLE,
     REDIS_DIR_PREFIX,
@@ -59,6 +69,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+CHECK_INTERVAL = 0.01  # a step's check reads local state: cheap, so poll often
+STEP_TIMEOUT = 20.0  # a local process starts in well under a second; 20 s means something is wrong
 # `kubectl delete deployment -l app=redis`, `kubectl delete service -l app=redis`, then the frontend's two.
 DELETE_ORDER: tuple[tuple[str, str], ...] = (
     ("deployment", "redis-follower"),
@@ -96,6 +108,14 @@ class LocalPlatform:
     def __init__(self, settings: Settings, *, frontend_command: FrontendCommand | None = None) -> None:
         self.settings = settings
         self.run_dir = Path(settings.run_dir)
+        self.capabilities = Capabilities(
+            label="local platform",
+            namespace=None,
+            has_events=False,
+            has_access_review=False,
+            expose_modes=("port-forward",),
+        )
+        self.timing = Timing(CHECK_INTERVAL, settings.step_timeout or STEP_TIMEOUT)
         self.grace = 2.0  # seconds between SIGTERM and SIGKILL
         self._frontend_command = frontend_command or self._default_frontend_command
         self._listeners: list[Listener] = []
@@ -130,6 +150,18 @@ class LocalPlatform:
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def add_event_listener(self, listener: Listener) -> None:
+        """Processes on this machine have no Events API: the listener is never called."""
+
+    async def events(self, limit: int = 200) -> list[EventRow]:
+        """The local platform has no events timeline (`capabilities.has_events` is False): []."""
+        return []
+
+    async def preflight(self) -> dict[str, Any]:
+        """redis-server and its version, the run directory, the expose step's port (see `local.preflight`)."""
+        settings = self.settings
+        return await preflight(settings.redis_server, self.run_dir, settings.frontend_port, self.frontend_url())
 
     # -- the protocol: kubectl verbs -------------------------------------------------------------------------------
 
