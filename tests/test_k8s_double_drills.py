@@ -1,6 +1,6 @@
 """Issue 4 on the Kubernetes platform code path: probe, write load, every failure drill, lag history and logs.
 
-The same lab as `test_k8s_double_lab.py` (the dashboard app driving `tests/k8s_api_double.py` through the real
+The same lab as `test_k8s_double_lab.py` (the dashboard app driving `tests/k8s_double/` through the real
 kubernetes client; behind the pods the `LoopbackKubelet` runs real redis-server processes and the Python guestbook
 frontend; Redis and the frontend are reached only through WebSocket port-forwards). After the five main steps,
 in the order an instructor would: the probe (per-follower ms and WAIT's count), a short write load (every entry
@@ -24,8 +24,8 @@ from fastapi.testclient import TestClient
 from dashboard import drills
 from dashboard.settings import Settings
 from dashboard.web import create_app
-from tests.k8s_api_double import FIXTURES, KubernetesApiDouble, LoopbackKubelet
-from tests.k8s_helpers import poll
+from tests.k8s_double import KubernetesApiDouble, LoopbackKubelet
+from tests.polling import wait_until
 
 T = TypeVar("T")
 HX = {"HX-Request": "true"}
@@ -33,7 +33,6 @@ REDIS_LINE = re.compile(r"^\d+:[XCSM] \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d\.\d+ [.
 
 pytestmark = [
     pytest.mark.timeout(120),
-    pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API responses not found at {FIXTURES}"),
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
 ]
 
@@ -86,11 +85,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                     assert response.status_code == 200, response.text
                     assert response.json()["state"] == "done", response.json()
                 lab = Lab(client, double, kubelet)
-                poll(lab.in_sync, what="the leader and two followers in sync")
+                wait_until(lab.in_sync, what="the leader and two followers in sync")
                 yield lab
                 response = client.post("/api/steps/cleanup", headers=HX)
                 assert response.status_code == 200 and response.json()["state"] == "done", response.text
-                poll(lambda: kubelet.running() == [], what="every process behind the pods stopped")
+                wait_until(lambda: kubelet.running() == [], what="every process behind the pods stopped")
     finally:
         kubelet.close()
 
@@ -107,7 +106,7 @@ def test_probe_times_each_follower_and_counts_wait_acks(lab: Lab) -> None:
         assert node["error"] is None and node["ms"] >= 0 and node["ms_after_leader"] >= 0, node
     assert result["max_follower_ms"] is not None and result["max_follower_ms"] < 2000
     assert lab.client.get("/api/probe").json()["entry"] == result["entry"]
-    poll(lambda: all(result["entry"] in e for e in lab.replication()["entries"].values()), what="the probe entry")
+    wait_until(lambda: all(result["entry"] in e for e in lab.replication()["entries"].values()), what="the probe entry")
     forwarded = {pod for _, pod, _ in lab.double.portforwards}
     assert {n["name"] for n in result["nodes"]} <= forwarded  # Redis reached only through the API server
 
@@ -120,7 +119,7 @@ def test_write_load_is_accounted_for_on_every_follower(lab: Lab) -> None:
         body: dict[str, Any] = lab.client.get("/api/load").json()
         return body if body["state"] not in ("running", "checking") else None
 
-    done = poll(finished, 30, what="the write load to finish")
+    done = wait_until(finished, 30, what="the write load to finish")
     assert done is not None
     assert done["state"] == "done", done
     assert done["ok"] == done["planned"] == 80 and done["failed"] == 0, done
@@ -130,7 +129,7 @@ def test_write_load_is_accounted_for_on_every_follower(lab: Lab) -> None:
 
 
 def test_network_blip_is_a_partial_resync(lab: Lab) -> None:
-    poll(lab.in_sync, what="in sync")
+    wait_until(lab.in_sync, what="in sync")
     body = lab.drill("network-blip")
     assert "PARTIAL" in body["message"] and "sync_partial_ok +1" in body["message"], body["message"]
     assert any(m["kind"] == "partial_resync" for m in lab.client.get("/api/lag").json()["marks"])
@@ -138,14 +137,14 @@ def test_network_blip_is_a_partial_resync(lab: Lab) -> None:
 
 def test_pause_replication_makes_lag_grow_then_drain(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(drills, "PAUSE_SECONDS", 1.5)
-    poll(lab.in_sync, what="in sync")
+    wait_until(lab.in_sync, what="in sync")
     started = time.time()
     body = lab.drill("pause-replication")
     assert "gap grew to" in body["message"] and "holds every entry" in body["message"], body["message"]
     history = lab.client.get("/api/lag").json()
     gaps = [s["gap_bytes"] or 0 for samples in history["followers"].values() for s in samples if s["time"] >= started]
     assert max(gaps) > 0, history["followers"]  # the sampler measured the lag through the port-forwards too
-    poll(lab.in_sync, what="caught up")
+    wait_until(lab.in_sync, what="caught up")
 
 
 def test_delete_follower_comes_back_with_a_full_resync(lab: Lab) -> None:
@@ -153,7 +152,7 @@ def test_delete_follower_comes_back_with_a_full_resync(lab: Lab) -> None:
     body = lab.drill("delete-follower")
     assert "FULL sync" in body["message"] and "sync_full +1" in body["message"], body["message"]
     assert any(line.startswith("$ kubectl delete pod") for line in body["output"])
-    poll(lab.in_sync, what="in sync with the replacement")
+    wait_until(lab.in_sync, what="in sync with the replacement")
     after = {f["name"] for f in lab.replication()["followers"]}
     assert len(after) == 2 and len(after - before) == 1
     marks = lab.client.get("/api/lag").json()["marks"]
@@ -166,14 +165,14 @@ def test_scale_followers_to_three_and_back(lab: Lab) -> None:
     assert any("--replicas=3" in line for line in body["output"])
     deployments = {d["metadata"]["name"]: d for d in lab.double.objects("deployments")}
     assert deployments["redis-follower"]["spec"]["replicas"] == 2
-    poll(lab.in_sync, what="two followers in sync")
+    wait_until(lab.in_sync, what="two followers in sync")
 
 
 def test_scale_frontend_to_five_and_back_to_two(lab: Lab) -> None:
     body = lab.drill("scale-frontend")
     assert "5 frontend replicas answered, then 2" in body["message"], body["message"]
     # the three scaled away may still be Terminating for their grace period, as kubectl get pods shows them
-    poll(
+    wait_until(
         lambda: len([p for p in lab.client.get("/api/pods").json() if p["component"] == "frontend"]) == 2,
         what="two frontend pods left",
     )
@@ -201,7 +200,7 @@ def test_logs_side_by_side_are_the_pods_real_logs(lab: Lab) -> None:
 
 
 def test_delete_leader_is_shown_as_data_loss(lab: Lab) -> None:
-    poll(lab.in_sync, what="in sync")
+    wait_until(lab.in_sync, what="in sync")
     leader = lab.replication()["leader"]["name"]
     count = len(lab.replication()["entries"][leader])
     assert count > 0
@@ -209,7 +208,7 @@ def test_delete_leader_is_shown_as_data_loss(lab: Lab) -> None:
     body = lab.drill("delete-leader")
     assert f"DATA LOSS: {count} entries are gone" in body["message"], body["message"]
     assert "2 followers made 2 full resync(s)" in body["message"] and "now hold 0 entries" in body["message"]
-    poll(lab.in_sync, what="the followers in sync with the new leader")
+    wait_until(lab.in_sync, what="the followers in sync with the new leader")
     after = lab.replication()
     assert after["leader"]["name"] != leader
     assert all(entries == [] for entries in after["entries"].values())
@@ -221,7 +220,7 @@ def test_delete_leader_is_shown_as_data_loss(lab: Lab) -> None:
         seen = {e["node"] for e in events if e["time"] >= started and e["kind"] == "full_resync"}
         return seen if seen >= followers else set()
 
-    poll(resyncs_sampled, what="the sampler's full_resync events for both followers")
+    wait_until(resyncs_sampled, what="the sampler's full_resync events for both followers")
     marks = lab.client.get("/api/lag").json()["marks"]
     assert any(m["detail"].startswith(f"deleted the leader {leader}") for m in marks)
     assert {m["node"] for m in marks if m["kind"] == "full_resync" and m["time"] >= started} == followers

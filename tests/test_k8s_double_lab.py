@@ -1,6 +1,6 @@
 """The whole five-step lab through the JSON API on the Kubernetes platform code path, in CI (no cluster needed).
 
-The same flow as `test_k8s_cluster.py`, against `tests/k8s_api_double.py`: the dashboard app (`create_app`) talks
+The same flow as `test_k8s_cluster.py`, against `tests/k8s_double/`: the dashboard app (`create_app`) talks
 to the double through the real kubernetes client (kubeconfig, server-side apply, the pod watch, port-forwards
 over WebSocket). Behind the double's pods its `LoopbackKubelet` runs real processes on 127.0.0.1: redis-server
 for the leader, redis-server replicating from it for each follower, and the project's Python guestbook frontend
@@ -22,15 +22,14 @@ from fastapi.testclient import TestClient
 from dashboard.platforms.kubernetes.objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
 from dashboard.settings import Settings
 from dashboard.web import create_app
-from tests.k8s_api_double import FIXTURES, KubernetesApiDouble, LoopbackKubelet
-from tests.k8s_helpers import poll
+from tests.k8s_double import KubernetesApiDouble, LoopbackKubelet
+from tests.polling import wait_until
 
 T = TypeVar("T")
 HX = {"HX-Request": "true"}
 
 pytestmark = [
     pytest.mark.timeout(180),
-    pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API responses not found at {FIXTURES}"),
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
 ]
 
@@ -89,7 +88,7 @@ def test_the_whole_lab_through_the_json_api_on_the_api_double(
             links = [f["link"] for f in rep["followers"]]
             return rep if rep["leader"] and rep["leader"]["role"] == "master" and links == ["up", "up"] else None
 
-        rep = poll(replicated, what="the replication panel showing the leader and two linked followers")
+        rep = wait_until(replicated, what="the replication panel showing the leader and two linked followers")
         assert rep is not None
         names = {p["name"] for p in pods if p["component"] != "frontend"}
         assert {rep["leader"]["name"], *(f["name"] for f in rep["followers"])} == names
@@ -105,7 +104,7 @@ def test_the_whole_lab_through_the_json_api_on_the_api_double(
             entries = rep["entries"]
             return len(entries) == 3 and all(e == ["hello from the double"] for e in entries.values())
 
-        poll(everywhere, what="the entry on the leader and both followers")
+        wait_until(everywhere, what="the entry on the leader and both followers")
         read = httpx.get(f"{url}/guestbook.php", params={"cmd": "get"}).json()
         assert "hello from the double" in read["data"]
         events = client.get("/api/events")
@@ -117,7 +116,7 @@ def test_the_whole_lab_through_the_json_api_on_the_api_double(
         assert [p for p in double.objects("pods") if not p["metadata"].get("deletionTimestamp")] == []
         assert client.get("/api/pods").json() == []
         assert client.get("/api/lab").json()["frontend_url"] is None
-        poll(lambda: kubelet.running() == [], what="every process behind the pods stopped")
+        wait_until(lambda: kubelet.running() == [], what="every process behind the pods stopped")
     assert {pod for _, pod, _ in double.portforwards} >= names  # Redis was only ever reached through the API server
 
 

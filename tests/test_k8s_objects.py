@@ -1,8 +1,8 @@
 """Pure derivations of the Kubernetes platform, on REAL API responses recorded from a v1.36 API server.
 
-The fixtures live in `../shared/fixtures/k8s/` beside the repository (see its README); the module is skipped when
-they are absent. Where the recording has no example (no kubelet ran: no ImagePullBackOff, no CrashLoopBackOff),
-a recorded Running pod is edited to the shape a kubelet writes, and the edit is spelled out.
+The fixtures live in `tests/fixtures/k8s/` (see its README). Where the recording has no example (no kubelet
+ran: no ImagePullBackOff, no CrashLoopBackOff), a recorded Running pod is edited to the shape a kubelet writes,
+and the edit is spelled out.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from dashboard.errors import PlatformError, PlatformUnavailable
 from dashboard.platforms.kubernetes import errors
 from dashboard.platforms.kubernetes import objects as k
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "k8s"
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API responses not found at {FIXTURES}")
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "k8s"
 
 
 def load(rel: str) -> Any:

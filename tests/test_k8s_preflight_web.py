@@ -1,6 +1,6 @@
 """The pre-flight page and API, and the events timeline, in the web app (`dashboard.preflight`).
 
-Kubernetes: the app runs the real Kubernetes platform against `tests/k8s_api_double.py` (SelfSubjectAccessReview
+Kubernetes: the app runs the real Kubernetes platform against `tests/k8s_double/` (SelfSubjectAccessReview
 answers, the recorded core/v1 Events, the shared events watch). Local: the app runs the real local platform
 (no lab applied), and its pre-flight looks at this machine (redis-server, run dir, frontend port).
 """
@@ -17,10 +17,8 @@ from fastapi.testclient import TestClient
 
 from dashboard.settings import Settings
 from dashboard.web import create_app
-from tests.k8s_api_double import FIXTURES, KubernetesApiDouble
-from tests.k8s_helpers import poll
-
-k8s_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API responses not found at {FIXTURES}")
+from tests.k8s_double import KubernetesApiDouble
+from tests.polling import wait_until
 
 
 @pytest.fixture
@@ -41,7 +39,6 @@ def kube_client(double: KubernetesApiDouble, tmp_path: Path) -> TestClient:
     return TestClient(create_app(settings), base_url="http://127.0.0.1:8000")
 
 
-@k8s_fixtures
 def test_preflight_api_and_page_on_kubernetes(double: KubernetesApiDouble, tmp_path: Path) -> None:
     double.forbid("create", "pods/portforward")
     double.forbid("delete", "services")
@@ -72,7 +69,6 @@ def test_preflight_api_and_page_on_kubernetes(double: KubernetesApiDouble, tmp_p
         assert 'href="/preflight"' in index and 'id="panel-events"' in index and 'sse-swap="events"' in index
 
 
-@k8s_fixtures
 def test_preflight_when_the_cluster_is_gone_is_one_sentence(double: KubernetesApiDouble, tmp_path: Path) -> None:
     with kube_client(double, tmp_path) as client:
         double.close()
@@ -82,7 +78,6 @@ def test_preflight_when_the_cluster_is_gone_is_one_sentence(double: KubernetesAp
         assert "Traceback" not in client.get("/preflight").text
 
 
-@k8s_fixtures
 def test_events_api_fragment_and_live_topic(double: KubernetesApiDouble, tmp_path: Path) -> None:
     with kube_client(double, tmp_path) as client:
         state = client.app.state.lab_state  # type: ignore[attr-defined]
@@ -106,7 +101,7 @@ def test_events_api_fragment_and_live_topic(double: KubernetesApiDouble, tmp_pat
                 "lastTimestamp": "2099-01-01T00:00:00Z",
             }
         )
-        poll(lambda: state.hub.versions["events"] > version, what="the events topic published by the watch")
+        wait_until(lambda: state.hub.versions["events"] > version, what="the events topic published by the watch")
         newest = client.get("/api/events").json()[0]
         assert newest["message"] == "Scaled up replica set redis-leader-abc to 1"
         assert "Scaled up replica set redis-leader-abc to 1" in client.get("/fragments/events").text

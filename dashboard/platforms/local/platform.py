@@ -22,7 +22,6 @@ import logging
 import os
 import shutil
 import socket
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from dashboard.platforms.local.process import (
     atomic_write_json,
     find_redis_server,
     free_port,
+    frontend_argv,
     is_running,
     kill_and_wait,
     live_entries,
@@ -468,11 +468,7 @@ class LocalPlatform:
         return argv
 
     def _default_frontend_command(self, pod_name: str, port: int, endpoints: Path) -> list[str]:
-        return [
-            sys.executable, "-m", "dashboard.guestbook", "--host", LOOPBACK, "--port", str(port),
-            "--endpoints", str(endpoints), "--max-entry-length", str(self.settings.max_entry_length),
-            "--name", pod_name,
-        ]  # fmt: skip
+        return frontend_argv(pod_name, port, endpoints, self.settings.max_entry_length)
 
     def _new_pod(self, deployment: LocalDeployment) -> LocalPod:
         name = f"{deployment.spec.name}-{deployment.spec.template_hash}-{pod_suffix()}"

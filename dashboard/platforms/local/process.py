@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -180,6 +181,14 @@ async def accepts_connections(host: str, port: int, timeout: float = 0.2) -> boo
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
+
+
+def frontend_argv(pod_name: str, port: int, endpoints: Path, max_entry_length: int) -> list[str]:
+    """The frontend pod's program: the Python guestbook on 127.0.0.1:`port`, finding Redis via the endpoints file."""
+    return [
+        sys.executable, "-m", "dashboard.guestbook", "--host", "127.0.0.1", "--port", str(port),
+        "--endpoints", str(endpoints), "--max-entry-length", str(max_entry_length), "--name", pod_name,
+    ]  # fmt: skip
 
 
 def url_host(bind_host: str) -> str:

@@ -1,144 +1,44 @@
-"""An HTTP-level double of the Kubernetes API server, for testing the Kubernetes platform through its real client.
-
-A real HTTP/1.1 server on 127.0.0.1 in a thread, stateful, shaped like the responses recorded from a v1.36 API
-server in `../shared/fixtures/k8s/` (Status bodies, list/watch envelopes, apply 201/200, deletecollection,
-the scale subresource, SelfSubjectAccessReview, /version). It is seeded from those files where they apply.
-
-What it does (and only that):
-- server-side apply (PATCH application/apply-patch+yaml): create -> 201; same config again -> 200 with the same
-  resourceVersion; a different field manager without force -> 409 FieldManagerConflict;
-- GET/LIST with labelSelector and fieldSelector=metadata.name; WATCH as chunked NDJSON from a resourceVersion,
-  ended after timeoutSeconds; `expire_watches()` sends the recorded 410 Gone ERROR event and closes every watch;
-  a watch from a resourceVersion older than `compact()` gets that 410 at once;
-- DELETE (preconditions.uid) and deletecollection with labelSelector; merge-patch of Services and of the scale
-  subresource; pods/log (made-up lines, or with a `kubelet` what the pod's process wrote);
-- a tiny controller: a Deployment's pods appear Running and Ready (IPs 127.0.0.x, never a fixture's 10.244.x)
-  and are deleted with it (Terminating first, then DELETED after `pod_grace` seconds); a deleted pod is replaced;
-- auth: a bearer token (401 otherwise); `forbid(verb, resource)` answers 403 exactly like the recorded bodies and
-  makes SelfSubjectAccessReview say allowed: false.
-- `requests`: every request as (method, verb, path) for counting;
-- pods/portforward over WebSocket, as the API server (and the kubelet behind it) serves it to the python client:
-  a GET upgrade offering `v5.channel.k8s.io,v4.channel.k8s.io`, answered 101 with `v4.channel.k8s.io`
-  (port-forward has no v5); per port i, a data channel 2i and an error channel 2i+1, each opened by the server
-  with one frame of [channel, port low byte, port high byte]; client frames are masked [channel, data...];
-  a failed dial inside the pod is reported as text on the error channel, then the websocket closes; the
-  websocket closes when the target closes. Authorization as since v1.35: `get` and `create` on pods/portforward.
-  The target of (pod, port) is a REAL loopback address: `route()`, or what a `Kubelet` returned for the pod;
-- `kubelet`: optional; then a new pod starts Pending (ContainerCreating) and the kubelet's `run_pod(pod)` starts
-  the real process behind it (redis-server, the guestbook frontend) in a thread; the pod turns Running/Ready with
-  the returned {containerPort: (host, port)} as its port-forward targets. `stop_pod(pod)` runs when the pod
-  starts terminating, and every port-forward into that pod is cut, as when its containers are killed.
-  pods/log of its pods is `logs(pod)` (400 while the container is still waiting to start).
-"""
+"""The double's API server: a real HTTP/1.1 server on 127.0.0.1 in a thread, with its store, a tiny controller,
+REST verbs, watches, auth and access reviews (see the package docstring for what it does, and only that)."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import hashlib
 import itertools
 import json
 import logging
-import re
-import select
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import yaml
 
 from dashboard.platforms.kubernetes.objects import owner_deployment, selector_matches
-from dashboard.settings import PROJECT_ROOT
-from tests.redis_helpers import RedisProc, free_port, start_redis, wait_until
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "k8s"
-TOKEN = "double-token"
-JSON = dict[str, Any]
-
-# plural -> (group, kind, API prefix)
-RESOURCES = {
-    "pods": ("", "Pod", "/api/v1"),
-    "services": ("", "Service", "/api/v1"),
-    "events": ("", "Event", "/api/v1"),
-    "deployments": ("apps", "Deployment", "/apis/apps/v1"),
-}
-
+from dashboard.platforms.local.objects import pod_suffix, pod_template_hash
+from tests.k8s_double.fixtures import (
+    FIXTURES,
+    JSON,
+    RESOURCES,
+    TOKEN,
+    ApiError,
+    fixture,
+    merge,
+    now,
+    rfc3339_nano,
+    status_body,
+)
+from tests.k8s_double.kubelet import Kubelet
+from tests.k8s_double.portforward import PORTFORWARD_PROTOCOL, WS_GUID, Address, PortForwardSession
 
 log = logging.getLogger(__name__)
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-PORTFORWARD_PROTOCOL = "v4.channel.k8s.io"
-Address = tuple[str, int]
-
-
-class Kubelet(Protocol):
-    """What runs behind the double's pods (see the module docstring)."""
-
-    def run_pod(self, pod: JSON) -> dict[int, Address]:
-        """Start the pod's process(es); return {containerPort: loopback address}. Raise to leave it not ready."""
-        ...
-
-    def stop_pod(self, pod: JSON) -> None:
-        """Stop what `run_pod` started for this pod (by pid)."""
-        ...
-
-    def logs(self, pod: JSON) -> list[tuple[datetime, str]]:
-        """What the pod's process(es) wrote so far: (when, line), oldest first."""
-        ...
-
-
-def fixture(rel: str) -> Any:
-    return json.loads((FIXTURES / rel).read_text())
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def rfc3339_nano(when: datetime) -> str:
-    """`2026-11-26T04:39:57.123456000Z`, as `kubectl logs --timestamps` prints the container runtime's time."""
-    when = when.astimezone(UTC)
-    return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond:06d}000Z"
-
-
-def status_body(code: int, reason: str, message: str, details: JSON | None = None) -> JSON:
-    body: JSON = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message}
-    body["reason"] = reason
-    if details is not None:
-        body["details"] = details
-    body["code"] = code
-    return body
-
-
-def merge(base: Any, patch: Any) -> Any:
-    """JSON merge patch (RFC 7386)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(base) if isinstance(base, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge(out.get(key), value)
-    return out
-
-
-class ApiError(Exception):
-    def __init__(self, code: int, body: JSON) -> None:
-        super().__init__(body.get("message"))
-        self.code = code
-        self.body = body
 
 
 class KubernetesApiDouble:
@@ -167,7 +67,7 @@ class KubernetesApiDouble:
         self.kubelet = kubelet
         self.routes: dict[tuple[str, str, int], Address] = {}  # (namespace, pod, containerPort) -> real address
         self.portforwards: list[tuple[str, str, int]] = []  # every upgraded port-forward: (namespace, pod, port)
-        self._sessions: dict[tuple[str, str], set[_PortForwardSession]] = {}
+        self._sessions: dict[tuple[str, str], set[PortForwardSession]] = {}
         template = fixture("10-cluster/namespace-guestbook.json")
         for name in namespaces:
             self.add_namespace(name, template)
@@ -291,7 +191,7 @@ class KubernetesApiDouble:
         if deployment is None:
             return
         spec = deployment["spec"]
-        template_hash = f"{abs(hash(json.dumps(spec['template'], sort_keys=True))) % 16**9:09x}"[:9]
+        template_hash = pod_template_hash(spec["template"])
         rs_name = f"{name}-{template_hash}"
         pods = [
             p
@@ -336,7 +236,7 @@ class KubernetesApiDouble:
             self._record("MODIFIED", "deployments", deployment)
 
     def _create_pod(self, namespace: str, rs_name: str, template_hash: str, template: JSON) -> None:
-        suffix = uuid.uuid4().hex[:5]
+        suffix = pod_suffix()
         containers = template["spec"]["containers"]
         ip = f"127.0.0.{next(self._ip) % 250 + 2}"
         ready = "True" if self.pods_ready and self.kubelet is None else "False"
@@ -470,7 +370,7 @@ class KubernetesApiDouble:
         timer.daemon = True
         timer.start()
 
-    def _kill(self, sessions: list[_PortForwardSession], pod: JSON) -> None:
+    def _kill(self, sessions: list[PortForwardSession], pod: JSON) -> None:
         for session in sessions:
             session.cut()
         if self.kubelet is not None and pod["status"].get("phase") == "Running":
@@ -991,7 +891,7 @@ class KubernetesApiDouble:
         handler.end_headers()
         handler.wfile.flush()
         handler.close_connection = True
-        session = _PortForwardSession(handler, name, uid, ports, targets)
+        session = PortForwardSession(handler, name, uid, ports, targets)
         with self.lock:
             self.portforwards += [(namespace, name, p) for p in ports]
             self._sessions.setdefault((namespace, name), set()).add(session)
@@ -1058,460 +958,6 @@ class KubernetesApiDouble:
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass
         handler.close_connection = True
-
-
-def ws_frame(payload: bytes, opcode: int = 0x2) -> bytes:
-    """One unmasked, final WebSocket frame (server to client)."""
-    size = len(payload)
-    if size < 126:
-        head = bytes([0x80 | opcode, size])
-    elif size < 1 << 16:
-        head = bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big")
-    else:
-        head = bytes([0x80 | opcode, 127]) + size.to_bytes(8, "big")
-    return head + payload
-
-
-def read_ws_message(rfile: BinaryIO) -> tuple[int, bytes] | None:
-    """One client message (reassembled from fragments; control frames pass through). None at EOF.
-
-    Client frames must be masked (RFC 6455 5.1); an unmasked one is a protocol error (ValueError)."""
-    opcode_first = 0
-    parts: list[bytes] = []
-    while True:
-        head = rfile.read(2)
-        if len(head) < 2:
-            return None
-        fin, opcode = head[0] & 0x80, head[0] & 0x0F
-        masked, size = head[1] & 0x80, head[1] & 0x7F
-        if size == 126:
-            size = int.from_bytes(rfile.read(2), "big")
-        elif size == 127:
-            size = int.from_bytes(rfile.read(8), "big")
-        if not masked:
-            raise ValueError("unmasked client frame")
-        mask = rfile.read(4)
-        data = rfile.read(size)
-        if len(mask) < 4 or len(data) < size:
-            return None
-        if size:
-            key = int.from_bytes((mask * (size // 4 + 1))[:size], "big")
-            data = (int.from_bytes(data, "big") ^ key).to_bytes(size, "big")
-        if opcode >= 0x8:  # control frames are never fragmented and may come between fragments
-            return opcode, data
-        if opcode:
-            opcode_first = opcode
-        parts.append(data)
-        if fin:
-            return opcode_first, b"".join(parts)
-
-
-class _PortForwardSession:
-    """One upgraded pods/portforward connection: the kubelet's side of the v4.channel.k8s.io protocol."""
-
-    def __init__(
-        self, handler: BaseHTTPRequestHandler, pod: str, uid: str, ports: list[int], targets: list[Address | None]
-    ) -> None:
-        self.handler = handler
-        self.pod = pod
-        self.uid = uid
-        self.ports = ports
-        self.targets = targets
-        self.sockets: dict[int, socket.socket] = {}  # port index -> connection to the real target
-        self._send_lock = threading.Lock()
-        self._closed = threading.Event()
-
-    def send(self, payload: bytes, opcode: int = 0x2) -> None:
-        with self._send_lock:
-            if self._closed.is_set() and opcode != 0x8:
-                return
-            try:
-                self.handler.wfile.write(ws_frame(payload, opcode))
-                self.handler.wfile.flush()
-            except OSError:
-                self._closed.set()
-
-    def close(self, code: int = 1000) -> None:
-        """Send a close frame once and stop reading the client."""
-        with self._send_lock:
-            if self._closed.is_set():
-                return
-            self._closed.set()
-            with contextlib.suppress(OSError):
-                self.handler.wfile.write(ws_frame(code.to_bytes(2, "big"), 0x8))
-                self.handler.wfile.flush()
-        with contextlib.suppress(OSError):
-            self.handler.connection.shutdown(socket.SHUT_RDWR)
-
-    def close_gracefully(self, timeout: float = 2.0) -> None:
-        """Send the close frame, then read (and drop) what the client still sends until its close frame.
-
-        Shutting the socket at once while the client's data is unread makes the kernel answer with a reset,
-        which can discard the error frame the client has not read yet.
-        """
-        with self._send_lock:
-            if self._closed.is_set():
-                return
-            self._closed.set()
-            with contextlib.suppress(OSError):
-                self.handler.wfile.write(ws_frame((1000).to_bytes(2, "big"), 0x8))
-                self.handler.wfile.flush()
-        rfile: BinaryIO = self.handler.rfile  # type: ignore[assignment]
-        with contextlib.suppress(OSError, ValueError):
-            self.handler.connection.settimeout(timeout)
-            while True:
-                frame = read_ws_message(rfile)
-                if frame is None or frame[0] == 0x8:
-                    break
-        with contextlib.suppress(OSError):
-            self.handler.connection.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        """The pod's container died: its connections reset, the websocket goes away."""
-        for sock in list(self.sockets.values()):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        self.close()
-
-    def run(self) -> None:
-        for index, port in enumerate(self.ports):
-            prefix = port.to_bytes(2, "little")
-            self.send(bytes([2 * index]) + prefix)
-            self.send(bytes([2 * index + 1]) + prefix)
-        pumps = []
-        for index, (port, target) in enumerate(zip(self.ports, self.targets, strict=True)):
-            try:
-                if target is None:
-                    raise ConnectionRefusedError(f"dial tcp4 127.0.0.1:{port}: connect: connection refused")
-                sock = socket.create_connection(target, timeout=5)
-                sock.settimeout(None)
-            except OSError as exc:
-                message = (
-                    f"error forwarding port {port} to pod {self.pod}, uid {self.uid}: failed to connect to "
-                    f"localhost:{port} inside namespace of the pod: {exc}"
-                )
-                self.send(bytes([2 * index + 1]) + message.encode())
-                continue
-            self.sockets[index] = sock
-            pump = threading.Thread(target=self._from_target, args=(index, sock), daemon=True)
-            pump.start()
-            pumps.append(pump)
-        if not self.sockets:  # every dial failed: the kubelet ends the stream after reporting it
-            self.close_gracefully()
-            return
-        rfile: BinaryIO = self.handler.rfile  # type: ignore[assignment]
-        try:
-            while not self._closed.is_set():
-                try:
-                    frame = read_ws_message(rfile)
-                except ValueError:
-                    self.close(1002)
-                    break
-                except OSError:
-                    break
-                if frame is None:
-                    break
-                opcode, data = frame
-                if opcode == 0x8:
-                    self.close()
-                    break
-                if opcode == 0x9:
-                    self.send(data, 0xA)
-                    continue
-                if opcode not in (0x1, 0x2) or not data:
-                    continue
-                channel, payload = data[0], data[1:]
-                outbound = self.sockets.get(channel // 2) if channel % 2 == 0 else None
-                if outbound is not None and payload:
-                    try:
-                        outbound.sendall(payload)
-                    except OSError:
-                        break
-        finally:
-            for sock in self.sockets.values():
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            for pump in pumps:
-                pump.join(timeout=5)
-            for sock in self.sockets.values():
-                sock.close()
-            self.close()
-
-    def _from_target(self, index: int, sock: socket.socket) -> None:
-        """Target -> client on the port's data channel; when the target closes, the forward ends."""
-        while True:
-            try:
-                data = sock.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            self.send(bytes([2 * index]) + data)
-        self.close()
-
-
-class ServiceProxy:
-    """A Service's virtual IP as kube-proxy makes it, on 127.0.0.1: each new connection goes to the endpoint
-    `pick()` names at that moment (none: closed at once); an open connection stays with the endpoint it reached
-    and ends when that endpoint goes away. So a client of the Service reaches a replacement pod when it reconnects.
-    """
-
-    def __init__(self, name: str, pick: Callable[[], Address | None]) -> None:
-        self.name = name
-        self.pick = pick
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.address: Address = ("127.0.0.1", int(self._listener.getsockname()[1]))
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept, name=f"service {name}", daemon=True).start()
-
-    def close(self) -> None:
-        self._closed.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        with self._lock:
-            for sock in list(self._open):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        target = self.pick()
-        upstream = None
-        try:
-            if target is None:
-                return
-            try:
-                upstream = socket.create_connection(target, timeout=2)
-            except OSError:
-                return
-            with self._lock:
-                if self._closed.is_set():
-                    return
-                self._open.update((conn, upstream))
-            pair = {conn: upstream, upstream: conn}
-            while True:
-                readable, _, _ = select.select(list(pair), [], [])
-                for sock in readable:
-                    try:
-                        data = sock.recv(65536)
-                        if data:
-                            pair[sock].sendall(data)
-                    except OSError:
-                        data = b""
-                    if not data:
-                        return
-        finally:
-            with self._lock:
-                self._open.discard(conn)
-                if upstream is not None:
-                    self._open.discard(upstream)
-            for end in (conn, upstream):
-                if end is not None:
-                    with contextlib.suppress(OSError):
-                        end.shutdown(socket.SHUT_RDWR)
-                    end.close()
-
-
-_REDIS_STAMP = re.compile(r"^\d+:[XCSM] (\d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d\.\d+) ")
-
-
-def redis_log_lines(path: Path) -> list[tuple[datetime, str]]:
-    """A redis-server log file as (when, line): each line's own local timestamp, carried over to lines without."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    out: list[tuple[datetime, str]] = []
-    when = datetime.fromtimestamp(path.stat().st_mtime, UTC) if text else datetime.now(UTC)
-    for line in text.splitlines():
-        match = _REDIS_STAMP.match(line)
-        if match:
-            with contextlib.suppress(ValueError):
-                when = datetime.strptime(match.group(1), "%d %b %Y %H:%M:%S.%f").astimezone(UTC)
-        if line.strip():
-            out.append((when, line))
-    return out
-
-
-class LoopbackKubelet:
-    """A `Kubelet` that runs the lab's pods as real processes on 127.0.0.1, as the local platform would.
-
-    redis-leader pods: `redis-server`; redis-follower pods: `redis-server --replicaof` the redis-leader Service
-    (as the follower image does), here a `ServiceProxy` to the newest running leader, so that followers find a
-    replacement leader; frontend pods: the project's Python guestbook frontend (`python -m dashboard.guestbook
-    --endpoints FILE`), or with `frontend="stub"` a tiny in-thread HTTP server answering
-    `GET /guestbook.php?cmd=get` with `{"data": "<pod name>"}`. The endpoints file plays the Services for the
-    frontend (ready leader and followers). `logs(pod)` is what the pod's process wrote: redis-server's log file,
-    the frontend's stdout and stderr (each line stamped when it was read, as a container runtime does).
-    Everything it starts it stops, by pid, in `stop_pod()` or `close()`.
-    """
-
-    def __init__(self, workdir: Path, frontend: str = "guestbook") -> None:
-        self.workdir = workdir
-        self.frontend = frontend
-        self.endpoints_file = workdir / "endpoints.json"
-        self.lock = threading.Lock()
-        self.redis: dict[str, RedisProc] = {}  # pod name -> process
-        self.roles: dict[str, str] = {}
-        self.frontends: dict[str, subprocess.Popen[bytes] | ThreadingHTTPServer] = {}
-        self.output: dict[str, deque[tuple[datetime, str]]] = {}  # frontend pod name -> its stdout/stderr lines
-        self.started: list[str] = []
-        self.stopped: list[str] = []
-        self.leader_service = ServiceProxy("redis-leader", self._leader_address)
-        self._write_endpoints()
-
-    def _leader_address(self) -> Address | None:
-        """The redis-leader Service's endpoint: the newest leader process that runs (a replacement, not the old)."""
-        with self.lock:
-            leaders = [p for n, p in self.redis.items() if self.roles[n] == "leader" and p.alive()]
-        return ("127.0.0.1", leaders[-1].port) if leaders else None
-
-    def run_pod(self, pod: JSON) -> dict[int, Address]:
-        name = pod["metadata"]["name"]
-        labels = pod["metadata"].get("labels") or {}
-        if labels.get("app") == "redis":
-            leader = None
-            if labels.get("role") == "follower":
-                with self.lock:
-                    leaders = [p for n, p in self.redis.items() if self.roles[n] == "leader" and p.alive()]
-                if not leaders:
-                    raise RuntimeError("redis-leader:6379 does not answer (no leader pod runs)")
-                leader = self.leader_service.address
-            proc = start_redis(replicaof=leader)
-            with self.lock:
-                self.redis[name] = proc
-                self.roles[name] = str(labels.get("role"))
-                self.started.append(name)
-                self._write_endpoints()
-            return {6379: ("127.0.0.1", proc.port)}
-        if self.frontend == "stub":
-            server = ThreadingHTTPServer(("127.0.0.1", 0), _stub_frontend(name))
-            server.daemon_threads = True
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-            with self.lock:
-                self.frontends[name] = server
-                self.started.append(name)
-            return {80: ("127.0.0.1", int(server.server_address[1]))}
-        port = free_port()
-        argv = [sys.executable, "-m", "dashboard.guestbook", "--host", "127.0.0.1", "--port", str(port)]
-        argv += ["--endpoints", str(self.endpoints_file), "--name", name]
-        proc_ = subprocess.Popen(
-            argv, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        output: deque[tuple[datetime, str]] = deque(maxlen=5000)
-        assert proc_.stdout is not None
-        threading.Thread(target=_read_output, args=(proc_.stdout, output), daemon=True).start()
-        with self.lock:
-            self.frontends[name] = proc_
-            self.output[name] = output
-            self.started.append(name)
-
-        def listening() -> bool:
-            if proc_.poll() is not None:
-                raise RuntimeError(f"the guestbook frontend exited with {proc_.returncode}")
-            with socket.socket() as probe:
-                return probe.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_until(listening, 15, what=f"frontend {name} listening on {port}")
-        return {80: ("127.0.0.1", port)}
-
-    def stop_pod(self, pod: JSON) -> None:
-        name = pod["metadata"]["name"]
-        with self.lock:
-            proc = self.redis.pop(name, None)
-            frontend = self.frontends.pop(name, None)
-            self.output.pop(name, None)
-            self.stopped.append(name)
-            self._write_endpoints()
-        if proc is not None:
-            proc.stop()
-        if isinstance(frontend, ThreadingHTTPServer):
-            frontend.shutdown()
-            frontend.server_close()
-        elif frontend is not None:
-            _stop_process(frontend)
-
-    def logs(self, pod: JSON) -> list[tuple[datetime, str]]:
-        name = pod["metadata"]["name"]
-        with self.lock:
-            proc = self.redis.get(name)
-            output = list(self.output.get(name) or ())
-        if proc is not None:
-            return redis_log_lines(Path(proc.workdir) / "redis.log")
-        return output
-
-    def running(self) -> list[str]:
-        with self.lock:
-            return sorted([*self.redis, *self.frontends])
-
-    def close(self) -> None:
-        self.leader_service.close()
-        with self.lock:
-            procs, self.redis = list(self.redis.values()), {}
-            frontends, self.frontends = list(self.frontends.values()), {}
-        for proc in procs:
-            proc.stop()
-        for frontend in frontends:
-            if isinstance(frontend, ThreadingHTTPServer):
-                frontend.shutdown()
-                frontend.server_close()
-            else:
-                _stop_process(frontend)
-
-    def _write_endpoints(self) -> None:
-        services: dict[str, list[list[object]]] = {"redis-leader": [], "redis-follower": []}
-        for name, proc in self.redis.items():
-            services[f"redis-{self.roles[name]}"].append(["127.0.0.1", proc.port])
-        tmp = self.endpoints_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(services))
-        tmp.replace(self.endpoints_file)
-
-
-def _read_output(stream: BinaryIO, into: deque[tuple[datetime, str]]) -> None:
-    """A process's stdout, line by line, each stamped when read (until the process closes it)."""
-    with contextlib.suppress(OSError, ValueError):
-        for raw in iter(stream.readline, b""):
-            into.append((datetime.now(UTC), raw.decode("utf-8", "replace").rstrip("\r\n")))
-    with contextlib.suppress(OSError):
-        stream.close()
-
-
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def _stub_frontend(pod: str) -> type[BaseHTTPRequestHandler]:
-    class Stub(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            body = json.dumps({"data": pod}).encode()
-            self.send_response(200 if self.path.startswith("/guestbook.php") else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    return Stub
 
 
 @contextmanager
