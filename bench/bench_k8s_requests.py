@@ -1,6 +1,6 @@
 """Benchmark: API requests of the Kubernetes platform in steady state, counted by verb, 1 viewer vs 50.
 
-Runs the platform through its real client against the HTTP-level API double (tests/k8s_api_double.py), applies
+Runs the platform through its real client against the HTTP-level API double (tests/k8s_double/), applies
 the six manifests, then for `--seconds` (default 10) each round lets N viewers read `get_pods()` and
 `redis_endpoints()` concurrently every 0.5 s (the sampler's default interval), and counts what reached the
 API server by verb (list / watch / get / ...). The claim: no periodic LIST (watch only), and 50 viewers cost
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform
 from dashboard.settings import Settings
-from tests.k8s_api_double import KubernetesApiDouble
+from tests.k8s_double import KubernetesApiDouble
 
 
 async def measure(viewers: int, seconds: float) -> tuple[Counter[str], Counter[str], int]:

@@ -27,8 +27,8 @@ import httpx
 import yaml
 
 from dashboard.errors import DashboardError, PrerequisiteMissing, StepFailed, UnknownStep
-from dashboard.models import Step, StepStatus
-from dashboard.platforms.base import Listener, Platform
+from dashboard.models import Listener, Step, StepStatus
+from dashboard.platforms import Platform
 from dashboard.redis_nodes import frontend_clients, redis_info
 from dashboard.settings import MANIFESTS_DIR, Settings
 from dashboard.steps import DRILL_IDS, DRILLS, STEP_IDS, STEPS, get_step
@@ -246,7 +246,7 @@ class Lab:
 
     async def wait(self, step: Step, probe: Callable[[], Awaitable[str | None]], what: str) -> None:
         """Poll `probe` (None = passed, else the reason it has not yet) until it passes; StepFailed at the deadline."""
-        timeout = self.settings.timeout_for_steps()
+        timeout = self.platform.timing.step_timeout
         deadline = time.monotonic() + timeout
         reason = "not checked yet"
         while True:
@@ -262,7 +262,7 @@ class Lab:
                     f"{what} did not happen within {timeout:.0f} s: {reason}",
                     "Look at the pods board and the logs for the reason, fix it, then run the step again.",
                 )
-            await asyncio.sleep(self.settings.check_interval())
+            await asyncio.sleep(self.platform.timing.check_interval)
 
     # -- the five steps ----------------------------------------------------------------------------------------
 

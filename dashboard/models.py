@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -10,6 +11,27 @@ PlatformName = Literal["local", "kubernetes"]
 StepState = Literal["pending", "running", "done", "failed"]
 
 COMPONENTS: tuple[Component, ...] = ("redis-leader", "redis-follower", "frontend")
+
+Listener = Callable[[], None]  # called on the event loop when something changed; it reads what it needs
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a platform offers beyond the protocol's verbs: templates and routes branch on these, never on its name."""
+
+    label: str  # how the page names it: "local platform", "Kubernetes"
+    namespace: str | None  # the namespace the lab runs in; None where there are none
+    has_events: bool  # a core/v1 events timeline (GET /api/events, the events panel)
+    has_access_review: bool  # the pre-flight asks the cluster what this identity may do (cluster facts, rights)
+    expose_modes: tuple[str, ...]  # how `expose` can publish the frontend (--expose-mode choices it honours)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A platform's timing policy: local state is cheap to read and quick to change; a cluster's API is neither."""
+
+    check_interval: float  # seconds between two polls of a step's check
+    step_timeout: float  # seconds a step's check may take before it fails (--step-timeout overrides; 0 = default)
 
 
 @dataclass(frozen=True)
@@ -98,3 +120,25 @@ class StepStatus:
     finished_at: float | None = None
     output: list[str] = field(default_factory=list)
     facts: dict[str, object] = field(default_factory=dict)  # the action's structured result (JSON `result`)
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One row of `kubectl events`: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE (+ count)."""
+
+    time: float
+    type: str
+    reason: str
+    involved: str  # "pod/redis-leader-5c85885985-6x4pr"
+    message: str
+    count: int = 1
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "time": self.time,
+            "type": self.type,
+            "reason": self.reason,
+            "object": self.involved,
+            "message": self.message,
+            "count": self.count,
+        }

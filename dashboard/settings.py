@@ -117,15 +117,6 @@ class Settings(BaseSettings):
             "frontend": self.frontend_image,
         }.get(component)
 
-    def check_interval(self) -> float:
-        """Seconds between two polls of a step's check: local state is cheap to read; a cluster's API is not."""
-        return 0.01 if self.platform == "local" else 0.25
-
-    def timeout_for_steps(self) -> float:
-        if self.step_timeout:
-            return self.step_timeout
-        return 20.0 if self.platform == "local" else 300.0
-
 
 def is_loopback_host(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and localhost."""

@@ -26,6 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.polling import wait_until
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_PATH = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -84,20 +86,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.01) -> Any:
-    """Poll `predicate` until truthy (returned) or the deadline (AssertionError naming `what`)."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # "not yet"
-            last = exc
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}") from last
-        time.sleep(interval)
+wait_for = wait_until  # the dashboard tests' name for the one polling helper
 
 
 # -- the dashboard as a subprocess -------------------------------------------------------------------------------

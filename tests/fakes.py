@@ -6,15 +6,17 @@ It implements the same protocol as the real platforms; the contract tests run th
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from dashboard.models import LogLine, PlatformName, Pod, RedisEndpoint
-from dashboard.platforms.base import Listener
+from dashboard.models import Capabilities, EventRow, Listener, LogLine, PlatformName, Pod, RedisEndpoint, Timing
 
 
 class FakePlatform:
     name: PlatformName = "local"
+    capabilities = Capabilities("local platform", None, has_events=False, has_access_review=False, expose_modes=())
 
-    def __init__(self) -> None:
+    def __init__(self, step_timeout: float = 20.0) -> None:
+        self.timing = Timing(check_interval=0.01, step_timeout=step_timeout)
         self.applied: list[str] = []
         self.started = False
         self.closed = False
@@ -30,6 +32,15 @@ class FakePlatform:
 
     def add_listener(self, listener: Listener) -> None:
         self.listeners.append(listener)
+
+    def add_event_listener(self, listener: Listener) -> None:
+        pass
+
+    async def events(self, limit: int = 200) -> list[EventRow]:
+        return []
+
+    async def preflight(self) -> dict[str, Any]:
+        return {"platform": "local", "ok": True, "checks": [], "blocked": []}
 
     async def apply(self, manifest: str) -> list[str]:
         self.applied.append(manifest)
@@ -69,9 +80,6 @@ class FakePlatform:
 
     def expose_command(self) -> str:
         return "kubectl port-forward svc/frontend 1:80"
-
-    def add_event_listener(self, listener: Listener) -> None:
-        """The fake records no events."""
 
     def frontend_url(self) -> str | None:
         return self.url

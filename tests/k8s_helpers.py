@@ -1,21 +1,19 @@
 """Helpers shared by the Kubernetes tests: settings that point at the API double, running the platform, polling.
 
-Polling is always with a deadline (no fixed sleeps): `poll` from a test thread, `until` inside the platform's loop.
+Polling is `tests.polling` (`wait_until` from a test thread, `until` inside the platform's loop).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from dashboard.platforms.kubernetes import KubernetesPlatform
 from dashboard.settings import Settings
-from tests.k8s_api_double import KubernetesApiDouble
-
-T = TypeVar("T")
+from tests.k8s_double import KubernetesApiDouble
+from tests.polling import wait_until
 
 
 def settings_for(double: KubernetesApiDouble, tmp_path: Path, **overrides: Any) -> Settings:
@@ -46,25 +44,4 @@ def run(platform: KubernetesPlatform, body: Callable[[], Awaitable[None]]) -> No
     asyncio.run(main())
 
 
-def poll(probe: Callable[[], T], timeout: float = 20.0, what: str = "", interval: float = 0.02) -> T:
-    """`probe()` until truthy, with a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}; last: {result!r}")
-        time.sleep(interval)
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    """Poll an in-loop predicate with a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
+poll = wait_until  # the real-cluster suite's name for it (tests/test_k8s_cluster.py)

@@ -13,8 +13,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar
+
+from tests.polling import wait_until
 
 T = TypeVar("T")
 
@@ -38,25 +39,6 @@ def stop_process(proc: subprocess.Popen[Any]) -> int:
             proc.kill()
             proc.wait(timeout=5)
     return int(proc.returncode)
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = "") -> T:
-    """Call `predicate` until it returns something truthy (returned) or `timeout` seconds pass (TimeoutError).
-
-    Exceptions from the predicate count as "not yet"; the last one is chained to the TimeoutError.
-    """
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except Exception as exc:
-            last_exc = exc
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what or predicate!r}") from last_exc
-        time.sleep(interval)
 
 
 def redis_command(port: int, *args: str | bytes | int, host: str = "127.0.0.1", timeout: float = 2.0) -> RedisReply:

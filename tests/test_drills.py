@@ -1,14 +1,19 @@
 """The failure drills, the probe, the write load, the lag history and the side-by-side logs, through the app.
 
-Against real redis-server processes on the local platform (one lab for the module, driven through the JSON API
-in the order an instructor would): every drill runs and is checked (lag measured, resync kind observed, the
-leader's deletion shown as data loss); the probe's timings are compared with an independent observer
-(keyspace notifications on each follower, timestamped with the same monotonic clock); the load's entries are
-accounted for on every node. The contract pieces (409 before the main steps, `steps` unchanged) run on a fake.
+The same tests on the local platform (real redis-server processes on loopback) and on the Kubernetes API double
+(the real kubernetes client; the `LoopbackKubelet`'s real processes behind the pods, reached only through
+WebSocket port-forwards), see `tests/platform_labs.py`. One lab per platform for the module, driven through the
+JSON API in the order an instructor would: the probe (per-follower ms and WAIT's count; on the local platform
+compared with an independent observer: keyspace notifications on each follower, timestamped with the same
+monotonic clock), a write load (every entry on every node), every drill (lag measured, resync kind observed, the
+leader's deletion shown as data loss), the pods' real logs side by side and the lag history with its marks.
+The contract pieces (409 before the main steps, `steps` unchanged) run on a fake.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -23,41 +28,27 @@ from dashboard import drills
 from dashboard.settings import Settings
 from dashboard.web import create_app
 from tests.fakes import FakePlatform
-from tests.redis_helpers import wait_until
+from tests.platform_labs import HX, PLATFORMS, Lab, open_lab
+from tests.polling import wait_until
 
-HX = {"HX-Request": "true"}
 MAIN = ["leader", "followers", "frontend", "expose", "cleanup"]
+REDIS_LINE = re.compile(r"^\d+:[XCSM] \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d\.\d+ [.\-*#] ")
+# entries per second and seconds: port-forwards through the API server carry fewer writes than loopback
+LOAD = {"local": (200, 1.5), "kubernetes": (40, 2.0)}
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """One lab for the module: leader, followers, frontend, exposed (the TestClient thread owns the processes)."""
-    tmp = tmp_path_factory.mktemp("drills")
-    settings = Settings(run_dir=tmp / "run", frontend_port=0, sample_interval=0.1)
-    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
-        for step in MAIN[:4]:
-            r = client.post(f"/api/steps/{step}", headers=HX)
-            assert r.status_code == 200 and r.json()["state"] == "done", r.text
-        yield client
-        client.post("/api/steps/cleanup", headers=HX)
-
-
-def replication(client: TestClient) -> dict[str, Any]:
-    body: dict[str, Any] = client.get("/api/replication").json()
-    return body
-
-
-def in_sync(client: TestClient, followers: int = 2) -> bool:
-    body = replication(client)
-    return bool(body["in_sync"]) and len(body["followers"]) == followers
-
-
-def drill(client: TestClient, drill_id: str) -> dict[str, Any]:
-    r = client.post(f"/api/drills/{drill_id}", headers=HX)
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    assert body["state"] == "done", body
-    return body
+@pytest.fixture(scope="module", params=PLATFORMS)
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """One lab per platform for the module: leader, followers, frontend, exposed; cleaned up at the end."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (apt-get install redis-server); the drills need real Redis")
+    with open_lab(request.param, tmp_path_factory.mktemp(f"drills-{request.param}"), step_timeout=30) as opened:
+        opened.main_steps()
+        wait_until(opened.in_sync, what="the leader and two followers in sync")
+        yield opened
+        cleanup = opened.step("cleanup")
+        assert cleanup["state"] == "done", cleanup
+        opened.pod_processes_gone()
 
 
 # ----------------------------------------------------------------------------------------------- the contract
@@ -66,7 +57,8 @@ def drill(client: TestClient, drill_id: str) -> dict[str, Any]:
 @pytest.fixture
 def fake_client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(run_dir=tmp_path / "run", sample_interval=0.1, step_timeout=0.3)
-    with TestClient(create_app(settings, FakePlatform()), base_url="http://127.0.0.1:8000") as c:
+    app = create_app(settings, FakePlatform(step_timeout=settings.step_timeout))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
         yield c
 
 
@@ -122,11 +114,30 @@ def test_views_and_permalinks(fake_client: TestClient) -> None:
     assert "theme-present" not in everything
 
 
-# ------------------------------------------------------------------------------------- against real Redis
+# ---------------------------------------------------------------------------------- against real Redis, on both
 
 
-def test_probe_times_each_follower_like_an_independent_observer(lab: TestClient) -> None:
-    pods = lab.get("/api/pods").json()
+def test_probe_times_each_follower_and_counts_wait_acks(lab: Lab) -> None:
+    response = lab.client.post("/api/probe", headers=HX)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["all_arrived"] and result["followers"] == 2 and result["acknowledged"] == 2, result
+    assert result["wait_error"] is None and result["append_supported"] is True
+    followers = [n for n in result["nodes"] if n["role"] == "follower"]
+    assert len(followers) == 2
+    for node in followers:
+        assert node["error"] is None and node["ms"] >= 0 and node["ms_after_leader"] >= 0, node
+    assert result["max_follower_ms"] is not None and result["max_follower_ms"] < 2000
+    assert lab.client.get("/api/probe").json()["entry"] == result["entry"]
+    wait_until(lambda: all(result["entry"] in e for e in lab.replication()["entries"].values()), what="the probe entry")
+    if lab.double is not None:
+        forwarded = {pod for _, pod, _ in lab.double.portforwards}
+        assert {n["name"] for n in result["nodes"]} <= forwarded  # Redis reached only through the API server
+
+
+@pytest.mark.parametrize("lab", ["local"], indirect=True)  # the observer dials the followers' loopback ports
+def test_probe_times_each_follower_like_an_independent_observer(lab: Lab) -> None:
+    pods = lab.client.get("/api/pods").json()
     ports = {p["name"]: int(p["ip"].rsplit(":", 1)[1]) for p in pods if p["component"] == "redis-follower"}
     seen: dict[str, int] = {}
     ready = threading.Barrier(len(ports) + 1)
@@ -149,123 +160,157 @@ def test_probe_times_each_follower_like_an_independent_observer(lab: TestClient)
     for t in threads:
         t.start()
     ready.wait()
-    result = lab.post("/api/probe", headers=HX).json()
+    result = lab.client.post("/api/probe", headers=HX).json()
     for t in threads:
         t.join(timeout=5)
     stop.set()
     assert result["all_arrived"] and result["acknowledged"] == 2, result
-    assert result["entry"] in replication(lab)["entries"][pods[0]["name"]] or wait_until(
-        lambda: result["entry"] in replication(lab)["entries"][pods[0]["name"]], 5
-    )
     for node in result["nodes"]:
         if node["role"] == "follower":
             independent = seen[node["name"]]
             # generous here (threads share one GIL with the app); bench/bench_probe.py checks the 5 ms target
             assert abs(node["seen_ns"] - independent) / 1e6 < 25, (node, independent)
             assert node["ms"] >= 0
-    assert lab.get("/api/probe").json()["entry"] == result["entry"]
 
 
-def test_write_load_is_accounted_for_on_every_node(lab: TestClient) -> None:
-    r = lab.post("/api/load", json={"rate": 200, "seconds": 1.5}, headers=HX)
-    assert r.status_code == 202
-    assert lab.post("/api/load", json={"rate": 10, "seconds": 1}, headers=HX).status_code == 409
+def test_write_load_is_accounted_for_on_every_node(lab: Lab) -> None:
+    rate, seconds = LOAD[lab.platform]
+    planned = int(rate * seconds)
+    response = lab.client.post("/api/load", json={"rate": rate, "seconds": seconds}, headers=HX)
+    assert response.status_code == 202, response.text
+    assert lab.client.post("/api/load", json={"rate": 10, "seconds": 1}, headers=HX).status_code == 409
 
     def finished() -> dict[str, Any] | None:
-        body: dict[str, Any] = lab.get("/api/load").json()
+        body: dict[str, Any] = lab.client.get("/api/load").json()
         return body if body["state"] not in ("running", "checking") else None
 
-    done = wait_until(finished, 30, what="the load")
-    assert done is not None
+    done = wait_until(finished, 30, what="the write load to finish")
     assert done["state"] == "done", done
-    assert done["ok"] == done["planned"] == 300 and done["failed"] == 0
+    assert done["ok"] == done["planned"] == planned and done["failed"] == 0, done
     assert [n["role"] for n in done["nodes"]] == ["leader", "follower", "follower"]
-    assert all(n["found"] == 300 and n["missing"] == 0 for n in done["nodes"])
-    html = lab.get("/fragments/experiments").text
-    assert "every one is on the leader and on all 2 followers" in html
+    assert all(n["found"] == planned and n["missing"] == 0 and n["error"] is None for n in done["nodes"]), done
+    assert "every one is on the leader and on all 2 followers" in done["message"]
+    assert "every one is on the leader and on all 2 followers" in lab.client.get("/fragments/experiments").text
 
 
-def test_network_blip_is_a_partial_resync(lab: TestClient) -> None:
-    wait_until(lambda: in_sync(lab), 10)
-    body = drill(lab, "network-blip")
-    assert "PARTIAL" in body["message"] and "sync_partial_ok +1" in body["message"]
-    marks = lab.get("/api/lag").json()["marks"]
-    assert any(m["kind"] == "partial_resync" for m in marks)
+def test_network_blip_is_a_partial_resync(lab: Lab) -> None:
+    wait_until(lab.in_sync, what="in sync")
+    body = lab.drill("network-blip")
+    assert "PARTIAL" in body["message"] and "sync_partial_ok +1" in body["message"], body["message"]
+    assert any(m["kind"] == "partial_resync" for m in lab.client.get("/api/lag").json()["marks"])
 
 
-def test_pause_replication_makes_lag_grow_then_drain(lab: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pause_replication_makes_lag_grow_then_drain(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(drills, "PAUSE_SECONDS", 1.5)
-    wait_until(lambda: in_sync(lab), 10)
+    wait_until(lab.in_sync, what="in sync")
     started = time.time()
-    body = drill(lab, "pause-replication")
-    assert "gap grew to" in body["message"] and "link stayed up" in body["message"]
-    assert "holds every entry" in body["message"]
-    history = lab.get("/api/lag").json()
-    peaks = {
-        name: max((s["gap_bytes"] or 0) for s in samples if s["time"] >= started)
-        for name, samples in history["followers"].items()
-        if samples and samples[-1]["time"] >= started
-    }
-    assert max(peaks.values()) > 0, peaks  # the sampler measured the lag too
+    body = lab.drill("pause-replication")
+    assert "gap grew to" in body["message"] and "link stayed up" in body["message"], body["message"]
+    assert "holds every entry" in body["message"], body["message"]
+    history = lab.client.get("/api/lag").json()
+    gaps = [s["gap_bytes"] or 0 for samples in history["followers"].values() for s in samples if s["time"] >= started]
+    assert max(gaps) > 0, history["followers"]  # the sampler measured the lag too (through port-forwards on k8s)
     behind = [s["seconds_behind"] for samples in history["followers"].values() for s in samples if s["time"] >= started]
     assert max(b for b in behind if b is not None) >= 0.5
-    assert wait_until(lambda: in_sync(lab), 10)
-    assert all(f["gap_bytes"] == 0 and f["link"] == "up" for f in replication(lab)["followers"])
+    wait_until(lab.in_sync, what="caught up")
+    assert all(f["gap_bytes"] == 0 and f["link"] == "up" for f in lab.replication()["followers"])
 
 
-def test_delete_follower_comes_back_with_a_full_resync(lab: TestClient) -> None:
-    before = {f["name"] for f in replication(lab)["followers"]}
-    body = drill(lab, "delete-follower")
-    assert "FULL sync" in body["message"] and "sync_full +1" in body["message"]
-    wait_until(lambda: in_sync(lab), 10)
-    after = {f["name"] for f in replication(lab)["followers"]}
+def test_delete_follower_comes_back_with_a_full_resync(lab: Lab) -> None:
+    before = {f["name"] for f in lab.replication()["followers"]}
+    body = lab.drill("delete-follower")
+    assert "FULL sync" in body["message"] and "sync_full +1" in body["message"], body["message"]
+    assert any(line.startswith("$ kubectl delete pod") for line in body["output"])
+    wait_until(lab.in_sync, what="in sync with the replacement")
+    after = {f["name"] for f in lab.replication()["followers"]}
     assert len(after) == 2 and len(after - before) == 1
-    assert any(m["kind"] == "full_resync" and m["node"] in after - before for m in lab.get("/api/lag").json()["marks"])
+    marks = lab.client.get("/api/lag").json()["marks"]
+    assert any(m["kind"] == "full_resync" and m["node"] in after - before for m in marks)
 
 
-def test_scale_followers_to_three_and_back(lab: TestClient) -> None:
-    body = drill(lab, "scale-followers")
-    assert "Scaled to 3" in body["message"] and "sync_full +1" in body["message"]
+def test_scale_followers_to_three_and_back(lab: Lab) -> None:
+    body = lab.drill("scale-followers")
+    assert "Scaled to 3" in body["message"] and "sync_full +1" in body["message"], body["message"]
     assert any("--replicas=3" in line for line in body["output"])
-    wait_until(lambda: in_sync(lab, 2), 10)
+    if lab.double is not None:
+        deployments = {d["metadata"]["name"]: d for d in lab.double.objects("deployments")}
+        assert deployments["redis-follower"]["spec"]["replicas"] == 2
+    wait_until(lab.in_sync, what="two followers in sync")
 
 
-def test_scale_frontend_to_five_and_back_to_two(lab: TestClient) -> None:
-    body = drill(lab, "scale-frontend")
-    assert "5 frontend replicas answered, then 2" in body["message"]
-    assert len([p for p in lab.get("/api/pods").json() if p["component"] == "frontend"]) == 2
+def test_scale_frontend_to_five_and_back_to_two(lab: Lab) -> None:
+    body = lab.drill("scale-frontend")
+    assert "5 frontend replicas answered, then 2" in body["message"], body["message"]
+    # the three scaled away may still be Terminating for their grace period, as kubectl get pods shows them
+    wait_until(
+        lambda: len([p for p in lab.client.get("/api/pods").json() if p["component"] == "frontend"]) == 2,
+        what="two frontend pods left",
+    )
+    if lab.double is not None:
+        deployments = {d["metadata"]["name"]: d for d in lab.double.objects("deployments")}
+        assert deployments["frontend"]["spec"]["replicas"] == 2
 
 
-def test_logs_side_by_side_highlight_replication(lab: TestClient) -> None:
-    columns = lab.get("/api/logs-side").json()
-    assert columns[0]["component"] == "redis-leader" and len(columns) == 3
-    kinds = {line["kind"] for col in columns for line in col["lines"]}
-    assert {"ok", "partial", "link"} <= kinds, kinds  # sync finished, partial accepted (the blip), connecting
-    assert lab.get("/logs/watch").status_code == 204
-    html = lab.get("/fragments/logs").text
+def test_logs_side_by_side_are_the_pods_real_logs(lab: Lab) -> None:
+    columns = lab.client.get("/api/logs-side").json()
+    assert [c["component"] for c in columns] == ["redis-leader", "redis-follower", "redis-follower"], columns
+    redis_pods = {p["name"] for p in lab.client.get("/api/pods").json() if p["component"] != "frontend"}
+    assert {c["pod"] for c in columns} == redis_pods
+    for column in columns:  # what redis-server wrote, with its timestamps: no made-up lines
+        assert column["lines"], column
+        assert all(REDIS_LINE.match(line["text"]) for line in column["lines"]), column["lines"][:3]
+        assert all(abs(line["time"] - time.time()) < 600 for line in column["lines"]), column["lines"][:3]
+    kinds = {line["kind"] for column in columns for line in column["lines"]}
+    assert {"ok", "link", "full", "partial"} <= kinds, kinds  # the blip's partial resync is in the leader's log
+    follower_text = "\n".join(line["text"] for c in columns[1:] for line in c["lines"])
+    assert "Connecting to MASTER" in follower_text and "MASTER <-> REPLICA sync: Finished with success" in follower_text
+    if lab.double is not None:
+        assert any(verb == "get" and path.endswith("/log") for _, verb, path in lab.double.requests)
+    assert lab.client.get("/logs/watch").status_code == 204
+    html = lab.client.get("/fragments/logs").text
     assert "log-partial" in html and "log-ok" in html
 
 
-def test_lag_chart_renders_per_follower(lab: TestClient) -> None:
-    html = lab.get("/fragments/lag").text
-    assert html.count('class="lag-svg"') >= 2
-    assert "gap (bytes" in html and "seconds behind" in html
-
-
-def test_delete_leader_is_shown_as_data_loss(lab: TestClient) -> None:
-    wait_until(lambda: in_sync(lab), 10)
-    leader = replication(lab)["leader"]["name"]
-    count = len(replication(lab)["entries"][leader])
+def test_delete_leader_is_shown_as_data_loss(lab: Lab) -> None:
+    wait_until(lab.in_sync, what="in sync")
+    leader = lab.replication()["leader"]["name"]
+    count = len(lab.replication()["entries"][leader])
     assert count > 0
-    body = drill(lab, "delete-leader")
+    started = time.time()
+    body = lab.drill("delete-leader")
     assert f"DATA LOSS: {count} entries are gone" in body["message"], body["message"]
-    assert "full resync" in body["message"]
-    assert wait_until(lambda: in_sync(lab), 10)
-    after = replication(lab)
+    assert "2 followers made 2 full resync(s)" in body["message"] and "now hold 0 entries" in body["message"]
+    wait_until(lab.in_sync, what="the followers in sync with the new leader")
+    after = lab.replication()
     assert after["leader"]["name"] != leader
     assert all(entries == [] for entries in after["entries"].values())
     assert all(f["link"] == "up" for f in after["followers"])
-    html = lab.get("/fragments/drills").text
-    assert "message loss" in html and "hx-confirm" in html
-    marks = lab.get("/api/lag").json()["marks"]
-    assert any(m["detail"].startswith("deleted the leader") for m in marks)
+    followers = {f["name"] for f in after["followers"]}
+
+    def resyncs_sampled() -> set[str]:
+        events = lab.client.get("/api/lag").json()["events"]
+        seen = {e["node"] for e in events if e["time"] >= started and e["kind"] == "full_resync"}
+        return seen if seen >= followers else set()
+
+    wait_until(resyncs_sampled, what="the sampler's full_resync events for both followers")
+    marks = lab.client.get("/api/lag").json()["marks"]
+    assert any(m["detail"].startswith(f"deleted the leader {leader}") for m in marks)
+    assert {m["node"] for m in marks if m["kind"] == "full_resync" and m["time"] >= started} == followers
+    html = lab.client.get("/fragments/drills").text
+    assert "message loss" in html and "hx-confirm" in html  # the warning before the click
+
+
+def test_lag_history_shows_samples_events_and_marks(lab: Lab) -> None:
+    history = lab.client.get("/api/lag").json()
+    assert history["interval"] == lab.settings.sample_interval
+    current = {f["name"] for f in lab.replication()["followers"]}
+    assert current <= set(history["followers"]) and len(history["followers"]) >= 4  # replaced and scaled ones too
+    for name in current:
+        samples = history["followers"][name]
+        assert samples and samples[-1]["link"] == "up" and samples[-1]["gap_bytes"] == 0, samples[-3:]
+    kinds = {e["kind"] for e in history["events"]}
+    assert "full_resync" in kinds, history["events"]
+    marks = {m["kind"] for m in history["marks"]}
+    assert {"drill", "link_down", "partial_resync", "full_resync"} <= marks, marks
+    html = lab.client.get("/fragments/lag").text
+    assert html.count('class="lag-svg"') >= 2 and "gap (bytes" in html and "seconds behind" in html

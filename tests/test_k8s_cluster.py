@@ -9,7 +9,7 @@ guestbook answers at the exposed port-forward (a write read back from a follower
 only the lab's objects (a foreign `app=redis` Service survives). It always deletes the namespace at the end.
 It needs a conformant cluster whose pods can pull the tutorial's images (kind, minikube, k3s, a cloud cluster),
 and an identity that may create namespaces. The same flow runs in CI against the API double:
-`tests/test_k8s_double_lab.py`.
+`tests/test_lab.py`.
 
     GUESTBOOK_LAB_TEST_KUBECONFIG=~/.kube/config .venv/bin/python -m pytest -m k8s tests/test_k8s_cluster.py
 """

@@ -1,8 +1,8 @@
 """Pure derivations of the Kubernetes platform, on REAL API responses recorded from a v1.36 API server.
 
-The fixtures live in `../shared/fixtures/k8s/` beside the repository (see its README); the module is skipped when
-they are absent. Where the recording has no example (no kubelet ran: no ImagePullBackOff, no CrashLoopBackOff),
-a recorded Running pod is edited to the shape a kubelet writes, and the edit is spelled out.
+The fixtures live in `tests/fixtures/k8s/` (see its README). Where the recording has no example (no kubelet
+ran: no ImagePullBackOff, no CrashLoopBackOff), a recorded Running pod is edited to the shape a kubelet writes,
+and the edit is spelled out.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from dashboard.errors import PlatformError, PlatformUnavailable
-from dashboard.platforms import k8s_objects as k
+from dashboard.platforms.kubernetes import errors
+from dashboard.platforms.kubernetes import objects as k
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "k8s"
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API responses not found at {FIXTURES}")
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "k8s"
 
 
 def load(rel: str) -> Any:
@@ -266,7 +266,7 @@ def test_selector_matches(selector: str, labels: dict[str, str], expected: bool)
 
 
 def test_403_names_verb_resource_and_namespace() -> None:
-    error = k.translate_status(
+    error = errors.translate_status(
         403, load("06-errors/403-learner-create-deployment.json"), verb="create", resource="deployments"
     )
     assert isinstance(error, PlatformError)
@@ -275,21 +275,21 @@ def test_403_names_verb_resource_and_namespace() -> None:
         " (403 Forbidden)."
     )
     assert "'create' on deployments.apps in namespace guestbook" in error.hint
-    other = k.translate_status(403, load("06-errors/403-learner-list-pods-other-namespace.json"))
+    other = errors.translate_status(403, load("06-errors/403-learner-list-pods-other-namespace.json"))
     assert "may not list pods in namespace default" in other.message
-    anonymous = k.translate_status(403, load("06-errors/403-anonymous-list-pods.json"))
+    anonymous = errors.translate_status(403, load("06-errors/403-anonymous-list-pods.json"))
     assert "system:anonymous may not list pods" in anonymous.message
 
 
 def test_401_404_409_422_504() -> None:
-    unauthorized = k.translate_status(401, load("06-errors/401-bad-token.json"))
+    unauthorized = errors.translate_status(401, load("06-errors/401-bad-token.json"))
     assert isinstance(unauthorized, PlatformUnavailable) and "credentials" in unauthorized.message
-    missing_ns = k.translate_status(
+    missing_ns = errors.translate_status(
         404, load("10-cluster/namespace-guestbook-after-delete.json"), namespace="guestbook"
     )
     assert missing_ns.message == "Namespace guestbook does not exist."
     assert "--create-namespace" in missing_ns.hint
-    missing = k.translate_status(
+    missing = errors.translate_status(
         404,
         load("06-errors/404-get-missing-deployment.json"),
         resource="deployment.apps",
@@ -297,30 +297,30 @@ def test_401_404_409_422_504() -> None:
         namespace="guestbook",
     )
     assert missing.message == "deployment.apps/redis-master was not found in namespace guestbook."
-    unknown = k.translate_status(404, load("06-errors/404-unknown-resource.json"), resource="deploymentz")
+    unknown = errors.translate_status(404, load("06-errors/404-unknown-resource.json"), resource="deploymentz")
     assert "does not serve deploymentz" in unknown.message
-    exists = k.translate_status(
+    exists = errors.translate_status(
         409, load("06-errors/409-create-existing-deployment.json"), resource="deployment.apps", name="frontend"
     )
     assert exists.message == "deployment.apps/frontend already exists."
-    conflict = k.translate_status(
+    conflict = errors.translate_status(
         409, load("06-errors/409-apply-conflict-without-force.json"), resource="deployment.apps", name="frontend"
     )
     assert conflict.message.startswith(
         'Another field manager ("guestbook-lab") owns .spec.replicas of deployment.apps/frontend'
     )
-    stale = k.translate_status(
+    stale = errors.translate_status(
         409, load("06-errors/409-update-stale-resourceversion.json"), name="frontend", resource="deployment.apps"
     )
     assert "changed by someone else" in stale.message
-    invalid = k.translate_status(
+    invalid = errors.translate_status(
         422, load("06-errors/422-apply-bad-label.json"), resource="deployment.apps", name="frontend"
     )
     assert (
         invalid.message
         == "The API server rejected deployment.apps/frontend as invalid (metadata.labels: Invalid value)."
     )
-    timeout = k.translate_status(
+    timeout = errors.translate_status(
         504, load("06-errors/504-list-future-resourceversion.json"), verb="list", resource="pods"
     )
     assert isinstance(timeout, PlatformUnavailable) and "Retry in 1 seconds" in timeout.hint
@@ -330,24 +330,24 @@ def test_401_404_409_422_504() -> None:
 
 
 def test_connection_and_kubeconfig_errors() -> None:
-    refused = k.connection_error(
+    refused = errors.connection_error(
         "https://127.0.0.1:6443",
         "HTTPSConnectionPool(host='127.0.0.1', port=6443): Max retries exceeded (Caused by NewConnectionError("
         "'<urllib3.connection.HTTPSConnection object at 0x7f>: Failed to establish a new connection: "
         "[Errno 111] Connection refused'))",
     )
     assert refused.message == "The API server at https://127.0.0.1:6443 refused the connection."
-    unreachable = k.connection_error(
+    unreachable = errors.connection_error(
         "https://10.0.0.1:6443", "Max retries exceeded (Caused by ConnectTimeoutError(... 'timed out'))"
     )
     assert "unreachable (timed out)" in unreachable.message
-    assert "--kubeconfig" in k.kubeconfig_missing(["/root/.kube/config"]).hint
-    ctx = k.unknown_context("prod", ["kind-lab", "minikube"])
+    assert "--kubeconfig" in errors.kubeconfig_missing(["/root/.kube/config"]).hint
+    ctx = errors.unknown_context("prod", ["kind-lab", "minikube"])
     assert ctx.message == "The kubeconfig has no context named 'prod' (available: kind-lab, minikube)."
 
 
 def test_ready_endpoints_from_recorded_endpointslices() -> None:
-    from dashboard.platforms.k8s_objects import ready_endpoints
+    from dashboard.platforms.kubernetes.objects import ready_endpoints
 
     slices = load("02-get/with-nodes/endpointslices-frontend.json")
     assert sorted(ready_endpoints(slices)) == ["10.244.1.117", "10.244.1.7", "10.244.2.58"]

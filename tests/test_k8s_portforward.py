@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,12 @@ from dashboard.lab import guestbook_answers
 from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform
 from dashboard.redis_nodes import redis_info
 from dashboard.settings import Settings
-from tests.k8s_api_double import FIXTURES, KubernetesApiDouble, LoopbackKubelet
+from tests.k8s_double import KubernetesApiDouble, LoopbackKubelet
 from tests.k8s_helpers import run
 from tests.k8s_helpers import settings_for as double_settings
+from tests.polling import until
 
 pytestmark = [
-    pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API responses not found at {FIXTURES}"),
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
 ]
 
@@ -52,22 +51,6 @@ def kubelet(tmp_path: Path) -> Iterator[LoopbackKubelet]:
 def double(kubelet: LoopbackKubelet) -> Iterator[KubernetesApiDouble]:
     with KubernetesApiDouble(pod_grace=0.1, kubelet=kubelet) as api:
         yield api
-
-
-async def until(probe: Callable[[], Awaitable[Any]], timeout: float = 15.0, what: str = "") -> Any:
-    """Await `probe()` until it returns something truthy; exceptions count as "not yet". No fixed sleeps."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            result = await probe()
-            if result:
-                return result
-        except Exception as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}") from last
-        await asyncio.sleep(0.02)
 
 
 async def ping_through(port: int) -> bytes:

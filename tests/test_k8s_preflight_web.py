@@ -1,8 +1,8 @@
 """The pre-flight page and API, and the events timeline, in the web app (`dashboard.preflight`).
 
-Kubernetes: the app runs the real Kubernetes platform against `tests/k8s_api_double.py` (SelfSubjectAccessReview
-answers, the recorded core/v1 Events, the shared events watch). Local: the app runs over the in-memory fake
-platform (named "local"), and the local pre-flight looks at this machine (redis-server, run dir, frontend port).
+Kubernetes: the app runs the real Kubernetes platform against `tests/k8s_double/` (SelfSubjectAccessReview
+answers, the recorded core/v1 Events, the shared events watch). Local: the app runs the real local platform
+(no lab applied), and its pre-flight looks at this machine (redis-server, run dir, frontend port).
 """
 
 from __future__ import annotations
@@ -17,11 +17,8 @@ from fastapi.testclient import TestClient
 
 from dashboard.settings import Settings
 from dashboard.web import create_app
-from tests.fakes import FakePlatform
-from tests.k8s_api_double import FIXTURES, KubernetesApiDouble
-from tests.k8s_helpers import poll
-
-k8s_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API responses not found at {FIXTURES}")
+from tests.k8s_double import KubernetesApiDouble
+from tests.polling import wait_until
 
 
 @pytest.fixture
@@ -42,7 +39,6 @@ def kube_client(double: KubernetesApiDouble, tmp_path: Path) -> TestClient:
     return TestClient(create_app(settings), base_url="http://127.0.0.1:8000")
 
 
-@k8s_fixtures
 def test_preflight_api_and_page_on_kubernetes(double: KubernetesApiDouble, tmp_path: Path) -> None:
     double.forbid("create", "pods/portforward")
     double.forbid("delete", "services")
@@ -73,7 +69,6 @@ def test_preflight_api_and_page_on_kubernetes(double: KubernetesApiDouble, tmp_p
         assert 'href="/preflight"' in index and 'id="panel-events"' in index and 'sse-swap="events"' in index
 
 
-@k8s_fixtures
 def test_preflight_when_the_cluster_is_gone_is_one_sentence(double: KubernetesApiDouble, tmp_path: Path) -> None:
     with kube_client(double, tmp_path) as client:
         double.close()
@@ -83,7 +78,6 @@ def test_preflight_when_the_cluster_is_gone_is_one_sentence(double: KubernetesAp
         assert "Traceback" not in client.get("/preflight").text
 
 
-@k8s_fixtures
 def test_events_api_fragment_and_live_topic(double: KubernetesApiDouble, tmp_path: Path) -> None:
     with kube_client(double, tmp_path) as client:
         state = client.app.state.labs.get("default")  # type: ignore[attr-defined]
@@ -107,7 +101,7 @@ def test_events_api_fragment_and_live_topic(double: KubernetesApiDouble, tmp_pat
                 "lastTimestamp": "2099-01-01T00:00:00Z",
             }
         )
-        poll(lambda: state.hub.versions["events"] > version, what="the events topic published by the watch")
+        wait_until(lambda: state.hub.versions["events"] > version, what="the events topic published by the watch")
         newest = client.get("/api/events").json()[0]
         assert newest["message"] == "Scaled up replica set redis-leader-abc to 1"
         assert "Scaled up replica set redis-leader-abc to 1" in client.get("/fragments/events").text
@@ -117,7 +111,7 @@ def test_events_api_fragment_and_live_topic(double: KubernetesApiDouble, tmp_pat
 @pytest.fixture
 def local_client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(run_dir=tmp_path / "run", frontend_port=0)
-    with TestClient(create_app(settings, FakePlatform()), base_url="http://127.0.0.1:8000") as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
         yield client
 
 
@@ -151,7 +145,7 @@ def test_local_preflight_reports_what_blocks(tmp_path: Path) -> None:
             run_dir=readonly / "run", frontend_port=busy.getsockname()[1], redis_server="no-such-redis-server"
         )
         try:
-            with TestClient(create_app(settings, FakePlatform()), base_url="http://127.0.0.1:8000") as client:
+            with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
                 report = client.get("/api/preflight").json()
         finally:
             readonly.chmod(0o700)

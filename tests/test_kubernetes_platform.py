@@ -1,5 +1,5 @@
 """The Kubernetes platform through its real client code path (kubeconfig, ApiClient, urllib3, watch streams)
-against `tests/k8s_api_double.py`, an HTTP-level double of the API server shaped like the recorded responses.
+against `tests/k8s_double/`, an HTTP-level double of the API server shaped like the recorded responses.
 
 Each test writes a kubeconfig into tmp_path that points at the double's http://127.0.0.1:PORT, builds its own
 Settings and runs its body with `asyncio.run`. Pod IPs are 127.0.0.x and nothing dials them.
@@ -16,13 +16,11 @@ from typing import Any
 import pytest
 
 from dashboard.errors import BadRequest, PlatformError, PlatformUnavailable
-from dashboard.platforms import kubernetes as kube
-from dashboard.platforms.k8s_objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
-from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform
-from tests.k8s_api_double import FIXTURES, KubernetesApiDouble
-from tests.k8s_helpers import run, settings_for, until
-
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API responses not found at {FIXTURES}")
+from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform, reflector
+from dashboard.platforms.kubernetes.objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
+from tests.k8s_double import KubernetesApiDouble
+from tests.k8s_helpers import run, settings_for
+from tests.polling import until
 
 
 @pytest.fixture
@@ -129,7 +127,7 @@ def test_watch_relists_after_410_gone_and_listeners_hear_every_change(
 def test_watch_resumes_from_resource_version_without_relisting(
     double: KubernetesApiDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kube, "WATCH_TIMEOUT_SECONDS", 1)  # the server ends each watch after 1 s
+    monkeypatch.setattr(reflector, "WATCH_TIMEOUT_SECONDS", 1)  # the server ends each watch after 1 s
     platform = KubernetesPlatform(settings_for(double, tmp_path))
 
     async def body() -> None:

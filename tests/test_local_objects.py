@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dashboard.errors import BadRequest
-from dashboard.platforms.local_objects import (
+from dashboard.platforms.local.objects import (
     SAFE_ALPHABET,
     DeploymentSpec,
     ServiceSpec,

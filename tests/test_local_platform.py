@@ -23,10 +23,11 @@ import pytest
 import redis.asyncio as aredis
 
 from dashboard.errors import BadRequest, PlatformUnavailable, PrerequisiteMissing
-from dashboard.platforms.base import Platform
+from dashboard.platforms import Platform
 from dashboard.platforms.local import FrontendCommand, LocalPlatform
-from dashboard.platforms.local_process import free_port, process_start_time
+from dashboard.platforms.local.process import free_port, process_start_time
 from dashboard.settings import Settings
+from tests.polling import until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
@@ -36,16 +37,6 @@ FRONTEND = ["frontend-deployment.yaml", "frontend-service.yaml"]
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def settings_for(tmp_path: Path, **overrides: object) -> Settings:
@@ -128,7 +119,7 @@ def test_satisfies_the_platform_protocol(tmp_path: Path) -> None:
 def test_leader_becomes_ready_and_answers_as_master(tmp_path: Path) -> None:
     async def body() -> None:
         async with lab(tmp_path, "redis-leader-deployment.yaml") as platform:
-            await wait_until(lambda: _eq(ready_count(platform, "redis-leader"), 1), "leader ready")
+            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="leader ready")
             [pod] = await platform.get_pods()
             assert pod.name.startswith("redis-leader-") and len(pod.name.split("-")) == 4
             assert (pod.phase, pod.status, pod.restarts) == ("Running", "Running", 0)
@@ -156,7 +147,7 @@ async def _eq(value: Awaitable[int], expected: int) -> bool:
 def test_followers_link_up_and_replicate_a_set(tmp_path: Path) -> None:
     async def body() -> None:
         async with lab(tmp_path, *LEADER, *FOLLOWER) as platform:
-            await wait_until(lambda: followers_linked(platform, 2), "2 followers with master_link_status:up")
+            await until(lambda: followers_linked(platform, 2), what="2 followers with master_link_status:up")
             leader = platform.leader_port
             assert leader is not None
             client = aredis.Redis(port=leader)
@@ -165,7 +156,7 @@ def test_followers_link_up_and_replicate_a_set(tmp_path: Path) -> None:
             finally:
                 await client.aclose()
             for endpoint in await platform.redis_endpoints():
-                await wait_until(_holds(endpoint.port, b"hello"), f"{endpoint.name} has the value")
+                await until(_holds(endpoint.port, b"hello"), what=f"{endpoint.name} has the value")
             leader_info = await info(leader)
             assert leader_info["connected_slaves"] == 2
 
@@ -188,7 +179,7 @@ def _holds(port: int, expected: bytes | None) -> Callable[[], Awaitable[bool]]:
 def test_kill_9_follower_restarts_once_and_resyncs(tmp_path: Path) -> None:
     async def body() -> None:
         async with lab(tmp_path, *LEADER, *FOLLOWER) as platform:
-            await wait_until(lambda: followers_linked(platform, 2), "followers linked")
+            await until(lambda: followers_linked(platform, 2), what="followers linked")
             assert platform.leader_port is not None
             client = aredis.Redis(port=platform.leader_port)
             try:
@@ -205,10 +196,10 @@ def test_kill_9_follower_restarts_once_and_resyncs(tmp_path: Path) -> None:
                 pods = {pod.name: pod for pod in await platform.get_pods()}
                 return pods[victim].restarts == 1 and pods[victim].ready
 
-            await wait_until(restarted, "the follower restarted")
+            await until(restarted, what="the follower restarted")
             assert platform.pod_pid(victim) not in (None, pid)
             assert platform.pod_port(victim) == port  # same pod, same "pod IP"
-            await wait_until(lambda: followers_linked(platform, 2), "the restarted follower linked again")
+            await until(lambda: followers_linked(platform, 2), what="the restarted follower linked again")
             assert await redis_get(port or 0, "guestbook") == b"before the crash"
             assert any("exited" in line.text for line in await platform.logs(victim))
 
@@ -218,7 +209,7 @@ def test_kill_9_follower_restarts_once_and_resyncs(tmp_path: Path) -> None:
 def test_delete_pod_creates_a_new_pod_with_a_new_name_and_port(tmp_path: Path) -> None:
     async def body() -> None:
         async with lab(tmp_path, *LEADER, *FOLLOWER) as platform:
-            await wait_until(lambda: followers_linked(platform, 2), "followers linked")
+            await until(lambda: followers_linked(platform, 2), what="followers linked")
             old = (await pods_of(platform, "redis-follower"))[0]
             old_pid, old_port = platform.pod_pid(old), platform.pod_port(old)
             assert old_pid is not None
@@ -227,7 +218,7 @@ def test_delete_pod_creates_a_new_pod_with_a_new_name_and_port(tmp_path: Path) -
             names = await pods_of(platform, "redis-follower")
             assert len(names) == 2 and old not in names
             assert all(platform.pod_port(name) != old_port for name in names)
-            await wait_until(lambda: followers_linked(platform, 2), "the replacement linked")
+            await until(lambda: followers_linked(platform, 2), what="the replacement linked")
 
             # The leader keeps its Service port when replaced: the followers find it again.
             leader = (await pods_of(platform, "redis-leader"))[0]
@@ -235,9 +226,9 @@ def test_delete_pod_creates_a_new_pod_with_a_new_name_and_port(tmp_path: Path) -
             await platform.delete_pod(leader)
             [replacement] = await pods_of(platform, "redis-leader")
             assert replacement != leader
-            await wait_until(lambda: _eq(ready_count(platform, "redis-leader"), 1), "a new leader")
+            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="a new leader")
             assert platform.pod_port(replacement) == port
-            await wait_until(lambda: followers_linked(platform, 2), "followers reconnected", timeout=5)
+            await until(lambda: followers_linked(platform, 2), what="followers reconnected", timeout=5)
 
             with pytest.raises(BadRequest):
                 await platform.delete_pod("no-such-pod")
@@ -248,9 +239,9 @@ def test_delete_pod_creates_a_new_pod_with_a_new_name_and_port(tmp_path: Path) -
 def test_scale_followers_up_and_down(tmp_path: Path) -> None:
     async def body() -> None:
         async with lab(tmp_path, *LEADER, *FOLLOWER) as platform:
-            await wait_until(lambda: followers_linked(platform, 2), "2 followers")
+            await until(lambda: followers_linked(platform, 2), what="2 followers")
             assert await platform.scale("redis-follower", 3) == ["deployment.apps/redis-follower scaled"]
-            await wait_until(lambda: followers_linked(platform, 3), "3 followers")
+            await until(lambda: followers_linked(platform, 3), what="3 followers")
             three = await pods_of(platform, "redis-follower")
             pids = [platform.pod_pid(name) for name in three]
             await platform.scale("redis-follower", 2)
@@ -271,7 +262,7 @@ def test_reapply_is_idempotent_and_starts_nothing(tmp_path: Path) -> None:
         async with lab(tmp_path) as platform:
             assert await platform.apply("redis-leader-deployment.yaml") == ["deployment.apps/redis-leader created"]
             assert await platform.apply("redis-leader-service.yaml") == ["service/redis-leader created"]
-            await wait_until(lambda: _eq(ready_count(platform, "redis-leader"), 1), "leader")
+            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="leader")
             before = [(pod.name, platform.pod_pid(pod.name)) for pod in await platform.get_pods()]
             assert await platform.apply("redis-leader-deployment.yaml") == ["deployment.apps/redis-leader unchanged"]
             assert await platform.apply("redis-leader-service.yaml") == ["service/redis-leader unchanged"]
@@ -281,7 +272,7 @@ def test_reapply_is_idempotent_and_starts_nothing(tmp_path: Path) -> None:
             await platform.scale("redis-leader", 0)
             assert await pods_of(platform, "redis-leader") == []
             assert await platform.apply("redis-leader-deployment.yaml") == ["deployment.apps/redis-leader configured"]
-            await wait_until(lambda: _eq(ready_count(platform, "redis-leader"), 1), "leader again")
+            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="leader again")
 
     asyncio.run(body())
 
@@ -290,8 +281,8 @@ def test_delete_lab_leaves_nothing(tmp_path: Path) -> None:
     async def body() -> None:
         platform = LocalPlatform(settings_for(tmp_path), frontend_command=stub_frontend(tmp_path))
         async with running(platform, *LEADER, *FOLLOWER, *FRONTEND):
-            await wait_until(lambda: followers_linked(platform, 2), "followers")
-            await wait_until(lambda: _eq(ready_count(platform, "frontend"), 3), "frontends")
+            await until(lambda: followers_linked(platform, 2), what="followers")
+            await until(lambda: _eq(ready_count(platform, "frontend"), 3), what="frontends")
             await platform.expose()
             pids = [platform.pod_pid(pod.name) for pod in await platform.get_pods()]
             ports = [platform.pod_port(pod.name) for pod in await platform.get_pods()]
@@ -323,7 +314,7 @@ def test_delete_lab_leaves_nothing(tmp_path: Path) -> None:
             assert await platform.delete_lab() == ["No resources found"]
             # The platform can run the lab again after a cleanup.
             await platform.apply("redis-leader-deployment.yaml")
-            await wait_until(lambda: _eq(ready_count(platform, "redis-leader"), 1), "a leader again")
+            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="a leader again")
 
     asyncio.run(body())
 
@@ -331,7 +322,7 @@ def test_delete_lab_leaves_nothing(tmp_path: Path) -> None:
 def test_close_stops_every_process(tmp_path: Path) -> None:
     async def body() -> list[int]:
         async with lab(tmp_path, *LEADER, *FOLLOWER) as platform:
-            await wait_until(lambda: followers_linked(platform, 2), "followers")
+            await until(lambda: followers_linked(platform, 2), what="followers")
             return [pid for pod in await platform.get_pods() if (pid := platform.pod_pid(pod.name))]
 
     pids = asyncio.run(body())
@@ -424,7 +415,7 @@ def test_listeners_hear_pod_changes_and_endpoints_file_follows(tmp_path: Path) -
             calls: list[int] = []
             platform.add_listener(lambda: calls.append(1))
             await platform.apply("redis-leader-deployment.yaml")
-            await wait_until(lambda: _eq(ready_count(platform, "redis-leader"), 1), "leader")
+            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="leader")
             assert len(calls) >= 2  # created, ready
             endpoints = json.loads(platform.endpoints_file.read_text())
             assert endpoints == {"redis-leader": [], "redis-follower": []}  # no Service yet: no endpoints
@@ -447,7 +438,7 @@ def test_a_crashing_container_backs_off(tmp_path: Path) -> None:
                 pods = await platform.get_pods()
                 return any(pod.status == "CrashLoopBackOff" and pod.restarts >= 2 for pod in pods)
 
-            await wait_until(backing_off, "CrashLoopBackOff", timeout=10)
+            await until(backing_off, what="CrashLoopBackOff", timeout=10)
             [pod] = await platform.get_pods()
             assert not pod.ready and pod.reason == "CrashLoopBackOff" and "back-off" in (pod.message or "")
             assert any(line.text == "boom" for line in await platform.logs(pod.name))
@@ -499,7 +490,7 @@ def test_expose_forwards_round_robin_and_follows_replacements(tmp_path: Path) ->
             url = await platform.expose()
             assert url == platform.frontend_url() and url.startswith("http://127.0.0.1:") and url.endswith("/")
             assert await platform.expose() == url  # idempotent
-            await wait_until(lambda: _eq(ready_count(platform, "frontend"), 3), "3 frontends")
+            await until(lambda: _eq(ready_count(platform, "frontend"), 3), what="3 frontends")
             names = set(await pods_of(platform, "frontend"))
             seen = {(await http_get(url))[1] for _ in range(6)}
             assert seen == names
@@ -543,14 +534,11 @@ def test_expose_falls_back_to_a_free_port_when_the_port_is_busy(tmp_path: Path) 
 
 
 def test_the_real_frontend_serves_the_guestbook_through_expose(tmp_path: Path) -> None:
-    if not (Path(__file__).parent.parent / "dashboard" / "guestbook" / "__main__.py").exists():
-        pytest.skip("the Python guestbook frontend (dashboard/guestbook/__main__.py) does not exist yet")
-
     async def body() -> None:
         async with lab(tmp_path, *LEADER, *FOLLOWER, *FRONTEND) as platform:
             url = await platform.expose()
-            await wait_until(lambda: followers_linked(platform, 2), "followers")
-            await wait_until(lambda: _eq(ready_count(platform, "frontend"), 3), "3 frontends", timeout=10)
+            await until(lambda: followers_linked(platform, 2), what="followers")
+            await until(lambda: _eq(ready_count(platform, "frontend"), 3), what="3 frontends", timeout=10)
             status, _ = await http_get(url + "guestbook.php?cmd=set&value=hello")
             assert status == 200
 
@@ -558,9 +546,9 @@ def test_the_real_frontend_serves_the_guestbook_through_expose(tmp_path: Path) -
                 status, text = await http_get(url + "guestbook.php?cmd=get")
                 return status == 200 and "hello" in text
 
-            await wait_until(readable, "the entry read back through a follower")
+            await until(readable, what="the entry read back through a follower")
             for endpoint in await platform.redis_endpoints():
-                await wait_until(_holds(endpoint.port, None), f"{endpoint.name} has the entry")
+                await until(_holds(endpoint.port, None), what=f"{endpoint.name} has the entry")
 
     asyncio.run(body())
 
@@ -603,7 +591,7 @@ def test_pods_die_with_a_dashboard_killed_by_sigkill(tmp_path: Path) -> None:
         dashboard.wait()
 
         async def body() -> None:
-            await wait_until(_true_when(lambda: not any(alive(pid) for pid in pids)), "the pods to die with it")
+            await until(_true_when(lambda: not any(alive(pid) for pid in pids)), what="the pods to die with it")
             platform = LocalPlatform(settings_for(tmp_path))
             await platform.start()
             assert await platform.leftovers() == []

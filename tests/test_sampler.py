@@ -16,6 +16,7 @@ import pytest
 from dashboard.models import RedisEndpoint
 from dashboard.replication import ReplicationSnapshot
 from dashboard.sampler import Sampler
+from tests.polling import until
 from tests.redis_helpers import RedisProc, free_port, start_redis, wait_until
 
 T = TypeVar("T")
@@ -104,13 +105,7 @@ async def sample_until(
         await asyncio.sleep(0.02)
 
 
-async def eventually(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    """Wait, on the event loop, until `predicate()` is truthy (poll with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout} s")
-        await asyncio.sleep(0.01)
+eventually = until  # the one polling helper (tests.polling), on the event loop
 
 
 def followers_by_name(snapshot: ReplicationSnapshot) -> dict[str, dict[str, Any]]:

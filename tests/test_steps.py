@@ -10,7 +10,7 @@ import yaml
 from dashboard.settings import MANIFESTS_DIR
 from dashboard.steps import STEP_IDS, STEPS, get_step
 
-UPSTREAM_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "k8s" / "manifests"
+UPSTREAM_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "k8s" / "manifests"
 
 
 def test_step_ids_are_the_upstream_order() -> None:
@@ -44,9 +44,10 @@ def test_kustomization_lists_the_six_manifests_in_tutorial_order() -> None:
     assert len(applied) == 6
 
 
-@pytest.mark.skipif(not UPSTREAM_FIXTURES.is_dir(), reason="shared/fixtures/k8s/manifests is not beside the repo")
 def test_manifests_are_byte_identical_to_the_upstream_tutorial() -> None:
-    for upstream in sorted(UPSTREAM_FIXTURES.glob("*.yaml")):
+    upstreams = sorted(UPSTREAM_FIXTURES.glob("*.yaml"))
+    assert len(upstreams) == 6, UPSTREAM_FIXTURES
+    for upstream in upstreams:
         assert (MANIFESTS_DIR / upstream.name).read_bytes() == upstream.read_bytes(), upstream.name
 
 

@@ -1,4 +1,4 @@
-"""The `Platform` protocol, named with kubectl's verbs, and `create_platform(settings)`.
+"""The `Platform` protocol, named with kubectl's verbs. Imports nothing of its implementations.
 
 A platform turns the lab's manifests into running pods and reports what runs. The local platform runs
 real `redis-server` processes and the Python guestbook frontend on loopback; the Kubernetes platform
@@ -8,15 +8,9 @@ drives a cluster with the official client. Both hand the dashboard addresses it 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from dashboard.models import LogLine, PlatformName, Pod, RedisEndpoint
-
-if TYPE_CHECKING:
-    from dashboard.settings import Settings
-
-Listener = Callable[[], None]
+from dashboard.models import Capabilities, EventRow, Listener, LogLine, PlatformName, Pod, RedisEndpoint, Timing
 
 
 @runtime_checkable
@@ -27,6 +21,8 @@ class Platform(Protocol):
     """
 
     name: PlatformName
+    capabilities: Capabilities  # what templates and routes branch on (events, access reviews, expose modes)
+    timing: Timing  # how often a step's check polls and how long it may take (--step-timeout overrides)
 
     async def start(self) -> None:
         """Connect and prepare (local: reap orphans of a killed dashboard; kubernetes: load config, watch pods)."""
@@ -38,7 +34,15 @@ class Platform(Protocol):
         """Call `listener()` on the event loop whenever pods change: created, ready, died, restarted, deleted."""
 
     def add_event_listener(self, listener: Listener) -> None:
-        """Call `listener()` on the event loop whenever the lab's events change (a platform without events never)."""
+        """Call `listener()` on the event loop whenever the lab's events change (never, without events)."""
+
+    async def events(self, limit: int = 200) -> list[EventRow]:
+        """The lab's events (`kubectl events`), oldest first; [] on a platform without events."""
+
+    async def preflight(self) -> dict[str, Any]:
+        """Can the lab run here? A JSON report: `platform`, `ok`, `checks` (each with `blocks`), `blocked`, and what
+        the platform knows (Kubernetes: context, server, version, namespace, access reviews; local: redis-server,
+        run dir, frontend port). A broken configuration is reported (`error`), not raised."""
 
     async def apply(self, manifest: str) -> list[str]:
         """`kubectl apply -f manifests/<manifest>`: create or update its object; idempotent.
@@ -87,14 +91,3 @@ class Platform(Protocol):
 
     async def logs(self, pod: str, tail: int = 200) -> list[LogLine]:
         """The last `tail` lines of a pod's output."""
-
-
-def create_platform(settings: Settings) -> Platform:
-    """The platform the settings ask for. Imports lazily so the local platform never loads the kubernetes client."""
-    if settings.platform == "kubernetes":
-        from dashboard.platforms.kubernetes import KubernetesPlatform
-
-        return KubernetesPlatform(settings)
-    from dashboard.platforms.local import LocalPlatform
-
-    return LocalPlatform(settings)

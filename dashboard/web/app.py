@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashboard import __version__
 from dashboard.errors import BadRequest, DashboardError
-from dashboard.platforms.base import Platform, create_platform
+from dashboard.platforms import Platform, create_platform
 from dashboard.security import COOKIE, check_request, generate_token
 from dashboard.session import DEFAULT_LAB, LabRegistry
 from dashboard.settings import PROJECT_ROOT, Settings

@@ -21,7 +21,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
-from dashboard import preflight
 from dashboard.errors import DashboardError
 from dashboard.logs import classify_log
 from dashboard.replication_chart import MARKS, build_charts, human_bytes
@@ -73,7 +72,7 @@ async def pods_json(session: LabSession) -> list[dict[str, Any]]:
 
 
 async def event_rows(session: LabSession, limit: int = EVENTS_LIMIT) -> list[dict[str, object]]:
-    return await preflight.event_rows(session.platform, limit)
+    return [row.to_json() for row in reversed(await session.platform.events(limit))]
 
 
 def log_columns(session: LabSession) -> list[dict[str, Any]]:
@@ -90,7 +89,11 @@ def log_columns(session: LabSession) -> list[dict[str, Any]]:
 async def topic_context(session: LabSession, topic: str) -> dict[str, Any]:
     """The data the partial `_<topic>.html` shows, for one lab."""
     lab, experiments = session.lab, session.experiments
-    ctx: dict[str, Any] = {"base": base_path(session), "platform": session.platform.name}
+    ctx: dict[str, Any] = {
+        "base": base_path(session),
+        "platform": session.platform.name,
+        "capabilities": session.platform.capabilities,
+    }
     if topic in ("steps", "drills"):
         body = lab.to_json()
         ctx.update(lab=body, steps=lab.steps, drills=body["drills"])

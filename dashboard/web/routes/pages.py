@@ -33,6 +33,7 @@ async def index(request: Request, session: Lab) -> Response:
     ctx = {
         "settings": session.settings,
         "platform": session.platform.name,
+        "capabilities": session.platform.capabilities,
         "platform_error": session.platform_error,
         "version": __version__,
         "base": base_path(session),

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from dashboard.errors import DashboardError
-from dashboard.preflight import preflight_report
 from dashboard.web.deps import Lab
 from dashboard.web.render import EVENTS_LIMIT, TEMPLATES, base_path, event_rows
 
@@ -19,7 +18,7 @@ router = APIRouter()
 async def api_preflight(session: Lab) -> dict[str, Any]:
     """Can the lab run here? Kubernetes: context, server version, namespace, and for each verb the lab needs
     the SelfSubjectAccessReview result and what a denial blocks. Local: redis-server, run dir, frontend port."""
-    return await preflight_report(session.platform, session.settings)
+    return await session.platform.preflight()
 
 
 @router.get("/api/events", tags=["observe"])
@@ -31,12 +30,13 @@ async def api_events(session: Lab, limit: int = EVENTS_LIMIT) -> list[dict[str, 
 @router.get("/preflight", include_in_schema=False)
 async def preflight_page(request: Request, session: Lab) -> Response:
     try:
-        report = await preflight_report(session.platform, session.settings)
+        report = await session.platform.preflight()
     except DashboardError as exc:
         report = {"platform": session.platform.name, "ok": False, "error": exc.to_json(), "checks": []}
     ctx = {
         "settings": session.settings,
         "platform": session.platform.name,
+        "capabilities": session.platform.capabilities,
         "report": report,
         "base": base_path(session),
     }

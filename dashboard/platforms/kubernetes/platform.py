@@ -1,0 +1,594 @@
+"""`KubernetesPlatform`: the `Platform` protocol on a real cluster, driven with the official client as kubectl would.
+
+Server-side apply with our field manager and label, scale, delete, label-narrowed cleanup, Redis/frontend access
+(pod IPs or port-forwards), expose (port-forward, NodePort, LoadBalancer), logs, events and the pre-flight, plus
+`watch_stats()` and `expose_status()`. Its role is orchestration: requests go through `api.Api`, the pod and event
+caches are `reflector.Reflector`s, forwards are `portforward.PortForward`s, and what to make of the API's JSON
+lives in `objects` (pure functions). Blocking client calls run in `asyncio.to_thread`; watch threads hand
+changes to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from dashboard.errors import BadRequest, PlatformError, PlatformUnavailable
+from dashboard.models import Capabilities, EventRow, Listener, LogLine, PlatformName, Pod, RedisEndpoint, Timing
+from dashboard.platforms.kubernetes import objects
+from dashboard.platforms.kubernetes.api import Api, api_path
+from dashboard.platforms.kubernetes.config import ClusterConfig, direct_access, load_cluster_config
+from dashboard.platforms.kubernetes.errors import translate_status
+from dashboard.platforms.kubernetes.portforward import PortForward
+from dashboard.platforms.kubernetes.preflight import preflight
+from dashboard.platforms.kubernetes.reflector import Reflector
+from dashboard.settings import MANIFESTS_DIR
+
+if TYPE_CHECKING:
+    from dashboard.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+REDIS_PORT = 6379
+FRONTEND_PORT = 80
+CHECK_INTERVAL = 0.25  # a step's check reads the API server: four times a second at most
+STEP_TIMEOUT = 300.0  # image pulls and scheduling on a real cluster take minutes
+LAB_MANIFESTS = (
+    "redis-leader-deployment.yaml",
+    "redis-leader-service.yaml",
+    "redis-follower-deployment.yaml",
+    "redis-follower-service.yaml",
+    "frontend-deployment.yaml",
+    "frontend-service.yaml",
+)
+
+
+class KubernetesPlatform:
+    """The lab on a Kubernetes cluster (see the module docstring)."""
+
+    name: PlatformName = "kubernetes"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.namespace = settings.namespace
+        self.capabilities = Capabilities(
+            label="Kubernetes",
+            namespace=settings.namespace,
+            has_events=True,
+            has_access_review=True,
+            expose_modes=("port-forward", "nodeport", "loadbalancer"),
+        )
+        self.timing = Timing(CHECK_INTERVAL, settings.step_timeout or STEP_TIMEOUT)
+        self._cluster: ClusterConfig | None = None
+        self._api: Api | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listeners: list[Listener] = []
+        self._event_listeners: list[Listener] = []
+        self._pods: list[Pod] = []
+        self._pod_objects: dict[str, JSON] = {}
+        self._pods_changed = asyncio.Event()
+        self._pod_watch: Reflector | None = None
+        self._event_watch: Reflector | None = None
+        self._forwards: dict[tuple[str, int], PortForward] = {}
+        self._expose_forward: PortForward | None = None
+        self._frontend_url: str | None = None
+        self._expose_note: str | None = None
+        self._round_robin = itertools.count()
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    @property
+    def api(self) -> Api:
+        if self._api is None:
+            self._cluster = load_cluster_config(self.settings)
+            self._api = Api(self._cluster, self.namespace)
+        return self._api
+
+    @property
+    def in_cluster(self) -> bool:
+        return bool(self.api.cluster.in_cluster)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(lambda: self.api)
+        await asyncio.to_thread(self._ensure_namespace)
+        if self._pod_watch is None:
+            self._pod_watch = Reflector(
+                self.api, api_path("Pod", self.namespace), "pods", self._on_pods, objects.POD_WATCH_SELECTOR
+            )
+            self._pod_watch.start()
+            self._event_watch = Reflector(
+                self.api, f"/api/v1/namespaces/{self.namespace}/events", "events", self._on_events
+            )
+            self._event_watch.start()
+        watch = self._pod_watch
+        await asyncio.to_thread(watch.first_attempt.wait, 30.0)
+        if watch.error is not None and watch.lists == 0:
+            error = watch.error
+            await self.close()
+            raise error
+
+    async def close(self) -> None:
+        for forward in [*self._forwards.values(), *([self._expose_forward] if self._expose_forward else [])]:
+            forward.close()
+        self._forwards.clear()
+        self._expose_forward = None
+        watches = [w for w in (self._pod_watch, self._event_watch) if w is not None]
+        self._pod_watch = self._event_watch = None
+        for watch in watches:
+            await asyncio.to_thread(watch.stop)
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    def _ensure_namespace(self) -> None:
+        status, body = self.api.request(
+            "GET", f"/api/v1/namespaces/{self.namespace}", verb="get", resource="namespaces", ok=(403, 404)
+        )
+        if status == 403:
+            return  # a namespaced Role cannot read Namespaces; the watch's list tells whether we may work here
+        if status == 404:
+            if not self.settings.create_namespace:
+                raise translate_status(404, body, namespace=self.namespace)
+            namespace = {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": self.namespace, "labels": {objects.LAB_LABEL_KEY: objects.LAB_LABEL_VALUE}},
+            }
+            self.api.request(
+                "POST", "/api/v1/namespaces", verb="create", resource="namespaces", name=self.namespace, body=namespace
+            )
+            return
+        if (body.get("status") or {}).get("phase") == "Terminating":
+            raise PlatformUnavailable(
+                f"Namespace {self.namespace} is being deleted.",
+                "Wait until it is gone (kubectl get namespace) or choose another with -n.",
+            )
+
+    # ---------------------------------------------------------------------------- pods, watch
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _on_pods(self, snapshot: dict[str, JSON]) -> None:
+        """From the watch thread: hand the new cache to the event loop."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._set_pods, snapshot)
+
+    def add_event_listener(self, listener: Listener) -> None:
+        """Call `listener()` on the event loop whenever the namespace's events change (the events timeline)."""
+        self._event_listeners.append(listener)
+
+    def _on_events(self, _: dict[str, JSON]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._events_changed)
+
+    def _events_changed(self) -> None:
+        for listener in list(self._event_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("event listener failed")
+
+    def _set_pods(self, snapshot: dict[str, JSON]) -> None:
+        self._pod_objects = {name: pod for name, pod in snapshot.items() if objects.is_lab_pod(pod)}
+        pods = objects.lab_pods(self._pod_objects.values())
+        if pods == self._pods:
+            return
+        self._pods = pods
+        alive = {p.name for p in pods if not p.deleting}
+        for key in [k for k in self._forwards if k[0] not in alive]:
+            self._forwards.pop(key).close()
+        self._pods_changed.set()
+        self._pods_changed = asyncio.Event()
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("pod listener failed")
+
+    async def get_pods(self) -> list[Pod]:
+        return list(self._pods)
+
+    def watch_stats(self) -> dict[str, object]:
+        """How the pod watch is doing (lists, watches, last error): for the page and the benchmark."""
+        watch = self._pod_watch
+        if watch is None:
+            return {"running": False}
+        return {
+            "running": True,
+            "lists": watch.lists,
+            "watches": watch.watches,
+            "resource_version": watch.resource_version,
+            "error": watch.error.to_json() if watch.error else None,
+        }
+
+    async def events(self, limit: int = 200) -> list[EventRow]:
+        """The lab's events (core/v1, from the shared events watch), oldest first."""
+        watch = self._event_watch
+        if watch is None:
+            return []
+        return objects.event_timeline(list(watch.cache.values()), limit)
+
+    async def _wait_pods(self, done: Callable[[list[Pod]], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not done(self._pods):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._pods_changed.wait(), remaining)
+        return True
+
+    def _lab_pod(self, name: str) -> Pod:
+        for pod in self._pods:
+            if pod.name == name:
+                return pod
+        raise PlatformError(
+            f"Pod {name} is not one of the lab's pods in namespace {self.namespace}.",
+            "Pick a pod from the pods board (kubectl get pods -l 'app in (redis,guestbook)').",
+        )
+
+    # ---------------------------------------------------------------------------------- apply
+
+    async def apply(self, manifest: str) -> list[str]:
+        file = Path(manifest).name
+        if file not in LAB_MANIFESTS or not (MANIFESTS_DIR / file).is_file():
+            raise BadRequest(
+                f"{manifest} is not one of the lab's manifests.", f"Use one of: {', '.join(LAB_MANIFESTS)}."
+            )
+        docs = [d for d in yaml.safe_load_all((MANIFESTS_DIR / file).read_text()) if d]
+        lines = []
+        for doc in docs:
+            lines.append(await asyncio.to_thread(self._apply_one, doc))
+        return lines
+
+    def _apply_one(self, manifest: JSON) -> str:
+        kind = str(manifest.get("kind"))
+        name = str((manifest.get("metadata") or {}).get("name"))
+        if kind not in ("Deployment", "Service"):
+            raise BadRequest(f"The lab does not apply {kind} objects.", "Only the tutorial's manifests are applied.")
+        resource = objects.RESOURCES[kind][2]
+        path = api_path(kind, self.namespace, name)
+        status, existing = self.api.request("GET", path, verb="get", resource=resource, name=name, ok=(404,))
+        before = None
+        if status == 200:
+            if not objects.is_ours(existing, self.settings.field_manager):
+                raise objects.foreign_object_error(kind, name, self.namespace, existing)
+            before = str(existing["metadata"].get("resourceVersion"))
+        image = self.settings.image_override(name) if kind == "Deployment" else None
+        doc = objects.prepare_manifest(manifest, image)
+        status, applied = self.api.request(
+            "PATCH",
+            path,
+            verb="patch",
+            resource=resource,
+            name=name,
+            query={"fieldManager": self.settings.field_manager, "force": "true"},
+            body=json.dumps(doc),
+            content_type="application/apply-patch+yaml",
+        )
+        after = str((applied.get("metadata") or {}).get("resourceVersion"))
+        if status == 201 or before is None:
+            word = "created"
+        elif after == before:
+            word = "unchanged"
+        else:
+            word = "configured"
+        return f"{objects.kubectl_name(doc)} {word}"
+
+    # ------------------------------------------------------------------------ scale, delete
+
+    async def scale(self, deployment: str, replicas: int) -> list[str]:
+        if deployment not in objects.LAB_DEPLOYMENTS:
+            raise BadRequest(
+                f"{deployment} is not a lab Deployment.", f"Use one of: {', '.join(objects.LAB_DEPLOYMENTS)}."
+            )
+        if not 0 <= replicas <= 20:
+            raise BadRequest(f"{replicas} replicas is out of range.", "Choose between 0 and 20 replicas.")
+        return [await asyncio.to_thread(self._scale, deployment, replicas)]
+
+    def _scale(self, deployment: str, replicas: int) -> str:
+        path = api_path("Deployment", self.namespace, deployment)
+        _, existing = self.api.request("GET", path, verb="get", resource="deployment.apps", name=deployment)
+        if not objects.is_ours(existing, self.settings.field_manager):
+            raise objects.foreign_object_error("Deployment", deployment, self.namespace, existing)
+        self.api.request(
+            "PATCH",
+            path + "/scale",
+            verb="patch",
+            resource="deployments.apps/scale",
+            name=deployment,
+            query={"fieldManager": self.settings.field_manager},
+            body={"spec": {"replicas": replicas}},
+            content_type="application/merge-patch+json",
+        )
+        return f"deployment.apps/{deployment} scaled"
+
+    async def delete_pod(self, name: str) -> list[str]:
+        self._lab_pod(name)
+        path = api_path("Pod", self.namespace, name)
+        await asyncio.to_thread(self.api.request, "DELETE", path, verb="delete", resource="pods", name=name)
+        return [f'pod "{name}" deleted']
+
+    async def delete_lab(self) -> list[str]:
+        lines = await asyncio.to_thread(self._delete_lab_objects)
+        if self._expose_forward is not None:
+            self._expose_forward.close()
+            self._expose_forward = None
+        self._frontend_url = None
+        self._expose_note = None
+        timeout = self.timing.step_timeout
+        if not await self._wait_pods(lambda pods: not pods, timeout):
+            names = ", ".join(p.name for p in self._pods)
+            raise PlatformError(
+                f"The lab's pods are still there after {timeout:.0f} s: {names}.",
+                "Check them with kubectl get pods; a node that is down keeps pods Terminating.",
+            )
+        return lines or [f"No resources found in {self.namespace} namespace."]
+
+    def _delete_lab_objects(self) -> list[str]:
+        lines: list[str] = []
+        for target in objects.CLEANUP_TARGETS:
+            _, plural, resource = objects.RESOURCES[target.kind]
+            path = api_path(target.kind, self.namespace)
+            query = {"labelSelector": target.label_selector, "fieldSelector": target.field_selector}
+            _, found = self.api.request("GET", path, verb="list", resource=plural, query=query)
+            for item in found.get("items") or []:
+                item.setdefault("kind", target.kind)
+                if not objects.cleanup_selects(target, item):  # never trust a selector the server may ignore
+                    continue
+                name = str(item["metadata"]["name"])
+                options = {
+                    "apiVersion": "v1",
+                    "kind": "DeleteOptions",
+                    "propagationPolicy": "Background",
+                    "preconditions": {"uid": item["metadata"]["uid"]},
+                }
+                status, _ = self.api.request(
+                    "DELETE",
+                    api_path(target.kind, self.namespace, name),
+                    verb="delete",
+                    resource=plural,
+                    name=name,
+                    body=options,
+                    ok=(404, 409),
+                )
+                if status < 300:
+                    lines.append(f'{resource} "{name}" deleted')
+        return lines
+
+    async def leftovers(self) -> list[str]:
+        found = await asyncio.to_thread(self._leftover_objects)
+        found += [f"pod/{p.name}" + (" (Terminating)" if p.deleting else "") for p in self._pods]
+        return found
+
+    def _leftover_objects(self) -> list[str]:
+        names = []
+        for kind in ("Deployment", "Service"):
+            _, plural, resource = objects.RESOURCES[kind]
+            query = {"labelSelector": objects.LAB_LABEL_SELECTOR}
+            _, body = self.api.request("GET", api_path(kind, self.namespace), verb="list", resource=plural, query=query)
+            names += [f"{resource}/{item['metadata']['name']}" for item in body.get("items") or []]
+        return names
+
+    # ------------------------------------------------------------------------- access to pods
+
+    def _access_direct(self) -> bool:
+        return direct_access(self.settings.redis_access, self.in_cluster)
+
+    def _forward_to(self, pod: str, port: int) -> PortForward:
+        key = (pod, port)
+        forward = self._forwards.get(key)
+        if forward is None or forward.closed:
+            forward = PortForward(self.api, lambda: pod, port)
+            self._forwards[key] = forward
+        return forward
+
+    async def rollout_status(self, deployment: str, service: str) -> str | None:
+        return await asyncio.to_thread(self._rollout_status, deployment, service)
+
+    def _rollout_status(self, deployment: str, service: str) -> str | None:
+        """`kubectl rollout status deployment/<deployment>`, then the Service's EndpointSlices: any ready address?"""
+        path = api_path("Deployment", self.namespace, deployment)
+        status, found = self.api.request(
+            "GET", path, verb="get", resource="deployment.apps", name=deployment, ok=(404,)
+        )
+        if status == 404:
+            return f'deployment "{deployment}" does not exist'
+        state = objects.deployment_state(found)
+        if not state.rolled_out:
+            return state.message
+        _, slices = self.api.request(
+            "GET",
+            f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices",
+            verb="list",
+            resource="endpointslices.discovery.k8s.io",
+            query={"labelSelector": f"kubernetes.io/service-name={service}"},
+        )
+        if not objects.ready_endpoints(slices):
+            return f'service "{service}" has no ready endpoints yet'
+        return None
+
+    async def redis_endpoints(self) -> list[RedisEndpoint]:
+        endpoints = []
+        for pod in self._pods:
+            if pod.component == "frontend" or not pod.ready or pod.deleting or not pod.ip:
+                continue
+            if self._access_direct():
+                endpoints.append(RedisEndpoint(pod.name, pod.component, pod.ip, REDIS_PORT))
+            else:
+                forward = self._forward_to(pod.name, REDIS_PORT)
+                endpoints.append(RedisEndpoint(pod.name, pod.component, "127.0.0.1", forward.port))
+        return endpoints
+
+    async def frontend_endpoints(self) -> list[str]:
+        urls = []
+        for pod in self._pods:
+            if pod.component != "frontend" or not pod.ready or pod.deleting or not pod.ip:
+                continue
+            if self._access_direct():
+                urls.append(f"http://{pod.ip}:{FRONTEND_PORT}")
+            else:
+                urls.append(f"http://127.0.0.1:{self._forward_to(pod.name, FRONTEND_PORT).port}")
+        return urls
+
+    def _ready_frontend_pod(self) -> str | None:
+        ready = [p.name for p in self._pods if p.component == "frontend" and p.ready and not p.deleting]
+        if not ready:
+            return None
+        return ready[next(self._round_robin) % len(ready)]
+
+    # --------------------------------------------------------------------------------- expose
+
+    async def expose(self) -> str:
+        path = api_path("Service", self.namespace, "frontend")
+        _, service = await asyncio.to_thread(
+            self.api.request, "GET", path, verb="get", resource="service", name="frontend"
+        )
+        if not objects.is_ours(service, self.settings.field_manager):
+            raise objects.foreign_object_error("Service", "frontend", self.namespace, service)
+        mode = self.settings.expose_mode
+        self._expose_note = None
+        if mode == "nodeport":
+            url = await asyncio.to_thread(self._expose_nodeport)
+            if url:
+                self._frontend_url = url
+                return url
+        elif mode == "loadbalancer":
+            url = await self._expose_loadbalancer()
+            if url:
+                self._frontend_url = url
+                return url
+        return self._expose_port_forward()
+
+    def _expose_port_forward(self) -> str:
+        if self._expose_forward is None or self._expose_forward.closed:
+            self._expose_forward = PortForward(
+                self.api, self._ready_frontend_pod, FRONTEND_PORT, self.settings.frontend_port
+            )
+        self._frontend_url = f"http://127.0.0.1:{self._expose_forward.port}"
+        return self._frontend_url
+
+    def _patch_service_type(self, service_type: str) -> JSON:
+        _, service = self.api.request(
+            "PATCH",
+            api_path("Service", self.namespace, "frontend"),
+            verb="patch",
+            resource="service",
+            name="frontend",
+            query={"fieldManager": self.settings.field_manager},
+            body={"spec": {"type": service_type}},
+            content_type="application/merge-patch+json",
+        )
+        return dict(service)
+
+    def _expose_nodeport(self) -> str | None:
+        service = self._patch_service_type("NodePort")
+        node_port = next((p.get("nodePort") for p in service["spec"].get("ports") or [] if p.get("nodePort")), None)
+        status, nodes = self.api.request("GET", "/api/v1/nodes", verb="list", resource="nodes", ok=(403,))
+        address = None
+        if status == 200:
+            for node in nodes.get("items") or []:
+                addresses = {a.get("type"): a.get("address") for a in node.get("status", {}).get("addresses") or []}
+                address = addresses.get("ExternalIP") or addresses.get("InternalIP")
+                if address:
+                    break
+        if node_port and address:
+            self._expose_note = f"Service frontend is type NodePort: port {node_port} on every node."
+            return f"http://{address}:{node_port}"
+        self._expose_note = (
+            f"Service frontend is type NodePort (port {node_port}), but no node address is readable here; "
+            "using a port-forward."
+        )
+        return None
+
+    async def _expose_loadbalancer(self) -> str | None:
+        await asyncio.to_thread(self._patch_service_type, "LoadBalancer")
+        deadline = time.monotonic() + min(30.0, self.timing.step_timeout)
+        path = api_path("Service", self.namespace, "frontend")
+        while True:
+            _, service = await asyncio.to_thread(
+                self.api.request, "GET", path, verb="get", resource="service", name="frontend"
+            )
+            ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+            if ingress:
+                host = ingress[0].get("ip") or ingress[0].get("hostname")
+                self._expose_note = f"Service frontend is type LoadBalancer: EXTERNAL-IP {host}."
+                return f"http://{host}"
+            if time.monotonic() >= deadline:
+                self._expose_note = (
+                    "Service frontend is type LoadBalancer but EXTERNAL-IP is still <pending> "
+                    "(no load-balancer provider answered, as on kind, minikube or bare metal); using a port-forward."
+                )
+                return None
+            await asyncio.sleep(2.0)
+
+    def frontend_url(self) -> str | None:
+        return self._frontend_url
+
+    def expose_note(self) -> str | None:
+        return self._expose_note
+
+    def expose_command(self) -> str:
+        forward = self._expose_forward
+        if forward is not None and self._frontend_url == f"http://127.0.0.1:{forward.port}":
+            return f"kubectl port-forward -n {self.namespace} svc/frontend {forward.port}:80"
+        kind = {"nodeport": "NodePort", "loadbalancer": "LoadBalancer"}.get(self.settings.expose_mode, "ClusterIP")
+        return f'kubectl patch -n {self.namespace} svc frontend -p \'{{"spec":{{"type":"{kind}"}}}}\''
+
+    def expose_status(self) -> dict[str, object]:
+        """How the frontend is published: mode, URL and what the cluster said (e.g. EXTERNAL-IP <pending>)."""
+        forward = self._expose_forward
+        return {
+            "mode": self.settings.expose_mode,
+            "url": self._frontend_url,
+            "note": self._expose_note,
+            "port_forward_error": forward.error.to_json() if forward and forward.error else None,
+        }
+
+    # ----------------------------------------------------------------------------------- logs
+
+    async def logs(self, pod: str, tail: int = 200) -> list[LogLine]:
+        self._lab_pod(pod)
+        path = api_path("Pod", self.namespace, pod, "log")
+        query = {"tailLines": max(1, min(int(tail), 5000)), "timestamps": "true"}
+        _, text = await asyncio.to_thread(
+            self.api.request, "GET", path, verb="get", resource="pods/log", name=pod, query=query, raw=True
+        )
+        lines = []
+        for raw_line in str(text).splitlines():
+            stamp, _, rest = raw_line.partition(" ")
+            when = objects.parse_time(_trim_nanos(stamp))
+            lines.append(LogLine(pod, when, rest) if when is not None else LogLine(pod, time.time(), raw_line))
+        return lines
+
+    # ------------------------------------------------------------------------------ preflight
+
+    async def preflight(self) -> dict[str, Any]:
+        """Context, server version, namespace, and for each verb the lab needs whether this identity may do it."""
+        return await preflight(
+            lambda: self.api, create_namespace=self.settings.create_namespace, redis_access=self.settings.redis_access
+        )
+
+
+def _trim_nanos(stamp: str) -> str:
+    """`2026-11-26T04:39:57.123456789Z` -> micro seconds, which fromisoformat reads."""
+    if "." in stamp:
+        head, _, frac = stamp.partition(".")
+        return f"{head}.{frac.rstrip('Z')[:6]}Z"
+    return stamp

@@ -1,0 +1,372 @@
+"""One local pod: a supervised child process, restarted like a container with restartPolicy Always.
+
+`LocalPod` spawns its program from the event loop (so PR_SET_PDEATHSIG ties it to the dashboard), merges
+stdout and stderr into a bounded ring buffer for `kubectl logs`, probes readiness fast (Redis PING, or the
+frontend's "listening on" line and GET /healthz), restarts it when it exits with Kubernetes' CrashLoopBackOff
+rhythm (immediately, then 0.5 s, 1 s, 2 s ... capped at 5 s, reset after 10 s of running) and stops it with
+SIGTERM, then SIGKILL after a grace period. The platform hears about every change through `PodHooks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from dashboard.models import Component, LogLine, Pod
+from dashboard.platforms.local.process import child_setup, free_port, process_start_time
+
+LOG_LINES = 2000
+PROBE_INTERVAL = 0.01
+BACKOFF = (0.0, 0.5, 1.0, 2.0, 4.0, 5.0)
+BACKOFF_RESET_AFTER = 10.0
+MAX_PORT_RETRIES = 5
+READY_LINE = "listening on http://"
+BIND_FAILED = ("Address already in use", "address already in use")
+
+Probe = Literal["redis", "http"]
+
+
+class PodHooks(Protocol):
+    """What a pod tells its platform."""
+
+    def pod_changed(self, pod: LocalPod) -> None:
+        """Status, readiness or restarts changed (listeners, endpoints file)."""
+
+    def process_changed(self, pod: LocalPod) -> None:
+        """The pod's process started or exited (pid table)."""
+
+
+@dataclass
+class PodTemplate:
+    """What every pod of one Deployment runs: `argv(pod, port)` builds the command for the pod's port."""
+
+    component: Component
+    container: str
+    image: str
+    argv: Callable[[LocalPod, int], list[str]]
+    probe: Probe
+    env: dict[str, str] = field(default_factory=dict)
+    fixed_port: Callable[[], int] | None = None  # the leader binds its Service's port
+    port_lease: asyncio.Lock | None = None  # one process at a time on a fixed port
+    cwd: str | None = None
+
+
+class LocalPod:
+    """A pod of the local platform and the task that supervises its process."""
+
+    def __init__(self, name: str, deployment: str, template: PodTemplate, hooks: PodHooks, node: str) -> None:
+        self.name = name
+        self.deployment = deployment
+        self.template = template
+        self.component: Component = template.component
+        self.hooks = hooks
+        self.node = node
+        self.created_at = time.time()
+        self.port: int | None = None
+        self.restarts = 0
+        self.phase = "Pending"
+        self.status = "ContainerCreating"
+        self.reason: str | None = "ContainerCreating"
+        self.message: str | None = None
+        self.ready = False
+        self.deleting = False
+        self.process: asyncio.subprocess.Process | None = None
+        self.pid: int | None = None
+        self.pid_start_time: int | None = None
+        self.argv: list[str] = []
+        self.last_exit_code: int | None = None
+        self.log_lines: deque[LogLine] = deque(maxlen=LOG_LINES)
+        self.grace = 2.0
+        self._stopping = False
+        self._waiting = False  # in a wait that stop() may cancel (port lease, back-off)
+        self._bind_failed = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- views -------------------------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str | None:
+        return f"127.0.0.1:{self.port}" if self.port else None
+
+    def to_pod(self) -> Pod:
+        return Pod(
+            name=self.name,
+            component=self.component,
+            phase=self.phase,
+            ready=self.ready,
+            restarts=self.restarts,
+            created_at=self.created_at,
+            status="Terminating" if self.deleting else self.status,
+            reason=None if self.ready else self.reason,
+            message=None if self.ready else self.message,
+            node=self.node,
+            ip=self.address,
+            image=self.template.image,
+            deleting=self.deleting,
+        )
+
+    def logs(self, tail: int) -> list[LogLine]:
+        if tail <= 0:
+            return []
+        lines = list(self.log_lines)
+        return lines[-tail:]
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"pod/{self.name}")
+
+    async def stop(self) -> None:
+        """`kubectl delete pod`: Terminating, SIGTERM, SIGKILL after the grace period; waits for the exit."""
+        self._stopping = True
+        if not self.deleting:
+            self.deleting = True
+            self.hooks.pod_changed(self)
+        task = self._task
+        if task is None:
+            return
+        if self._waiting or self.process is None:
+            task.cancel()
+        else:
+            self._signal(signal.SIGTERM)
+        done, _ = await asyncio.wait([task], timeout=self.grace)
+        if not done:
+            self._signal(signal.SIGKILL)
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def _signal(self, sig: signal.Signals) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        try:
+            os.killpg(process.pid, sig)  # the child leads its own session: its own children go too
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(sig)
+
+    def _set(
+        self, *, phase: str | None = None, status: str, reason: str | None = None, message: str | None = None
+    ) -> None:
+        if phase is not None:
+            self.phase = phase
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.hooks.pod_changed(self)
+
+    async def _run(self) -> None:
+        lease = self.template.port_lease
+        try:
+            if lease is not None:
+                if lease.locked():
+                    self.message = "waiting for the previous pod to release the Service's port"
+                    self.hooks.pod_changed(self)
+                self._waiting = True
+                await lease.acquire()
+                self._waiting = False
+            try:
+                await self._supervise()
+            finally:
+                if lease is not None:
+                    lease.release()
+        finally:
+            # Reached on a normal stop and on cancellation: make sure no process outlives its pod.
+            process = self.process
+            if process is not None and process.returncode is None:
+                self._signal(signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(process.wait())
+            self._exited()
+
+    def _exited(self) -> None:
+        had_process = self.pid is not None
+        self.process = None
+        self.pid = None
+        self.pid_start_time = None
+        self.ready = False
+        if had_process:
+            self.hooks.process_changed(self)
+        self.hooks.pod_changed(self)
+
+    async def _supervise(self) -> None:
+        backoff_index = 0
+        port_retries = 0
+        first = True
+        while not self._stopping:
+            if self.template.fixed_port is not None:
+                self.port = self.template.fixed_port()
+            elif self.port is None:
+                self.port = free_port()
+            started = time.monotonic()
+            self._bind_failed = False
+            returncode = await self._run_once(first)
+            first = False
+            if self._stopping:
+                return
+            ran = time.monotonic() - started
+            if self._bind_failed and self.template.fixed_port is None and port_retries < MAX_PORT_RETRIES:
+                # Lost the race for the free port we picked: pick another, as if the pod had been given another IP.
+                port_retries += 1
+                self._log(f"[local] port {self.port} was taken before the process bound it; picking another")
+                self.port = None
+                continue
+            port_retries = 0
+            self.restarts += 1
+            if ran >= BACKOFF_RESET_AFTER:
+                backoff_index = 0
+            delay = BACKOFF[min(backoff_index, len(BACKOFF) - 1)]
+            backoff_index += 1
+            exit_text = (
+                f"exit code {returncode}"
+                if returncode is not None and returncode >= 0
+                else f"signal {-(returncode or 0)}"
+            )
+            self._log(f"[local] container {self.template.container} exited ({exit_text}); restart {self.restarts}")
+            if delay <= 0:
+                self._set(phase="Running", status="Error", reason="Error", message=f"container exited with {exit_text}")
+                continue
+            self._set(
+                phase="Running",
+                status="CrashLoopBackOff",
+                reason="CrashLoopBackOff",
+                message=f"back-off {delay:g}s restarting failed container={self.template.container} pod={self.name}",
+            )
+            self._waiting = True
+            try:
+                await asyncio.sleep(delay)  # the back-off itself, cancelled by stop()
+            finally:
+                self._waiting = False
+
+    async def _run_once(self, first: bool) -> int | None:
+        """Start the program once, follow it until it exits; its exit code (None if it could not start)."""
+        assert self.port is not None
+        self.argv = self.template.argv(self, self.port)
+        env = {**os.environ, **self.template.env, "PYTHONUNBUFFERED": "1"}
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                cwd=self.template.cwd,
+                start_new_session=True,
+                preexec_fn=child_setup(),
+            )
+        except OSError as exc:
+            self._log(f"[local] failed to start {self.argv[0]}: {exc}")
+            self._set(phase="Pending", status="CreateContainerError", reason="CreateContainerError", message=str(exc))
+            return None
+        self.process = process
+        self.pid = process.pid
+        self.pid_start_time = process_start_time(process.pid)
+        self.hooks.process_changed(self)
+        if self._stopping:
+            self._signal(signal.SIGTERM)
+        if first:
+            self._set(phase="Pending", status="ContainerCreating", reason="ContainerCreating")
+        else:
+            self._set(
+                phase="Running", status="Running", reason="ContainersNotReady", message="containers with unready status"
+            )
+        assert process.stdout is not None
+        reader = asyncio.create_task(self._read_output(process.stdout))
+        prober = asyncio.create_task(self._probe(process))
+        try:
+            returncode = await process.wait()
+        finally:
+            prober.cancel()
+            # The pipe may stay open if the program left children behind: do not wait for them forever.
+            done, _ = await asyncio.wait([reader], timeout=0.2)
+            if not done:
+                reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prober
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        self.last_exit_code = returncode
+        self.process = None
+        self.pid = None
+        self.pid_start_time = None
+        self.ready = False
+        self.hooks.process_changed(self)
+        self.hooks.pod_changed(self)
+        return returncode
+
+    # -- output and readiness ----------------------------------------------------------------------------------
+
+    def _log(self, text: str) -> None:
+        self.log_lines.append(LogLine(pod=self.name, time=time.time(), text=text))
+
+    def _output_line(self, text: str) -> None:
+        self._log(text)
+        if any(marker in text for marker in BIND_FAILED):
+            self._bind_failed = True
+        if self.template.probe == "http" and READY_LINE in text and not self.ready:
+            self._mark_ready()
+
+    async def _read_output(self, stream: asyncio.StreamReader) -> None:
+        pending = b""
+        while chunk := await stream.read(65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                self._output_line(line.decode(errors="replace").rstrip("\r"))
+            if len(pending) > 65536:  # a very long line without a newline: keep it anyway
+                self._output_line(pending.decode(errors="replace"))
+                pending = b""
+        if pending:
+            self._output_line(pending.decode(errors="replace").rstrip("\r"))
+
+    def _mark_ready(self) -> None:
+        if self.deleting or self.ready:
+            return
+        self.ready = True
+        self._set(phase="Running", status="Running")
+
+    async def _probe(self, process: asyncio.subprocess.Process) -> None:
+        port = self.port
+        assert port is not None
+        check = probe_redis if self.template.probe == "redis" else probe_http
+        while process.returncode is None and not self.ready:
+            if await check(port):
+                self._mark_ready()
+                return
+            await asyncio.sleep(PROBE_INTERVAL)  # poll interval of the readiness probe
+
+
+async def probe_redis(port: int, host: str = "127.0.0.1") -> bool:
+    """True if Redis on host:port answers PING with PONG (not -LOADING)."""
+    return await _exchange(host, port, b"PING\r\n", lambda reply: reply.startswith(b"+PONG"))
+
+
+async def probe_http(port: int, host: str = "127.0.0.1") -> bool:
+    """True if GET /healthz on host:port answers 200."""
+    request = f"GET /healthz HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode()
+    return await _exchange(host, port, request, lambda reply: reply.split(b" ")[1:2] == [b"200"])
+
+
+async def _exchange(host: str, port: int, request: bytes, ok: Callable[[bytes], bool]) -> bool:
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(request)
+        reply = await asyncio.wait_for(reader.readline(), 0.5)
+        return ok(reply)
+    except (OSError, TimeoutError, ValueError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()

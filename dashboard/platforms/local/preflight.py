@@ -1,0 +1,127 @@
+"""The local pre-flight: can the lab run on this machine? No cluster, kubeconfig or access rights are needed.
+
+The redis-server binary and its version (5 or later for replicaof), whether the run directory is writable and
+whether the expose step's port is free. Each check says what a failure blocks and how to fix it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+VERSION_TIMEOUT = 5.0
+
+
+async def preflight(redis_server: str, run_dir: Path, frontend_port: int, frontend_url: str | None) -> dict[str, Any]:
+    """The report of `LocalPlatform.preflight` (JSON of GET /api/preflight)."""
+    checks = [
+        await _redis_server_check(redis_server),
+        await asyncio.to_thread(_run_dir_check, run_dir),
+        await asyncio.to_thread(_frontend_port_check, frontend_port, frontend_url),
+    ]
+    return {
+        "platform": "local",
+        "ok": all(c["ok"] for c in checks),
+        "message": "The local platform needs no cluster, kubeconfig or access rights: it runs redis-server "
+        "processes and the Python guestbook frontend on this machine.",
+        "checks": checks,
+        "blocked": sorted({step for c in checks for step in c["blocks"]}),
+    }
+
+
+async def _redis_server_check(binary: str) -> dict[str, Any]:
+    check: dict[str, Any] = {
+        "name": "redis-server",
+        "needed_for": ["leader", "followers"],
+        "blocks": [],
+        "ok": False,
+        "path": None,
+        "version": None,
+    }
+    path = shutil.which(binary)
+    if path is None:
+        check["detail"] = f"{binary} was not found (on PATH or as a path)."
+        check["hint"] = "Install Redis (apt-get install redis-server, brew install redis) or pass --redis-server."
+        check["blocks"] = check["needed_for"]
+        return check
+    check["path"] = path
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            path,
+            "--version",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), VERSION_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise
+    except (OSError, TimeoutError) as exc:
+        check["detail"] = f"{path} does not run ({type(exc).__name__}: {exc})."
+        check["hint"] = "Reinstall Redis or point --redis-server at a working binary."
+        check["blocks"] = check["needed_for"]
+        return check
+    text = out.decode("utf-8", "replace")
+    match = re.search(r"\bv=(\d+\.\d+\.\d+)", text)
+    if proc.returncode != 0 or match is None:
+        check["detail"] = f"{path} --version did not print a Redis version: {text.strip()[:120]!r}."
+        check["hint"] = "Point --redis-server at a redis-server binary."
+        check["blocks"] = check["needed_for"]
+        return check
+    version = match.group(1)
+    check.update(ok=True, version=version, detail=f"{path}, Redis {version}")
+    if int(version.split(".")[0]) < 5:
+        check.update(ok=False, blocks=["followers"], hint="The lab needs Redis 5 or later (replicaof).")
+        check["detail"] += " (older than 5: no replicaof)"
+    return check
+
+
+def _run_dir_check(run_dir: Path) -> dict[str, Any]:
+    check: dict[str, Any] = {"name": "run directory", "path": str(run_dir), "needed_for": ["leader"], "blocks": []}
+    target = run_dir
+    while not target.exists() and target != target.parent:
+        target = target.parent  # the platform creates the missing part
+    try:
+        if not target.is_dir():
+            raise NotADirectoryError(f"{target} is not a directory")
+        with tempfile.NamedTemporaryFile(dir=target, prefix=".preflight-"):
+            pass
+    except OSError as exc:
+        check.update(ok=False, blocks=check["needed_for"], detail=f"{target} is not writable ({exc.strerror or exc}).")
+        check["hint"] = "Choose a writable directory with --run-dir."
+        return check
+    made = "" if target == run_dir else f" (will be created under {target})"
+    check.update(ok=True, detail=f"{run_dir} is writable{made}.")
+    return check
+
+
+def _frontend_port_check(port: int, frontend_url: str | None) -> dict[str, Any]:
+    check: dict[str, Any] = {"name": "frontend port", "port": port, "needed_for": ["expose"], "blocks": []}
+    if port == 0:
+        check.update(ok=True, detail="--frontend-port 0: the expose step picks a free port.")
+        return check
+    if frontend_url and frontend_url.rstrip("/").endswith(f":{port}"):
+        check.update(ok=True, detail=f"127.0.0.1:{port} is the lab's exposed guestbook ({frontend_url}).")
+        return check
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if os.name != "nt":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            check.update(ok=False, blocks=check["needed_for"], detail=f"127.0.0.1:{port} is in use by another program.")
+            check["hint"] = "Free the port or pass --frontend-port (0 picks a free one)."
+            return check
+    check.update(ok=True, detail=f"127.0.0.1:{port} is free.")
+    return check

@@ -1,0 +1,204 @@
+"""Operating-system helpers of the local platform: the redis-server binary, free ports, the pid table and orphans.
+
+Nothing here knows about pods. The pid table (`pods.json` in the run dir) records each child's pid, its start
+time (field 22 of /proc/<pid>/stat) and argv, so a dashboard that was killed with -9 can be cleaned up by the
+next one without ever killing a reused pid. Children are also tied to the dashboard with PR_SET_PDEATHSIG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dashboard.errors import PlatformUnavailable
+
+PID_TABLE = "pods.json"
+ENDPOINTS_FILE = "endpoints.json"
+REDIS_DIR_PREFIX = "redis-data-"
+PR_SET_PDEATHSIG = 1
+
+_libc: Any = None
+
+
+def find_redis_server(binary: str) -> str:
+    """The path of the redis-server binary (a name on PATH or a path), or PlatformUnavailable."""
+    found = shutil.which(binary)
+    if found is None:
+        raise PlatformUnavailable(
+            "redis-server was not found on PATH.",
+            "Install Redis (apt-get install redis-server) "
+            "or set GUESTBOOK_LAB_REDIS_SERVER / --redis-server to its path.",
+        )
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (bind to port 0). Another program may take it before we do: callers retry."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks after boot), or None if no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces: split after the last ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def process_state(pid: int) -> str | None:
+    """Field 3 of /proc/<pid>/stat (R, S, Z, ...), or None if no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()[0]
+
+
+def is_running(pid: int, start_time: int | None) -> bool:
+    """True if `pid` is a live (non-zombie) process that started at `start_time` (so not a reused pid)."""
+    current = process_start_time(pid)
+    if current is None or (start_time is not None and current != start_time):
+        return False
+    return process_state(pid) not in (None, "Z", "X")
+
+
+def _load_libc() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    return _libc
+
+
+def child_setup() -> Callable[[], None]:
+    """A preexec_fn that makes the child get SIGKILL when the dashboard's spawning thread dies (even by kill -9).
+
+    Call it from the event loop thread: PR_SET_PDEATHSIG fires when the thread that forked exits.
+    If the dashboard died between fork and prctl, the child exits at once instead of living on.
+    """
+    libc = _load_libc()
+    parent = os.getpid()
+
+    def setup() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return setup
+
+
+def atomic_write_json(path: Path, data: object) -> None:
+    """Write JSON to `path` so readers see the old or the new file, never half of one (temp file + os.replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(data, file, indent=1)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def read_pid_table(run_dir: Path) -> dict[str, Any]:
+    """The pid table left in `run_dir`, or {} (missing or unreadable)."""
+    try:
+        data = json.loads((run_dir / PID_TABLE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def live_entries(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pid table's pod entries whose process still runs with the recorded start time."""
+    entries = []
+    for entry in table.get("pods") or []:
+        try:
+            pid, start = int(entry["pid"]), int(entry["start_time"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if pid > 1 and is_running(pid, start):
+            entries.append(entry)
+    return entries
+
+
+def kill_and_wait(pids_with_start: list[tuple[int, int]], timeout: float = 2.0) -> list[int]:
+    """SIGKILL each (pid, start_time) that still matches, then wait until they are gone; returns pids still alive."""
+    for pid, start in pids_with_start:
+        if is_running(pid, start):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    alive = [(pid, start) for pid, start in pids_with_start if is_running(pid, start)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.005)
+        alive = [(pid, start) for pid, start in alive if is_running(pid, start)]
+    return [pid for pid, _ in alive]
+
+
+def remove_lab_files(run_dir: Path) -> None:
+    """Remove the local platform's files in `run_dir` (pid table, endpoints, redis dirs), then `run_dir` if empty."""
+    for name in (PID_TABLE, ENDPOINTS_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / name).unlink()
+    if run_dir.is_dir():
+        for child in run_dir.iterdir():
+            if child.is_dir() and child.name.startswith(REDIS_DIR_PREFIX):
+                shutil.rmtree(child, ignore_errors=True)
+            elif child.name.startswith((f".{PID_TABLE}.", f".{ENDPOINTS_FILE}.")):
+                with contextlib.suppress(OSError):
+                    child.unlink()
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only if empty
+
+
+async def accepts_connections(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True if something accepts TCP connections on host:port."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+def frontend_argv(pod_name: str, port: int, endpoints: Path, max_entry_length: int) -> list[str]:
+    """The frontend pod's program: the Python guestbook on 127.0.0.1:`port`, finding Redis via the endpoints file."""
+    return [
+        sys.executable, "-m", "dashboard.guestbook", "--host", "127.0.0.1", "--port", str(port),
+        "--endpoints", str(endpoints), "--max-entry-length", str(max_entry_length), "--name", pod_name,
+    ]  # fmt: skip
+
+
+def url_host(bind_host: str) -> str:
+    """The host to put in a URL for a server bound to `bind_host` (a wildcard becomes this machine's address)."""
+    host = bind_host
+    if host in ("0.0.0.0", "", "::"):
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect(("192.0.2.1", 9))  # TEST-NET-1: no packet is sent, it only picks the outgoing address
+                host = str(probe.getsockname()[0])
+        except OSError:
+            host = "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
