@@ -5,8 +5,11 @@ Pure ASGI middlewares, so no body is ever buffered to be measured.
 `BodyLimit(app, max_bytes)` answers 413 with one sentence before the app runs when `Content-Length` says the body
 is too large, and otherwise counts the bytes as the app reads them (chunked bodies, lying lengths): the read that
 crosses the cap raises `PayloadTooLarge`, a `DashboardError`, which the app's error handler renders like every
-other error (JSON, htmx fragment or page). Should it escape the app before a response started, it is answered
-here. Bytes beyond the cap are never held: the server discards what the client still sends.
+other error (JSON, htmx fragment or page). Should it escape the app before a response started (alone, or wrapped
+in the ExceptionGroup of a `BaseHTTPMiddleware`'s task group), it is answered here.
+
+Not FastAPI's `max_body_size`: its 413 is a bare "Content Too Large" without the fix, whatever the error
+handlers say. Bytes beyond the cap are never held: the server discards what the client still sends.
 
 `CleanPath(app)` answers 400 with one sentence when the (percent-decoded) path holds a control character
 (`%00`, `%0A`, …): no address of the dashboard has one, and passing one on (to the `/guestbook/` proxy) would only
@@ -87,6 +90,11 @@ class BodyLimit:
             if started:
                 raise
             await answer(send, exc)
+        except ExceptionGroup as group:  # a BaseHTTPMiddleware reads the body in a task group: unwrap ours only
+            ours, others = group.split(PayloadTooLarge)
+            if ours is None or others is not None or started:
+                raise
+            await answer(send, too_large(self.max_bytes))
 
 
 class CleanPath:
