@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from dashboard.settings import Settings
 from dashboard.web import create_app
 from dashboard.web.limits import MAX_BODY_BYTES
+from dashboard.web.routes.guestbook import raw_guestbook_path
 from tests.fakes import FakePlatform
 
 HX = {"HX-Request": "true"}
@@ -206,3 +208,19 @@ def test_a_body_under_the_cap_is_read_as_before(client: TestClient) -> None:
     body = json.dumps({"rate": 0, "seconds": 5, "pad": "x" * (MAX_BODY_BYTES - 100)})
     r = client.post("/api/load", content=body, headers=HX | {"Content-Type": "application/json"})
     assert r.status_code == 400 and "out of bounds" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "lab_id", "forwarded"),
+    [
+        (b"/guestbook/guestbook.php", None, b"guestbook.php"),
+        (b"/guestbook/", None, b""),
+        (b"/guestbook/a%3Fcmd=set/b%2F", None, b"a%3Fcmd=set/b%2F"),  # escapes stay escapes: no query injected
+        (b"/labs/guestbook/guestbook/guestbook.php", "guestbook", b"guestbook.php"),
+        (b"/labs/room-1/guestbook/app.js", "room-1", b"app.js"),
+    ],
+)
+def test_the_proxy_forwards_the_raw_path_after_guestbook(raw_path: bytes, lab_id: str | None, forwarded: bytes) -> None:
+    params = {"path": "ignored"} | ({"lab_id": lab_id} if lab_id else {})
+    request = Request({"type": "http", "raw_path": raw_path, "path_params": params, "headers": []})
+    assert raw_guestbook_path(request, "ignored") == forwarded
