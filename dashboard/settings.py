@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     token: str | None = Field(
         None,
         description="Access token for the dashboard (Authorization: Bearer, or ?token= once in the browser). "
-        "Generated and printed at start when the host is not loopback and none is given.",
+        "Generated and printed at start when the host is not loopback and none is given. As a flag it shows in ps: "
+        "prefer the environment variable or --token-file.",
     )
     token_file: Path | None = Field(
         None,
