@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -28,6 +30,8 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--port": ("port", {"type": int}),
     "--platform": ("platform", {"choices": ["local", "kubernetes"]}),
     "--token": ("token", {}),
+    "--token-file": ("token_file", {}),
+    "--allowed-host": ("allowed_host", {"action": "append"}),
     "--redis-server": ("redis_server", {}),
     "--frontend-port": ("frontend_port", {"type": int}),
     "--run-dir": ("run_dir", {}),
@@ -65,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         field = fields[name]
         env = ENV_PREFIX + name.upper()
         default = field.default if field.default_factory is None else "(see description)"
+        default = "none" if default == () else default
         help_text = f"{field.description} [env {env}; default {default}]"
         names = [flag, "-n"] if flag == "--namespace" else [flag]
         kwargs: dict[str, Any] = {"dest": name, "help": help_text, "default": None}
@@ -91,6 +96,34 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
     raise AssertionError("unreachable")
 
 
+def token_warning(argv: Sequence[str] | None) -> str | None:
+    """The warning for a token given as a flag: every user of the machine sees it in `ps`."""
+    args, _ = build_parser().parse_known_args(argv)
+    if args.token is None:
+        return None
+    return (
+        "guestbook-lab: warning: --token on the command line is visible to every user of this machine in ps; "
+        f"set {ENV_PREFIX}TOKEN or use --token-file FILE instead."
+    )
+
+
+def read_token_file(settings: Settings) -> Settings | str:
+    """Settings with the token read from --token-file, or the one-sentence error to print."""
+    path = settings.token_file
+    if path is None:
+        return settings
+    flag = f"--token-file (env {ENV_PREFIX}TOKEN_FILE)"
+    if settings.token:
+        return f"guestbook-lab: give the token once: either --token / {ENV_PREFIX}TOKEN or {flag}, not both."
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"guestbook-lab: {flag}: cannot read {path} ({exc.__class__.__name__}); give a readable file."
+    if not token or any(c.isspace() for c in token):
+        return f"guestbook-lab: {flag}: {path} must hold the token on one line, without spaces."
+    return settings.model_copy(update={"token": token})
+
+
 def port_is_free(host: str, port: int) -> bool:
     """Whether `host:port` can be bound now (uvicorn would otherwise fail with a traceback-like log)."""
     if port == 0:
@@ -105,8 +138,22 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_from_args(argv)
+    warning = token_warning(argv)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    read = read_token_file(settings)
+    if isinstance(read, str):
+        print(read, file=sys.stderr)
+        return 2
+    settings = read
+    # The token now lives in `settings` only: no child process (redis-server, the frontends) inherits it.
+    os.environ.pop(f"{ENV_PREFIX}TOKEN", None)
     if not settings.is_loopback and not settings.token:
         settings = settings.model_copy(update={"token": generate_token()})
     if (
@@ -143,7 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
     )
+    from dashboard.web.shutdown import DropCancelNotice
+
+    logging.getLogger("uvicorn.error").addFilter(DropCancelNotice())  # after Config: it sets up uvicorn's logging
     server = uvicorn.Server(config)
+    # uvicorn re-raises SIGTERM once its shutdown (and the lab's cleanup) is done: make that a clean exit, 0,
+    # as Ctrl-C is, instead of death by signal.
+    signal.signal(signal.SIGTERM, exit_cleanly)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     return 0 if server.started or not server.should_exit else 1

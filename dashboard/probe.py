@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -367,21 +368,22 @@ class NodeCount:
 
 
 def check_params(rate: Any, seconds: Any) -> tuple[int, float]:
-    """Validate the load's parameters (BadRequest with the bounds when out of range)."""
-    try:
-        r = int(rate)
-        s = float(seconds)
-    except (TypeError, ValueError):
+    """Validate the load's parameters: real numbers (not bools, not strings, finite), rate whole, within bounds."""
+    hint = f"Send rate 1–{MAX_RATE} and seconds 1–{MAX_SECONDS}, as numbers."
+    for value in (rate, seconds):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            got = f"rate={rate!r:.40}, seconds={seconds!r:.40}"
+            raise BadRequest(f"A write load needs both rate and seconds, as numbers (got {got}).", hint)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadRequest(f"A write load needs finite numbers (got rate={rate!r}, seconds={seconds!r}).", hint)
+    if not 1 <= rate <= MAX_RATE or not 0.1 <= seconds <= MAX_SECONDS:
         raise BadRequest(
-            f"A write load needs both rate and seconds, as numbers (got rate={rate!r}, seconds={seconds!r}).",
-            f"Send rate 1–{MAX_RATE} and seconds 1–{MAX_SECONDS}.",
-        ) from None
-    if not 1 <= r <= MAX_RATE or not 0.1 <= s <= MAX_SECONDS:
-        raise BadRequest(
-            f"A write load of {r}/s for {s:g} s is out of bounds.",
+            f"A write load of {rate!r:.40}/s for {seconds!r:.40} s is out of bounds.",
             f"Use a rate from 1 to {MAX_RATE} writes per second and from 0.1 to {MAX_SECONDS} seconds.",
         )
-    return r, s
+    if rate != int(rate):
+        raise BadRequest(f"A write load's rate must be a whole number of writes per second (got {rate!r}).", hint)
+    return int(rate), float(seconds)
 
 
 class LoadRun:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "GUESTBOOK_LAB_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,18 @@ class Settings(BaseSettings):
     token: str | None = Field(
         None,
         description="Access token for the dashboard (Authorization: Bearer, or ?token= once in the browser). "
-        "Generated and printed at start when the host is not loopback and none is given.",
+        "Generated and printed at start when the host is not loopback and none is given. As a flag it shows in ps: "
+        "prefer the environment variable or --token-file.",
+    )
+    token_file: Path | None = Field(
+        None,
+        description="File holding the access token, read once at start: keeps the token out of ps, unlike --token "
+        "(GUESTBOOK_LAB_TOKEN does too).",
+    )
+    allowed_host: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Another name this loopback dashboard answers to besides localhost and loopback addresses "
+        "(an /etc/hosts alias, a local proxy's name); repeat the flag or separate names with commas.",
     )
     redis_server: str = Field(
         "redis-server", description="The redis-server binary for the local platform (a name on PATH or a path)."
@@ -105,6 +116,19 @@ class Settings(BaseSettings):
         False,
         description="Run the frontend at 1 replica instead of the manifest's 3 (4 pods per learner instead of 6).",
     )
+
+    @field_validator("allowed_host", mode="before")
+    @classmethod
+    def split_names(cls, value: Any) -> Any:
+        """'a,b' (the environment), ['a', 'b,c'] (repeated flags) -> ('a', 'b', 'c'); names without ports."""
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        names = [n for item in items for n in (part.strip().lower() for part in str(item).split(",")) if n]
+        for name in names:
+            if any(c in name for c in ":/@[] "):
+                raise ValueError(f"{name!r} is not a host name (give names like lab.example, without port or scheme)")
+        return tuple(names)
 
     @property
     def is_loopback(self) -> bool:

@@ -15,8 +15,8 @@ from dashboard.replication_chart import build_charts, human_bytes, render_chart
 
 
 def test_load_bounds() -> None:
-    assert check_params("50", "10") == (50, 10.0)
-    for rate, seconds in ((0, 1), (501, 1), (10, 61), ("x", 1), (None, 1)):
+    assert check_params(50, 10) == (50, 10.0)
+    for rate, seconds in ((0, 1), (501, 1), (10, 61), ("x", 1), (None, 1), ("50", 10), (True, 10)):
         with pytest.raises(BadRequest):
             check_params(rate, seconds)
 

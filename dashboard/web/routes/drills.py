@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,10 +14,18 @@ from dashboard.web.render import respond
 
 router = APIRouter()
 LOAD_EXAMPLE = 'Send {"rate": 50, "seconds": 10}.'
+DECIMAL = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
+
+
+def decimal_field(value: str) -> int | float | str:
+    """A form or query field as a number when it is strictly decimal (`50`, `2.5`), else the text (refused later)."""
+    if not DECIMAL.fullmatch(value):
+        return value
+    return float(value) if "." in value else int(value)
 
 
 async def body_params(request: Request) -> dict[str, Any]:
-    """The parameters of a form, a JSON object or the query string."""
+    """The parameters of a JSON object (values as sent), or of a form or the query string (decimal numbers parsed)."""
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype == "application/json":
         try:
@@ -27,8 +36,8 @@ async def body_params(request: Request) -> dict[str, Any]:
             raise BadRequest("The body must be a JSON object.", LOAD_EXAMPLE)
         return data
     if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return dict((await request.form()).items())
-    return dict(request.query_params.items())
+        return {k: decimal_field(v) if isinstance(v, str) else v for k, v in (await request.form()).items()}
+    return {k: decimal_field(v) for k, v in request.query_params.items()}
 
 
 @router.post("/api/drills/{drill_id}", tags=["lab"], response_model=None)
