@@ -12,6 +12,7 @@ class DashboardError(Exception):
     """An error a user can act on. `status` is the HTTP status the web layer answers with."""
 
     status: int = 500
+    retry_after: int | None = None  # seconds after which asking again may work (a Retry-After header)
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -68,3 +69,10 @@ class Forbidden(DashboardError):
     """The request is not allowed (cross-site, missing or wrong token)."""
 
     status = 403
+
+
+class NotReady(DashboardError):
+    """What was asked for is being prepared (a learner's lab still provisioning): ask again in `retry_after` s."""
+
+    status = 503
+    retry_after = 2

@@ -416,6 +416,11 @@ class Workshop:
             "steps": [{"id": s.id, "title": s.title} for s in STEPS if s.id != "cleanup"],
             "summary": summary,
             "count": len(rows),
+            "provisioning": {
+                "now": self.provisioning_now,
+                "peak": self.provisioning_peak,
+                "limit": PROVISION_CONCURRENCY,
+            },
         }
 
     def _row(self, learner: Learner, now: float) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from dashboard.errors import NotFound, NotReady
 from dashboard.session import DEFAULT_LAB, LabRegistry, LabSession
 from dashboard.web.auth import authorize
 
@@ -25,8 +26,16 @@ def lab_session(request: Request) -> LabSession:
     """The lab session this request addresses (`/labs/<id>/…`, else the default lab), if its principal may."""
     lab_id = str(request.path_params.get("lab_id", DEFAULT_LAB))
     workshop = request.app.state.workshop
-    authorize(request, lab_id, workshop.room_of(lab_id) if workshop is not None else None)
-    return registry(request).get(lab_id)
+    room = workshop.room_of(lab_id) if workshop is not None else None
+    authorize(request, lab_id, room)
+    try:
+        return registry(request).get(lab_id)
+    except NotFound:
+        if room is None:
+            raise
+        raise NotReady(  # a learner who just joined, or any learner after a restart, before their lab is open
+            "Your lab is being prepared.", "This page reloads by itself in a moment."
+        ) from None
 
 
 Lab = Annotated[LabSession, Depends(lab_session)]

@@ -176,6 +176,13 @@ async def respond(request: Request, session: LabSession, data: Any, topic: str, 
 
 def error_response(request: Request, error: DashboardError) -> Response:
     """Every error, rendered once: JSON, an htmx fragment in the asking element's error slot, or a page."""
+    response = _error_response(request, error)
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def _error_response(request: Request, error: DashboardError) -> Response:
     if wants_fragment(request):
         trigger = request.headers.get("hx-trigger", "")
         target = f"#{trigger}-error" if trigger.replace("-", "").isalnum() else "#page-error"
