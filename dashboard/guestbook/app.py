@@ -334,7 +334,7 @@ class GuestbookApp:
 
     async def _read_follower(self) -> Response:
         async def get(client: aioredis.Redis) -> Any:
-            return await client.get(KEY)
+            return await self.follower.execute(client, "GET", KEY)
 
         return self._get_response(await self.follower.run(get, idempotent=True))
 

@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dashboard.guestbook.endpoints import Address, EndpointsFile, EndpointsUnavailable
@@ -79,6 +80,7 @@ class RedisService:
         self._used = False  # whether a command has succeeded on the current client
         self._version = -1
         self._next = random.randrange(1 << 16)
+        self._lock = asyncio.Lock()
 
     # endpoints and clients -------------------------------------------------------------------------------------
 
@@ -172,11 +174,31 @@ class RedisService:
             f"Check that the {self.name} pods are Running (kubectl get pods -l app=redis) and that Redis listens.",
         )
 
+    async def execute(self, client: aioredis.Redis, *args: str | bytes | int) -> Any:
+        """One command on `client`. On the one-connection client (the follower's reads, at most one in flight
+        thanks to `FreshRead`), it goes straight to redis-py's connection (`send_command`, `read_response`):
+        the client's per-command machinery (lock, retry wrapper, metrics) costs more than the GET itself."""
+        if self._pooled:
+            return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+        conn = client.connection or (await client.initialize()).connection
+        assert conn is not None
+        async with self._lock:
+            try:
+                await conn.send_command(*args)
+                return await conn.read_response()
+            except (ResponseError, asyncio.CancelledError) as exc:
+                if not isinstance(exc, ResponseError):  # cancelled half-way: the connection is out of step
+                    await conn.disconnect(nowait=True)
+                raise
+            except BaseException:
+                await conn.disconnect(nowait=True)
+                raise
+
     async def ping(self, within: float) -> bool:
         """Whether a PING through the service succeeds within `within` seconds."""
 
         async def ping(client: aioredis.Redis) -> bool:
-            return bool(await client.ping())
+            return await self.execute(client, "PING") in (True, b"PONG")
 
         try:
             return await asyncio.wait_for(self.run(ping, idempotent=True), within)
