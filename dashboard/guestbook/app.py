@@ -339,7 +339,7 @@ class GuestbookApp:
         return self._get_response(await self.follower.run(get, idempotent=True))
 
     async def _get(self) -> Response:
-        result: Response = await asyncio.shield(self._reads.get())
+        result: Response = await self._reads.get()
         return result
 
     def _get_response(self, raw: Any) -> Response:

@@ -34,7 +34,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import httptools
 import uvicorn
@@ -133,7 +133,7 @@ class FrontendProtocol(HttpToolsProtocol):
     # connection -----------------------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CorkedTransport(transport, self.loop))  # type: ignore[arg-type]
+        super().connection_made(CorkedTransport(transport))  # type: ignore[arg-type]
         if self.max_connections is not None and len(self.connections) > self.max_connections:
             self._reject(
                 503,
@@ -155,6 +155,7 @@ class FrontendProtocol(HttpToolsProtocol):
         return None
 
     def on_response_complete(self) -> None:
+        cast(CorkedTransport, self.transport).flush()  # the whole answer, head and body, in one write
         super().on_response_complete()
         if self._eof and not self.pipeline and self.cycle.response_complete and not self.transport.is_closing():
             self.transport.close()
@@ -247,34 +248,35 @@ class _HeadSweeper:
 
 
 class CorkedTransport:
-    """The connection's transport, with the writes of one event-loop iteration sent as one.
+    """The connection's transport, with each answer's writes sent as one.
 
     uvicorn writes a response's head and its body separately; sent as they come that is two system calls and two
-    TCP segments per answer. Everything else is the real transport's (reading, pausing, closing, flow control).
+    TCP segments per answer. Writes are kept until the answer is complete (`FrontendProtocol.on_response_complete`
+    calls `flush`), the connection closes, or the write is an interim `100 Continue` (the client waits for it).
+    Everything else is the real transport's (reading, pausing, closing, flow control).
     """
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        self._loop = loop
         self._pending: list[bytes] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
     def write(self, data: bytes) -> None:
-        if not self._pending:
-            self._loop.call_soon(self._flush)
         self._pending.append(data)
+        if data.startswith(b"HTTP/1.1 100 "):
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if self._pending:
-            data = b"".join(self._pending)
+            data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
             self._pending.clear()
             if not self._transport.is_closing():
                 self._transport.write(data)
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
     def is_closing(self) -> bool:

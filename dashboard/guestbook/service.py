@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -110,7 +109,7 @@ class RedisService:
             port=port,
             client_name=self._client_name,
             socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=COMMAND_TIMEOUT,
+            socket_timeout=COMMAND_TIMEOUT if self._pooled else None,  # see `execute`
             retry=Retry(NoBackoff(), 0),
             max_connections=POOL_SIZE if self._pooled else 1,
             timeout=COMMAND_TIMEOUT,
@@ -184,8 +183,9 @@ class RedisService:
         assert conn is not None
         async with self._lock:
             try:
-                await conn.send_command(*args)
-                return await conn.read_response()
+                async with asyncio.timeout(COMMAND_TIMEOUT):  # a timer, not redis-py's wait_for task per read
+                    await conn.send_command(*args)
+                    return await conn.read_response()
             except (ResponseError, asyncio.CancelledError) as exc:
                 if not isinstance(exc, ResponseError):  # cancelled half-way: the connection is out of step
                     await conn.disconnect(nowait=True)
@@ -218,34 +218,37 @@ class FreshRead:
     The first caller starts the read. Callers that arrive while it is in flight do not join it (its answer may
     predate them); they share the next read, which starts as soon as the current one finishes. So at most one
     read is in flight and one queued, however many clients ask, and each answer was read after its caller came.
-    Callers must not cancel the returned future (others wait on it): await it through `asyncio.shield`.
+    Each caller gets a future of its own (cancelling it touches nobody else), resolved when its read finishes.
     """
 
     def __init__(self, read: Callable[[], Awaitable[Any]]) -> None:
         self._read = read
-        self._running: asyncio.Future[Any] | None = None
-        self._queued: asyncio.Future[Any] | None = None
+        self._running = False
+        self._current: list[asyncio.Future[Any]] = []  # waiting for the read in flight
+        self._queued: list[asyncio.Future[Any]] = []  # waiting for the next read
 
     def get(self) -> asyncio.Future[Any]:
-        if self._running is None:
-            self._running = self._start()
-            return self._running
-        if self._queued is None:
-            self._queued = asyncio.get_running_loop().create_future()
-        return self._queued
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._running:
+            self._queued.append(fut)
+        else:
+            self._current.append(fut)
+            self._start()
+        return fut
 
-    def _start(self) -> asyncio.Future[Any]:
-        task = asyncio.ensure_future(self._read())
-        task.add_done_callback(self._finished)
-        return task
+    def _start(self) -> None:
+        self._running = True
+        asyncio.ensure_future(self._read()).add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Future[Any]) -> None:
-        queued, self._queued = self._queued, None
-        if queued is None:
-            self._running = None
-            return
-        self._running = self._start()
-        self._running.add_done_callback(partial(_copy_outcome, queued))
+        waiters, self._current = self._current, []
+        for fut in waiters:
+            _copy_outcome(fut, task)
+        if self._queued:
+            self._current, self._queued = self._queued, []
+            self._start()
+        else:
+            self._running = False
 
 
 def _copy_outcome(out: asyncio.Future[Any], task: asyncio.Future[Any]) -> None:
