@@ -118,7 +118,10 @@ class RedisService:
         )
         return aioredis.Redis(connection_pool=pool, single_connection_client=not self._pooled)
 
-    def _drop(self) -> None:
+    def _drop(self, failed: aioredis.Redis | None = None) -> None:
+        """Forget the current client (only if it is still `failed`: a concurrent caller may have replaced it)."""
+        if failed is not None and self._client is not failed:
+            return
         client, self._client, self._addr = self._client, None, None
         if client is not None:
             task = asyncio.ensure_future(client.aclose(close_connection_pool=True))
@@ -137,7 +140,9 @@ class RedisService:
         """Run `command` on the current endpoint's client; move on to the next endpoint when it cannot connect.
 
         A command on a connection that broke under it is sent again (once, on the next endpoint) only when
-        `idempotent`; otherwise the caller learns that the endpoint stopped answering.
+        `idempotent`; otherwise the caller learns that the endpoint stopped answering. A client that has never
+        answered counts as not connected (its endpoint is skipped), which for a write is exact unless the server
+        died while executing the very first command of a new client.
         """
         addrs = self._addresses()
         failures: list[str] = []
@@ -148,7 +153,7 @@ class RedisService:
             try:
                 result = await command(client)
             except BROKEN as exc:
-                self._drop()
+                self._drop(client)
                 where = f"{addr[0]}:{addr[1]}"
                 if not used:  # never answered: nothing was stored, try the next endpoint
                     failures.append(_reason(exc))
@@ -166,7 +171,8 @@ class RedisService:
                 retried = True
                 addrs = self._addresses()
                 continue
-            self._used = True
+            if self._client is client:
+                self._used = True
             return result
         raise ServiceUnavailable(
             f"Cannot connect to {self.name}: {'; '.join(failures) or 'no endpoint answered'}.",
