@@ -285,6 +285,14 @@ def test_append_keeps_upstream_data_readable(fe: Frontend, leader: RedisProc, fo
     assert leader.command("GET", "guestbook") == b",old one,old two,new%2C with comma"
 
 
+def test_quiet_append_answers_without_the_entries(fe: Frontend, leader: RedisProc, follower: RedisProc) -> None:
+    assert fe.append("first")[1]["entries"] == ["first"]
+    assert fe.get("?cmd=append&quiet=1&value=" + quote("second, quietly")) == (200, {"message": "Updated"})
+    synced(leader, follower)
+    assert fe.entries() == ["first", "second, quietly"]
+    assert fe.get("?cmd=append&quiet=1&value=")[0] == 400  # the same checks apply
+
+
 def test_append_counts_characters_not_bytes(fe: Frontend) -> None:
     assert fe.append("😀" * 50)[0] == 200  # 50 characters, 200 UTF-8 bytes, limit 50
 

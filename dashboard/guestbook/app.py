@@ -4,6 +4,7 @@ Contract (compatible with the PHP image, minus its bugs):
   GET  /guestbook.php?cmd=set&value=V     SET guestbook V on redis-leader        -> {"message": "Updated"}
   GET  /guestbook.php?cmd=get (any cmd)    GET guestbook from redis-follower      -> {"data": raw, "entries": [...]}
   GET|POST /guestbook.php?cmd=append       append one entry atomically (Lua)      -> {"message": "Updated", "entries"}
+           ...&quiet=1                     the same without the entries (a write load's answer stays small)
   GET  /healthz                            {"ok": true, "leader": bool, "follower": bool}
   GET  /  (+ /app.js, /style.css)          the page
 POST bodies may be form-encoded or a JSON object; their fields override the query string's.
@@ -45,6 +46,7 @@ PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page")
 CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
 JSON_TYPE = b"application/json"
 
+# ARGV: the encoded entry, the size limit, and "1" to return the new value ("0": its length only, for quiet=1)
 APPEND_SCRIPT = """
 local cur = redis.call('GET', KEYS[1])
 local add = ARGV[1]
@@ -52,10 +54,12 @@ if cur and #cur > 0 then
   if #cur + 1 + #add > tonumber(ARGV[2]) then
     return redis.error_reply('GUESTBOOK_FULL the stored value would exceed ' .. ARGV[2] .. ' bytes')
   end
-  redis.call('APPEND', KEYS[1], ',' .. add)
+  local size = redis.call('APPEND', KEYS[1], ',' .. add)
+  if ARGV[3] == '0' then return size end
   return cur .. ',' .. add
 end
 redis.call('SET', KEYS[1], add)
+if ARGV[3] == '0' then return #add end
 return add
 """
 
@@ -115,6 +119,9 @@ def printable(data: bytes, limit: int = 200) -> str:
 
 
 _ESCAPE_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, ord("\\")]}
+
+
+UPDATED = json_response(200, {"message": "Updated"}, (NO_STORE,))
 
 
 class BadInput(Exception):
@@ -249,7 +256,8 @@ class GuestbookApp:
         if cmd == "set":
             return await self._redis(self._set(params.get("value")))
         if cmd == "append":
-            return await self._redis(self._append_entry(self._valid_entry(params.get("value"))))
+            entry = self._valid_entry(params.get("value"))
+            return await self._redis(self._append_entry(entry, quiet=params.get("quiet") == "1"))
         return await self._redis(self._get())
 
     async def _body_params(self, scope: Scope, receive: Receive) -> dict[str, str]:
@@ -368,10 +376,10 @@ class GuestbookApp:
             return await client.set(KEY, data)
 
         await self.leader.run(set_value, idempotent=True)
-        return json_response(200, {"message": "Updated"}, (NO_STORE,))
+        return UPDATED
 
-    async def _append_entry(self, entry: str) -> Response:
-        args = [encode_entry(entry).encode("utf-8"), MAX_VALUE_BYTES]
+    async def _append_entry(self, entry: str, quiet: bool) -> Response:
+        args = [encode_entry(entry).encode("utf-8"), MAX_VALUE_BYTES, "0" if quiet else "1"]
 
         async def append(client: aioredis.Redis) -> Any:
             if self._append is None:
@@ -387,6 +395,8 @@ class GuestbookApp:
                     "Clear it (cmd=set with an empty value) before adding more.",
                 ) from None
             raise
+        if quiet:
+            return UPDATED
         entries = split_entries(reply if isinstance(reply, bytes) else b"")
         return json_response(200, {"message": "Updated", "entries": entries}, (NO_STORE,))
 
