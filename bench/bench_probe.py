@@ -312,6 +312,9 @@ def load(args: argparse.Namespace, clients: list[str]) -> bool:
                     run = client.get("/api/load").json()
                 meter.recording = False
                 cpu = time.process_time() - cpu0
+                if run["state"] in ("running", "checking"):
+                    run["message"] = f"still {run['state']} {args.load_seconds + 60:g} s after the start"
+                    client.delete("/api/load", headers=HX)
                 results[name] = {"run": run, "lag": list(meter.samples), "cpu_s": cpu}
                 time.sleep(1.0)
         finally:
