@@ -12,25 +12,39 @@ leader, followers and frontend steps, then:
 2. CPU of the dashboard process (sampling 3 Redis nodes at 1 Hz, the pods tick, the lag chart ticker; no
    viewer), from /proc/<pid>/stat over --seconds, as % of one core. Target for the sampling: <= 2 %.
 
-Usage: .venv/bin/python bench/bench_probe.py [--probes 30] [--seconds 20]
-Stops exactly the processes it started, by pid.
+3. The write load (`POST /api/load`, --load-rate per second for --load-seconds) with the dashboard IN THIS
+   PROCESS (`create_app` on uvicorn, on uvloop like `python -m dashboard`), so that its event loop can be watched:
+   a callback scheduled every 10 ms records how late it runs (the event-loop lag) while the load runs. Per HTTP
+   client library, side by side on the same lab: the product's (aiohttp, `dashboard.probe.FrontendHttp`) and
+   httpx with one shared pool (swapped in through `dashboard.probe.open_http`). Reported: entries acknowledged
+   and accounted for on every node, lag p50/p99/max, the process's CPU per 1,000 writes, write latency.
+   Targets: every entry accounted for, lag p99 <= 50 ms.
+
+Usage: .venv/bin/python bench/bench_probe.py [--probes 30] [--seconds 20] [--load-rate 500] [--load-seconds 30]
+       [--only accuracy|load] [--clients aiohttp,httpx]
+Stops exactly the processes it started, by pid; every request goes to 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 HX = {"HX-Request": "true"}
@@ -86,7 +100,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--probes", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--load-rate", type=int, default=500)
+    parser.add_argument("--load-seconds", type=float, default=30.0)
+    parser.add_argument("--clients", default="aiohttp,httpx", help="HTTP client libraries to compare in the load")
+    parser.add_argument("--only", choices=["accuracy", "load"])
+    parser.add_argument(
+        "--baseline",
+        help="also run the load on the dashboard of this git revision (exported with git archive; its own client)",
+    )
+    parser.add_argument("--tree", help=argparse.SUPPRESS)  # internal: run the load on the tree at this path
     args = parser.parse_args()
+    if args.tree:
+        sys.path.insert(0, args.tree)
+        os.environ["PYTHONPATH"] = args.tree  # the lab's frontends too
+        raise SystemExit(0 if load(args, ["as-is"]) else 1)
+    ok = True
+    if args.only != "load":
+        accuracy(args)
+    if args.only != "accuracy" and args.baseline:
+        with tempfile.TemporaryDirectory(prefix="bench-probe-baseline-") as tree:
+            archive = subprocess.run(
+                ["git", "-C", str(ROOT), "archive", args.baseline], capture_output=True, check=True
+            )
+            subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--only", "load", "--tree", tree]
+            cmd += ["--load-rate", str(args.load_rate), "--load-seconds", str(args.load_seconds)]
+            print(f"baseline {args.baseline} (its own HTTP client):", flush=True)
+            env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+            subprocess.run(cmd, cwd=tree, env=env, timeout=args.load_seconds * 2 + 300, check=False)
+    if args.only != "accuracy":
+        ok = load(args, [c for c in args.clients.split(",") if c])
+    raise SystemExit(0 if ok else 1)
+
+
+def accuracy(args: argparse.Namespace) -> None:
     port = free_port()
     run_dir = Path(tempfile.mkdtemp(prefix="bench-probe-"))
     cmd = [sys.executable, "-m", "dashboard", "--port", str(port), "--frontend-port", "0"]
@@ -175,6 +222,136 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             dash.kill()
             dash.wait(timeout=5)
+
+
+# ------------------------------------------------------------------------------------------------ 3. the load
+
+
+class HttpxFrontendHttp:
+    """httpx with one shared pool, behind the interface of `dashboard.probe.FrontendHttp` (for the comparison)."""
+
+    def __init__(self, connections: int) -> None:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self._client = httpx.AsyncClient(timeout=5.0, limits=limits, trust_env=False)
+
+    async def get(self, url: str, params: dict[str, str]) -> tuple[int, bytes]:
+        response = await self._client.get(url, params=params)
+        return response.status_code, response.content
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> HttpxFrontendHttp:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class LagMeter:
+    """How late a callback scheduled every `interval` seconds runs, while `recording`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = 0.01) -> None:
+        self.loop = loop
+        self.interval = interval
+        self.recording = False
+        self.samples: list[float] = []
+        self._due = loop.time() + interval
+        loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        if self.recording:
+            self.samples.append((now - self._due) * 1000)
+        self._due = now + self.interval
+        self.loop.call_at(self._due, self._tick)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
+
+
+def load(args: argparse.Namespace, clients: list[str]) -> bool:
+    import dashboard.probe as probe
+    from dashboard.cli import settings_from_args
+    from dashboard.web import create_app
+
+    port = free_port()
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    settings = settings_from_args(["--port", str(port), "--frontend-port", "0", "--run-dir", str(run_dir / "run")])
+    app = create_app(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    factories: dict[str, Any] = {"aiohttp": getattr(probe, "FrontendHttp", None), "httpx": HttpxFrontendHttp}
+    results: dict[str, dict[str, Any]] = {}
+
+    def drive(meter: LagMeter) -> None:
+        """The bench's HTTP side, in a thread: the steps, then one load per client library."""
+        try:
+            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0, trust_env=False)
+            wait_for(lambda: client.get("/healthz").status_code == 200, 20, "the dashboard")
+            for step in ("leader", "followers", "frontend"):
+                body = client.post(f"/api/steps/{step}", headers=HX).json()
+                assert body["state"] == "done", body
+            time.sleep(1.0)
+            for name in clients:
+                if name != "as-is":
+                    probe.open_http = factories[name]
+                meter.samples = []
+                cpu0 = time.process_time()
+                meter.recording = True
+                answer = client.post(
+                    "/api/load", json={"rate": args.load_rate, "seconds": args.load_seconds}, headers=HX
+                )
+                run = answer.json()
+                assert answer.status_code == 202, run
+                deadline = time.monotonic() + args.load_seconds + 60
+                while run["state"] in ("running", "checking") and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    run = client.get("/api/load").json()
+                meter.recording = False
+                cpu = time.process_time() - cpu0
+                if run["state"] in ("running", "checking"):
+                    run["message"] = f"still {run['state']} {args.load_seconds + 60:g} s after the start"
+                    client.delete("/api/load", headers=HX)
+                results[name] = {"run": run, "lag": list(meter.samples), "cpu_s": cpu}
+                time.sleep(1.0)
+        finally:
+            server.should_exit = True
+
+    async def serve() -> None:
+        meter = LagMeter(asyncio.get_running_loop())
+        thread = threading.Thread(target=drive, args=(meter,), daemon=True)
+        thread.start()
+        await server.serve()
+        thread.join(timeout=10)
+
+    try:
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(serve())
+        else:
+            uvloop.run(serve())
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    ok = bool(results)
+    print(f"write load {args.load_rate}/s for {args.load_seconds:g} s, dashboard in-process (uvicorn on uvloop):")
+    for name, result in results.items():
+        run, lag = result["run"], result["lag"]
+        complete = run["state"] == "done" and all(n["missing"] == 0 and n["error"] is None for n in run["nodes"])
+        good = complete and run["ok"] == run["planned"] and percentile(lag, 0.99) <= 50
+        ok = ok and good
+        print(
+            f"  {name:8} {run['ok']}/{run['planned']} acknowledged, {run['failed']} failed, "
+            f"{'every one on every node' if complete else run['message']}; "
+            f"loop lag p50 {percentile(lag, 0.5):.1f} ms, p99 {percentile(lag, 0.99):.1f} ms, max {max(lag):.1f} ms; "
+            f"CPU {result['cpu_s'] / max(1, run['ok']) * 1e6:.0f} us/write; "
+            f"latency avg {run['latency_ms_avg']} ms, max {run['latency_ms_max']} ms -> {'OK' if good else 'OVER'}"
+        )
+    print("  targets: every entry accounted for, event-loop lag p99 <= 50 ms")
+    return ok
 
 
 if __name__ == "__main__":

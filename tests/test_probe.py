@@ -1,4 +1,4 @@
-"""Pure parts of the replication views: load bounds, the append answer check, the minimal HTTP client, the lag
+"""Pure parts of the replication views: load bounds, the append answer check, the pooled HTTP client, the lag
 chart's SVG (markers, link-down spans, scales, gone followers) and the highlighting of Redis log lines."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from dashboard.errors import BadRequest
 from dashboard.logs import classify_log
-from dashboard.probe import HttpConnection, append_ok, append_target, check_params
+from dashboard.probe import FrontendHttp, append_ok, append_target, check_params
 from dashboard.redis_nodes import SyncCounters, resync_words
 from dashboard.replication_chart import build_charts, human_bytes, render_chart
 
@@ -28,17 +28,20 @@ def test_append_answer_is_checked_by_its_start() -> None:
     assert append_target("a b&c,d") == "/guestbook.php?cmd=append&value=a+b%26c%2Cd"
 
 
-def test_http_connection_reads_content_length_and_chunked_bodies() -> None:
+def test_frontend_http_reads_bodies_and_reuses_one_pooled_connection() -> None:
     answers = [
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno",
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
     ]
 
     async def main() -> list[tuple[int, bytes]]:
         requests: list[bytes] = []
+        connections = 0
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
             for answer in answers:
                 requests.append(await reader.readuntil(b"\r\n\r\n"))
                 writer.write(answer)
@@ -47,10 +50,14 @@ def test_http_connection_reads_content_length_and_chunked_bodies() -> None:
 
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        conn = HttpConnection(f"http://127.0.0.1:{port}")
-        got = [await conn.get("/a"), await conn.get("/b"), await conn.get("/c")]
+        async with FrontendHttp(connections=4) as http:
+            got = [
+                await http.get(f"http://127.0.0.1:{port}/guestbook.php", {"cmd": "append", "value": v}) for v in "abc"
+            ]
         server.close()
-        assert len(requests) == 3 and requests[0].startswith(b"GET /a HTTP/1.1\r\nHost: 127.0.0.1:")
+        assert connections == 1  # keep-alive: one pooled connection for the three requests
+        assert requests[0].startswith(b"GET /guestbook.php?cmd=append&value=a HTTP/1.1\r\n")
+        assert b"Accept: application/json" in requests[0]
         return got
 
     assert asyncio.run(main()) == [(200, b"hello"), (200, b"abcde"), (404, b"no")]

@@ -1,23 +1,53 @@
-"""A Redis Service as the frontend sees it through kube-proxy: one name, several endpoints, one connection at a time.
+"""One Redis Service as the frontend sees it (`redis-leader`, `redis-follower`): redis-py's asyncio client per endpoint.
 
-`RedisService` keeps one persistent pipelined connection to one endpoint of its service, picked round-robin (from a
-random start) when
-it (re)connects, like kube-proxy picks a backend per TCP connection. When the endpoints file drops that endpoint
-the connection is closed and the next command connects to a listed one. When a connection fails, the endpoints
-file is re-read at once and the other endpoints are tried. Idempotent commands are retried once on a fresh
-connection when the connection broke under them; non-idempotent ones (EVAL append) are not.
+Like a client of a Kubernetes Service, the frontend talks to one endpoint at a time, picked round-robin (starting at
+a random one, as kube-proxy picks one per connection) from the endpoints file. The client for that endpoint is kept
+until the endpoint leaves the file or fails; then the next endpoint is tried, each at most once per call. The
+protocol is redis-py's (with hiredis when installed); this module only decides which endpoint to use, when a
+failed command may be sent again, and how the failure reads (`ServiceUnavailable`, one sentence and a hint).
+
+- `pooled=True` (the leader): a connection pool, so concurrent writers do not wait for each other; redis-py checks a
+  pooled connection before it lends it, so a connection the server closed while idle is replaced transparently.
+- `pooled=False` (the follower's reads): one connection. `cmd=get` is single-flight (see `FreshRead`), so at most
+  one GET is in flight anyway.
+- redis-py's own retries are off: a write that broke after it was sent must not be sent twice (an append would be
+  doubled); reads (`idempotent=True`) are retried here once on the next endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dashboard.guestbook.endpoints import Address, EndpointsFile, EndpointsUnavailable
-from dashboard.guestbook.resp import RedisConnection, RedisConnectionError, Reply
+
+try:  # redis-py >= 7
+    from redis.maint_notifications import MaintNotificationsConfig
+
+    # Off on purpose: with its default ("auto"), redis-py 8's pool skips the check that replaces a connection the
+    # server closed while it sat idle (`maint_notifications_enabled()` returns the truthy "auto"), so the next
+    # write would go to a dead socket and fail after it was sent. Redis OSS sends no such notifications anyway.
+    POOL_OPTIONS: dict[str, Any] = {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+except ImportError:  # pragma: no cover - older redis-py checks the connection unconditionally
+    POOL_OPTIONS = {}
 
 LogFn = Callable[[str], None]
+T = TypeVar("T")
+
+CONNECT_TIMEOUT = 1.0
+COMMAND_TIMEOUT = 5.0
+POOL_SIZE = 32
+BROKEN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class ServiceUnavailable(Exception):
@@ -28,155 +58,211 @@ class ServiceUnavailable(Exception):
         self.hint = hint
 
 
-class RedisService:
-    """Commands for one Service name (`redis-leader` or `redis-follower`), sent over one shared connection."""
+def _reason(exc: BaseException) -> str:
+    text = str(exc).rstrip(".") or type(exc).__name__
+    return text
 
-    def __init__(self, name: str, endpoints: EndpointsFile, client_name: str, log: LogFn) -> None:
+
+class RedisService:
+    """Commands for one Service name, sent to one of its endpoints with redis-py."""
+
+    def __init__(
+        self, name: str, endpoints: EndpointsFile, client_name: str, log: LogFn, *, pooled: bool = True
+    ) -> None:
         self.name = name
         self._endpoints = endpoints
         self._client_name = client_name
         self._log = log
-        self._conn: RedisConnection | None = None
-        self._connecting: asyncio.Future[RedisConnection] | None = None
+        self._pooled = pooled
+        self._client: aioredis.Redis | None = None
+        self._addr: Address | None = None
+        self._used = False  # whether a command has succeeded on the current client
         self._version = -1
-        # Start at a random endpoint, as kube-proxy picks one per connection: replicas spread over the followers.
         self._next = random.randrange(1 << 16)
-        self._shared_get: tuple[asyncio.Future[Reply], RedisConnection, int] | None = None
+        self._lock = asyncio.Lock()
 
-    # connection management ---------------------------------------------------------------------------------
+    # endpoints and clients -------------------------------------------------------------------------------------
 
-    def _current(self) -> RedisConnection | None:
-        """The open connection, if it still points at a listed endpoint. Raises EndpointsUnavailable."""
-        addrs = self._endpoints.lookup(self.name)
-        conn = self._conn
-        if conn is None:
-            return None
-        if conn.closed:
-            self._conn = None
-            return None
+    def _addresses(self) -> list[Address]:
+        try:
+            addrs = self._endpoints.lookup(self.name)
+        except EndpointsUnavailable as exc:
+            raise ServiceUnavailable(str(exc), exc.hint) from None
         if self._endpoints.version != self._version:
             self._version = self._endpoints.version
-            if (conn.host, conn.port) not in addrs:
-                self._log(f"{self.name}: {conn.address} left the endpoints; reconnecting")
-                conn.close("endpoint removed from the Service")
-                self._conn = None
-                return None
-        return conn
+            if self._addr is not None and self._addr not in addrs:
+                self._log(f"{self.name}: {self._addr[0]}:{self._addr[1]} left the endpoints; reconnecting")
+                self._drop()
+        return addrs
 
-    async def connection(self) -> RedisConnection:
-        """The shared connection, connecting (round-robin over the endpoints, each tried once) when needed."""
-        try:
-            conn = self._current()
-        except EndpointsUnavailable as exc:
-            raise ServiceUnavailable(str(exc), exc.hint) from None
-        if conn is not None:
-            return conn
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect())
-            self._connecting.add_done_callback(self._connected)
-        return await asyncio.shield(self._connecting)
+    def _make(self, addr: Address) -> aioredis.Redis:
+        host, port = addr
+        name = self.name
+        log = self._log
 
-    def _connected(self, fut: asyncio.Future[RedisConnection]) -> None:
-        self._connecting = None
-        if not fut.cancelled() and fut.exception() is None:
-            self._conn = fut.result()
-            self._version = self._endpoints.version
+        async def on_connect(conn: Any) -> None:
+            await conn.on_connect()
+            log(f"{name}: connection to {host}:{port} open")
 
-    async def _connect(self) -> RedisConnection:
-        self._endpoints.refresh(force=True)
-        try:
-            addrs: list[Address] = list(self._endpoints.lookup(self.name))
-        except EndpointsUnavailable as exc:
-            raise ServiceUnavailable(str(exc), exc.hint) from None
+        pool = aioredis.BlockingConnectionPool(
+            host=host,
+            port=port,
+            client_name=self._client_name,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=COMMAND_TIMEOUT if self._pooled else None,  # see `execute`
+            retry=Retry(NoBackoff(), 0),
+            max_connections=POOL_SIZE if self._pooled else 1,
+            timeout=COMMAND_TIMEOUT,
+            redis_connect_func=on_connect,
+            **POOL_OPTIONS,
+        )
+        return aioredis.Redis(connection_pool=pool, single_connection_client=not self._pooled)
+
+    def _drop(self, failed: aioredis.Redis | None = None) -> None:
+        """Forget the current client (only if it is still `failed`: a concurrent caller may have replaced it)."""
+        if failed is not None and self._client is not failed:
+            return
+        client, self._client, self._addr = self._client, None, None
+        if client is not None:
+            task = asyncio.ensure_future(client.aclose(close_connection_pool=True))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # closing a broken client may fail
+
+    def _current(self, addrs: list[Address]) -> tuple[aioredis.Redis, Address]:
+        if self._client is None or self._addr is None:
+            addr = addrs[self._next % len(addrs)]
+            self._next = (self._next + 1) % (1 << 16)
+            self._client, self._addr, self._used = self._make(addr), addr, False
+        return self._client, self._addr
+
+    # commands --------------------------------------------------------------------------------------------------
+
+    async def run(self, command: Callable[[aioredis.Redis], Awaitable[T]], *, idempotent: bool) -> T:
+        """Run `command` on the current endpoint's client; move on to the next endpoint when it cannot connect.
+
+        A command on a connection that broke under it is sent again (once, on the next endpoint) only when
+        `idempotent`; otherwise the caller learns that the endpoint stopped answering. A client that has never
+        answered counts as not connected (its endpoint is skipped), which for a write is exact unless the server
+        died while executing the very first command of a new client.
+        """
+        addrs = self._addresses()
         failures: list[str] = []
-        for i in range(len(addrs)):
-            host, port = addrs[(self._next + i) % len(addrs)]
+        retried = False
+        for _ in range(len(addrs) + 1):
+            client, addr = self._current(addrs)
+            used = self._used
             try:
-                conn = await RedisConnection.open(host, port, name=self._client_name)
-            except RedisConnectionError as exc:
-                failures.append(str(exc))
-                self._log(f"{self.name}: {exc}")
+                result = await command(client)
+            except BROKEN as exc:
+                self._drop(client)
+                where = f"{addr[0]}:{addr[1]}"
+                if not used:  # never answered: nothing was stored, try the next endpoint
+                    failures.append(_reason(exc))
+                    self._log(f"{self.name}: {_reason(exc)}")
+                    if len(failures) >= len(addrs):
+                        break
+                    continue
+                self._log(f"{self.name}: connection to {where} lost ({_reason(exc)})")
+                self._endpoints.refresh(force=True)
+                if not idempotent or retried:
+                    raise ServiceUnavailable(
+                        f"{self.name} at {where} stopped answering: {_reason(exc)}.",
+                        f"Check the {self.name} pods (kubectl get pods -l app=redis) and try again.",
+                    ) from None
+                retried = True
+                addrs = self._addresses()
                 continue
-            self._next = (self._next + i + 1) % len(addrs)
-            conn.on_lost = self._lost
-            return conn
+            if self._client is client:
+                self._used = True
+            return result
         raise ServiceUnavailable(
-            f"Cannot connect to {self.name}: {'; '.join(failures)}.",
+            f"Cannot connect to {self.name}: {'; '.join(failures) or 'no endpoint answered'}.",
             f"Check that the {self.name} pods are Running (kubectl get pods -l app=redis) and that Redis listens.",
         )
 
-    def _lost(self, conn: RedisConnection, reason: str) -> None:
-        """A connection failed under us (once per connection): log it and re-read the endpoints at once."""
-        if self._conn is conn:
-            self._conn = None
-        self._log(f"{self.name}: {reason}")
-        self._endpoints.refresh(force=True)
-
-    def _broken(self, conn: RedisConnection, exc: RedisConnectionError) -> None:
-        if self._conn is conn:
-            self._conn = None
-
-    # commands ---------------------------------------------------------------------------------------------
-
-    async def call(self, *args: bytes | str | int, idempotent: bool) -> Reply:
-        """Send one command; retry once on a new connection if it broke and the command is idempotent."""
-        for attempt in (1, 2):
-            conn = await self.connection()
+    async def execute(self, client: aioredis.Redis, *args: str | bytes | int) -> Any:
+        """One command on `client`. On the one-connection client (the follower's reads, at most one in flight
+        thanks to `FreshRead`), it goes straight to redis-py's connection (`send_command`, `read_response`):
+        the client's per-command machinery (lock, retry wrapper, metrics) costs more than the GET itself."""
+        if self._pooled:
+            return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+        conn = client.connection or (await client.initialize()).connection
+        assert conn is not None
+        async with self._lock:
             try:
-                return await conn.send(*args)
-            except RedisConnectionError as exc:
-                self._broken(conn, exc)
-                if not idempotent or attempt == 2:
-                    raise ServiceUnavailable(
-                        f"{self.name} at {conn.address} stopped answering: {exc}.",
-                        f"Check the {self.name} pods (kubectl get pods -l app=redis) and try again.",
-                    ) from None
-        raise AssertionError("unreachable")
-
-    def get_shared_nowait(self, key: str) -> asyncio.Future[Reply] | None:
-        """The future of a GET `key` on the current connection, or None when there is no usable connection yet.
-
-        A GET that is queued but not yet sent is shared with later callers. That keeps reads honest: the shared
-        GET leaves after every joiner arrived, so nobody gets a value older than what the server held when
-        their request came in. Callers must not cancel the returned future (others may be waiting on it).
-        """
-        try:
-            conn = self._current()
-        except EndpointsUnavailable:
-            return None
-        if conn is None:
-            return None
-        shared = self._shared_get
-        if shared is not None and shared[1] is conn and shared[2] == conn.batch and not shared[0].done():
-            return shared[0]
-        fut = conn.send("GET", key)
-        self._shared_get = (fut, conn, conn.batch)
-        return fut
-
-    async def get_shared(self, key: str) -> Reply:
-        """GET `key` (sharing an unsent GET, see `get_shared_nowait`), connecting and retrying once as needed."""
-        for attempt in (1, 2):
-            conn = await self.connection()
-            fut = self.get_shared_nowait(key) or conn.send("GET", key)
-            try:
-                return await asyncio.shield(fut)
-            except RedisConnectionError as exc:
-                self._broken(conn, exc)
-                if attempt == 2:
-                    raise ServiceUnavailable(
-                        f"{self.name} at {conn.address} stopped answering: {exc}.",
-                        f"Check the {self.name} pods (kubectl get pods -l app=redis) and try again.",
-                    ) from None
-        raise AssertionError("unreachable")
+                async with asyncio.timeout(COMMAND_TIMEOUT):  # a timer, not redis-py's wait_for task per read
+                    await conn.send_command(*args)
+                    return await conn.read_response()
+            except (ResponseError, asyncio.CancelledError) as exc:
+                if not isinstance(exc, ResponseError):  # cancelled half-way: the connection is out of step
+                    await conn.disconnect(nowait=True)
+                raise
+            except BaseException:
+                await conn.disconnect(nowait=True)
+                raise
 
     async def ping(self, within: float) -> bool:
         """Whether a PING through the service succeeds within `within` seconds."""
+
+        async def ping(client: aioredis.Redis) -> bool:
+            return await self.execute(client, "PING") in (True, b"PONG")
+
         try:
-            return await asyncio.wait_for(self.call("PING", idempotent=True), within) == b"PONG"
+            return await asyncio.wait_for(self.run(ping, idempotent=True), within)
         except Exception:  # any failure means: not healthy
             return False
 
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    async def close(self) -> None:
+        client, self._client, self._addr = self._client, None, None
+        if client is not None:
+            with contextlib.suppress(*BROKEN):
+                await client.aclose(close_connection_pool=True)
+
+
+class FreshRead:
+    """Single-flight for one read, without ever answering with a value read before the caller arrived.
+
+    The first caller starts the read. Callers that arrive while it is in flight do not join it (its answer may
+    predate them); they share the next read, which starts as soon as the current one finishes. So at most one
+    read is in flight and one queued, however many clients ask, and each answer was read after its caller came.
+    Each caller gets a future of its own (cancelling it touches nobody else), resolved when its read finishes.
+    """
+
+    def __init__(self, read: Callable[[], Awaitable[Any]]) -> None:
+        self._read = read
+        self._running = False
+        self._current: list[asyncio.Future[Any]] = []  # waiting for the read in flight
+        self._queued: list[asyncio.Future[Any]] = []  # waiting for the next read
+
+    def get(self) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._running:
+            self._queued.append(fut)
+        else:
+            self._current.append(fut)
+            self._start()
+        return fut
+
+    def _start(self) -> None:
+        self._running = True
+        asyncio.ensure_future(self._read()).add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future[Any]) -> None:
+        waiters, self._current = self._current, []
+        for fut in waiters:
+            _copy_outcome(fut, task)
+        if self._queued:
+            self._current, self._queued = self._queued, []
+            self._start()
+        else:
+            self._running = False
+
+
+def _copy_outcome(out: asyncio.Future[Any], task: asyncio.Future[Any]) -> None:
+    if out.done():
+        return
+    if task.cancelled():
+        out.cancel()
+    elif (exc := task.exception()) is not None:
+        out.set_exception(exc)
+    else:
+        out.set_result(task.result())
