@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from redis.exceptions import ResponseError
 
 from dashboard.models import RedisEndpoint
+from dashboard.probe import NodeCount, leader_restart, lost_everywhere
 from dashboard.replication import ReplicationSnapshot, parse_info
 from dashboard.sampler import Sampler, takes_one_info_section
 from dashboard.settings import Settings
@@ -618,3 +619,18 @@ def test_a_leader_killed_during_the_write_load_is_data_loss_in_the_drills_words(
     nodes = {n["name"]: n for n in body["nodes"]}
     assert nodes[leader]["missing"] == lost and all(n["missing"] >= lost for n in nodes.values())
     assert pods(lab)[leader]["restarts"] == restarts + 1
+
+
+def test_the_loads_loss_is_what_no_node_holds_and_its_cause_a_leader_restart_or_replacement() -> None:
+    """The values behind the load's DATA LOSS sentence (`dashboard.probe`)."""
+    leader = NodeCount("redis-leader-x", "leader", missing=2, missing_entries=frozenset({"e1", "e2"}))
+    follower = NodeCount("redis-follower-a", "follower", missing=3, missing_entries=frozenset({"e1", "e2", "e3"}))
+    assert lost_everywhere([leader, follower]) == 2
+    assert lost_everywhere([leader, NodeCount("redis-follower-b", "follower", missing=5, error="timeout")]) == 0
+    assert lost_everywhere([]) == 0
+    assert leader_restart(("redis-leader-x", 0), ("redis-leader-x", 1)) == "redis-leader-x restarted (restarts 0 → 1)"
+    assert (
+        leader_restart(("redis-leader-x", 2), ("redis-leader-y", 0)) == "redis-leader-x was replaced by redis-leader-y"
+    )
+    assert leader_restart(("redis-leader-x", 1), ("redis-leader-x", 1)) is None
+    assert leader_restart(None, ("redis-leader-x", 1)) is None
