@@ -83,10 +83,8 @@ def takes_one_info_section(reply: Any) -> bool:
 def _merge_info(replies: Sequence[Any]) -> dict[str, str] | Exception:
     """One dict of the `INFO` replies of a tick (one reply of several sections, or one per section). Only the
     `replication` section is required: an error there is the node's error; one in another section is skipped."""
-    info: dict[str, str] = {}
-    for reply in replies:
-        if not isinstance(reply, Exception):
-            info.update(parse_info(reply))
+    parsed = [parse_info(reply) for reply in replies if not isinstance(reply, Exception)]
+    info = parsed[0] if len(parsed) == 1 else {k: v for part in parsed for k, v in part.items()}
     if "role" not in info:
         errors = [r for r in replies if isinstance(r, Exception)]
         return errors[0] if errors else ResponseError("INFO replication answered without a role")
