@@ -5,7 +5,10 @@ Prints:
   (value unchanged: cached) and changing (one entry appended before every tick: split and compared again);
 - the CPU used by sampling at 1 Hz, as % of one core, measured with time.process_time over --seconds
   (target: <= 2 %), for the plain lab and for 10,000 entries;
-- Redis commands per second with 0 and with 50 viewers reading the snapshot (they must be equal).
+- Redis commands per second with 0 and with 50 viewers reading the snapshot (they must be equal);
+- the plain lab's median tick and Redis commands per tick: INFO server+replication+stats in one command (Redis
+  >= 7) and one INFO per section (the path for Redis before 7.0, forced here), next to the three commands per
+  node of a tick that read INFO replication alone.
 
 Usage: .venv/bin/python bench/bench_sampler.py [--seconds 20] [--entries 10000]
 Starts and stops its own redis-server processes (by pid); needs redis-server on PATH.
@@ -28,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 
+import dashboard.sampler as sampler_module
 from dashboard.models import RedisEndpoint
 from dashboard.sampler import Sampler
 
@@ -158,6 +162,27 @@ async def main() -> None:
         sampler = Sampler(platform, interval=1.0)
         percent, rate = await cpu_percent(sampler, min(args.seconds, 10), viewers=50)
         print(f"  with 50 viewers      {percent:5.2f} %   ({rate:.1f} Redis commands/s: the same as with none)")
+
+        leader.client.set("guestbook", "a,b")
+        print("plain lab ('a,b'), 3 nodes, 200 ticks each (wall and CPU time of this process per tick):")
+        sections = hasattr(sampler_module, "INFO_SECTIONS")  # False for a sampler from before (to compare)
+        ways = (
+            [("one INFO, 3 sections", False), ("one INFO per section", True)]
+            if sections
+            else [("INFO replication", False)]
+        )
+        for label, per_section in ways:
+            sampler = Sampler(platform, one_section_info=True) if per_section else Sampler(platform)
+            await wait_in_sync(sampler)
+            sent, ticks, cpu = sampler.commands_sent, sampler.ticks, time.process_time()
+            plain = await tick_times(sampler, 200)
+            cpu_ms = (time.process_time() - cpu) * 1000 / 200
+            per_tick = (sampler.commands_sent - sent) / (sampler.ticks - ticks)
+            print(
+                f"  {label:<22} median tick {statistics.median(plain) * 1000:6.2f} ms, CPU {cpu_ms:5.2f} ms, "
+                f"{per_tick:.1f} commands/tick"
+            )
+            await sampler.stop()
     finally:
         for server in servers:
             server.stop()

@@ -15,7 +15,8 @@ commands to the addresses of `redis_endpoints()`.
   write that is replicated but stores nothing) and then runs `WAIT <followers> <timeout>` there; the count is
   the number of followers whose acknowledged offset covers both writes.
 - `LoadRun` writes N entries per second for T seconds (bounded), then checks that every entry the frontend
-  acknowledged is on the leader and on every follower, and reports found / missing per node.
+  acknowledged is on the leader and on every follower, and reports found / missing per node; entries gone from
+  every node are DATA LOSS, said in the delete-leader drill's words (the leader restarted and has no persistence).
 
 HTTP to the frontends is one library client, `FrontendHttp`: an aiohttp session whose keep-alive pool is shared by
 every write of a load (at most `MAX_IN_FLIGHT` connections). Chosen by measurement (`bench/bench_probe.py`, load
@@ -348,6 +349,7 @@ class NodeCount:
     missing: int = 0
     missing_sample: list[str] = field(default_factory=list)
     error: str | None = None
+    missing_entries: frozenset[str] = field(default=frozenset(), repr=False)  # all of them (not in the JSON)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -398,6 +400,8 @@ class LoadRun:
         self.written: list[str] = []
         self.nodes: list[NodeCount] = []
         self.message = ""
+        self.entries_lost = 0  # acknowledged entries on no node at all
+        self.leader_restart: str | None = None  # how the leader restarted during the load, when it did
         self.latency_ms_max = 0.0
         self._latency_total = 0.0
         self._on_change = on_change
@@ -426,11 +430,14 @@ class LoadRun:
 
     async def _run(self) -> None:
         try:
+            leader_before = await leader_pod(self.platform)
             await self._write_all()
             if self.ok:
                 self.state = "checking"
                 self._changed(force=True)
                 await self._account()
+                self.entries_lost = lost_everywhere(self.nodes)
+                self.leader_restart = leader_restart(leader_before, await leader_pod(self.platform))
             stopped = self._stop.is_set()
             complete = all(n.missing == 0 and n.error is None for n in self.nodes)
             self.state = "stopped" if stopped else "done" if complete else "failed"
@@ -452,6 +459,18 @@ class LoadRun:
         if complete:
             return f"{wrote}; every one is on the leader and on all {len(followers)} followers."
         lacking = ", ".join(f"{n.name} lacks {n.missing}" for n in self.nodes if n.missing or n.error)
+        if self.entries_lost:
+            why = (
+                f"the leader {self.leader_restart} during the load and has no persistence, so it came back empty"
+                if self.leader_restart
+                else "the leader does not hold them either"
+            )
+            others = [n for n in self.nodes if n.missing > self.entries_lost or n.error]
+            rest = "; beyond those: " + ", ".join(f"{n.name} lacks {n.missing - self.entries_lost}" for n in others)
+            return (
+                f"DATA LOSS: {self.entries_lost} acknowledged entries are gone from every node: {why}. "
+                f"{wrote}{rest if others else ''}."
+            )
         return f"{wrote}; not accounted for everywhere: {lacking}."
 
     async def _write_all(self) -> None:
@@ -538,6 +557,8 @@ class LoadRun:
             "message": self.message,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "data_loss": self.entries_lost > 0,
+            "entries_lost": self.entries_lost,
         }
 
 
@@ -545,6 +566,34 @@ def _compare(raw: object, wanted: set[str], expected: Sequence[str]) -> tuple[in
     """(how many of `wanted` the stored value holds, the expected entries it lacks, in order)."""
     present = set(split_entries(raw)) if isinstance(raw, bytes) else set()
     return len(wanted & present), [e for e in expected if e not in present]
+
+
+def lost_everywhere(nodes: Sequence[NodeCount]) -> int:
+    """How many entries no node holds; 0 when a node could not be read (nothing can be said of "every node")."""
+    if not nodes or any(n.error for n in nodes):
+        return 0
+    return len(frozenset.intersection(*(n.missing_entries for n in nodes)))
+
+
+async def leader_pod(platform: Platform) -> tuple[str, int] | None:
+    """The leader pod's name and restart count (None when there is none, or the platform cannot say)."""
+    try:
+        pods = await platform.get_pods()
+    except Exception:  # the accounting goes on without it; only the cause of a loss goes unsaid
+        return None
+    leaders = sorted((p.name, p.restarts) for p in pods if p.component == "redis-leader" and not p.deleting)
+    return leaders[0] if leaders else None
+
+
+def leader_restart(before: tuple[str, int] | None, after: tuple[str, int] | None) -> str | None:
+    """How the leader restarted between two `leader_pod` readings ("restarted (restarts 0 → 1)"), else None."""
+    if before is None or after is None:
+        return None
+    if after[0] != before[0]:
+        return f"{before[0]} was replaced by {after[0]}"
+    if after[1] > before[1]:
+        return f"{after[0]} restarted (restarts {before[1]} → {after[1]})"
+    return None
 
 
 async def count_entries(platform: Platform, expected: Sequence[str]) -> list[NodeCount]:
@@ -567,6 +616,7 @@ async def count_entries(platform: Platform, expected: Sequence[str]) -> list[Nod
         count.found, missing = await asyncio.to_thread(_compare, raw, wanted, expected)
         count.missing = len(missing)
         count.missing_sample = missing[:5]
+        count.missing_entries = frozenset(missing)
         return count
 
     return list(await asyncio.gather(*(one(e) for e in [leader, *followers])))

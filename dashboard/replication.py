@@ -1,13 +1,15 @@
 """Replication, derived from plain data: what the Redis nodes say about each other and whether their data agrees.
 
 Pure functions and frozen dataclasses, no I/O. The sampler (`dashboard.sampler`) reads each node once per tick
-(`INFO replication`, `GET guestbook`, `DBSIZE`, key digests) and hands the raw values here:
+(`INFO server replication stats`, `GET guestbook`, `DBSIZE`, key digests) and hands the raw values here:
 
-- `parse_info` / `parse_replication` turn `INFO` text into a `NodeReplication` (role, link, offsets, followers);
+- `parse_info` / `parse_replication` turn `INFO` text into a `NodeReplication` (role, link, offsets, followers,
+  and the process's `run_id` and the leader's resync counters `sync_full` / `sync_partial_ok`);
 - `compare_entries` / `compare_keys` say what a follower lacks or has in addition to the leader;
 - `build_snapshot` assembles a `ReplicationSnapshot` whose `to_json()` is the contract the web layer renders;
 - `LagHistory` keeps the last samples per follower (gap in bytes, seconds behind, link) and the events
-  (link down/up, full or partial resynchronisation) for a live chart.
+  (link down/up, full or partial resynchronisation, leader restarted) for a live chart, from both sides: what
+  each follower says, and what the leader counted, so that a follower restarted between two samples still shows.
 
 Words: Redis says "master"/"slave" (kept verbatim in `role`); the lab says "leader"/"follower" (`friendly_role`).
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 from dashboard.guestbook.entries import KEY as GUESTBOOK_KEY
 from dashboard.guestbook.entries import split_entries
@@ -26,24 +28,18 @@ from dashboard.models import Component
 Link = Literal["up", "down"]
 FriendlyRole = Literal["leader", "follower"]
 EventKind = Literal["link_down", "link_up", "full_resync", "partial_resync", "leader_restarted"]
+ResyncKind = Literal["full_resync", "partial_resync"]
 
 
 # --------------------------------------------------------------------------------------------------- INFO parsing
 
 
 def parse_info(text: str | bytes) -> dict[str, str]:
-    """The `field:value` lines of any `INFO` section as strings; `# Section` headers and blank lines are skipped."""
+    """The `field:value` lines of any `INFO` section as strings; `# Section` headers and blank lines are skipped.
+    (One comprehension: the sampler parses three sections of every node on every tick.)"""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    info: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, value = line.partition(":")
-        if sep:
-            info[name] = value
-    return info
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line and line[0] != "#")
 
 
 def _int(value: str | None) -> int | None:
@@ -92,6 +88,9 @@ class NodeReplication:
     `role` is Redis's word ("master"/"slave", None when unreachable). `link` is the follower's
     `master_link_status` ("up"/"down"); None for a leader that answered, "down" for any node that did not.
     `offset` is `master_repl_offset` for a leader and `slave_repl_offset` (else `master_repl_offset`) for a follower.
+    From the other `INFO` sections, when they were read: `run_id` (a new one means a new process), `tcp_port`, and
+    the counters of resyncs this node served as a leader, `sync_full` and `sync_partial_ok` (`INFO stats`).
+    `host` is the address the dashboard reached the node at (to match it with a leader's replica list).
     """
 
     name: str
@@ -106,6 +105,11 @@ class NodeReplication:
     connected_followers: tuple[ConnectedFollower, ...] = ()
     master_replid: str | None = None
     error: str | None = None
+    run_id: str | None = None
+    tcp_port: int | None = None
+    sync_full: int | None = None
+    sync_partial_ok: int | None = None
+    host: str | None = None
 
     @property
     def friendly_role(self) -> FriendlyRole | None:
@@ -121,9 +125,27 @@ class NodeReplication:
         return self.error is None
 
 
-def parse_replication(name: str, component: Component, info: Mapping[str, str]) -> NodeReplication:
-    """A `NodeReplication` from the parsed `INFO replication` of a node that answered."""
+class _Process(TypedDict):
+    run_id: str | None
+    tcp_port: int | None
+    sync_full: int | None
+    sync_partial_ok: int | None
+    host: str | None
+
+
+def parse_replication(
+    name: str, component: Component, info: Mapping[str, str], host: str | None = None
+) -> NodeReplication:
+    """A `NodeReplication` from the parsed `INFO` of a node that answered: the `replication` section, and from the
+    `server` and `stats` sections when present (`run_id`, `tcp_port`, `sync_full`, `sync_partial_ok`)."""
     role = info.get("role")
+    process = _Process(
+        run_id=info.get("run_id") or None,
+        tcp_port=_int(info.get("tcp_port")),
+        sync_full=_int(info.get("sync_full")),
+        sync_partial_ok=_int(info.get("sync_partial_ok")),
+        host=host,
+    )
     followers = tuple(
         parse_connected_follower(value)
         for key, value in sorted(info.items(), key=lambda item: _slave_index(item[0]))
@@ -148,6 +170,7 @@ def parse_replication(name: str, component: Component, info: Mapping[str, str]) 
             sync_in_progress=info.get("master_sync_in_progress") == "1",
             connected_followers=followers,
             master_replid=info.get("master_replid"),
+            **process,
         )
     return NodeReplication(
         name=name,
@@ -157,6 +180,7 @@ def parse_replication(name: str, component: Component, info: Mapping[str, str]) 
         offset=_int(info.get("master_repl_offset")),
         connected_followers=followers,
         master_replid=info.get("master_replid"),
+        **process,
     )
 
 
@@ -401,6 +425,7 @@ class FollowerState:
             "keys": self.keys.to_json(),
             "in_sync": self.in_sync,
             "error": node.error,
+            "run_id": node.run_id,
         }
 
 
@@ -448,6 +473,9 @@ class ReplicationSnapshot:
                 "connected_followers": [f.to_json() for f in leader.connected_followers],
                 "dbsize": self.leader_dbsize,
                 "error": leader.error,
+                "run_id": leader.run_id,
+                "sync_full": leader.sync_full,
+                "sync_partial_ok": leader.sync_partial_ok,
             }
         return {
             "sampled_at": self.sampled_at,
@@ -566,15 +594,40 @@ class LagSample:
 
 @dataclass(frozen=True)
 class LagEvent:
-    """Something that happened to a follower's (or the leader's) replication, as seen between two samples."""
+    """Something that happened to a follower's (or the leader's) replication, as seen between two samples.
+
+    `inferred`: not seen in any sample of the node itself but deduced (from its new `run_id`, or from the leader's
+    resync counters); `detail` says from what. `attributed`: False when the leader counted a resync but which
+    follower made it could not be told; `node` is then the leader.
+    """
 
     time: float
     node: str
     kind: EventKind
     detail: str = ""
+    inferred: bool = False
+    attributed: bool = True
 
     def to_json(self) -> dict[str, object]:
-        return {"time": self.time, "node": self.node, "kind": self.kind, "detail": self.detail}
+        return {
+            "time": self.time,
+            "node": self.node,
+            "kind": self.kind,
+            "detail": self.detail,
+            "inferred": self.inferred,
+            "attributed": self.attributed,
+        }
+
+
+@dataclass(frozen=True)
+class _Resync:
+    """One resync not yet matched: counted by the leader and not yet explained by a follower's samples, or seen
+    on a follower and not yet counted by the leader. `tick` and `time` say when it was first known."""
+
+    kind: ResyncKind
+    time: float
+    tick: int
+    strict: bool = False  # matches only a resync of the same kind (a new follower's first sync is a full one)
 
 
 @dataclass
@@ -586,9 +639,11 @@ class _FollowerTrack:
     replid: str | None
     offset: int | None
     sync_in_progress: bool
+    run_id: str | None
     down_since: float | None = None
     full_in_episode: bool = False
     reported_down: bool = False  # the follower itself said master_link_status:down during this outage
+    restarted_in_episode: bool = False  # its run_id changed during this outage
 
 
 class LagHistory:
@@ -605,19 +660,41 @@ class LagHistory:
     these is a `partial_resync`. A resync seen without an observed outage is reported as `full_resync` at once.
     An outage during which the follower only failed to answer (never itself said `master_link_status:down`)
     gives `link_down` / `link_up` and no resync event: nothing says its replication link broke.
-    `leader_restarted`: the leader's replication offset went backwards (a new, empty leader). A changed replication
-    id alone is not one: Redis changes it when it creates the backlog for its first follower.
+    `leader_restarted`: the leader's `run_id` changed or its replication offset went backwards (a new, empty
+    leader). A changed replication id alone is not one: Redis changes it when it creates the backlog for its
+    first follower.
+
+    A follower restarted faster than the sampling interval is seen from two other sides. Its `run_id` changed:
+    its process restarted, so its link went down and it resynced (in full, unless the leader counted only a
+    partial resync): `link_down`, `link_up` and the resync, marked `inferred`, even when every sample showed its
+    link up. And the leader counts every resync it serves (`sync_full`, `sync_partial_ok`): each increase is
+    matched with a follower's resync event (either may come first, by a tick); one no follower explains within
+    `attribute_after` seconds (and two ticks) is attributed to the follower whose entry in the leader's replica
+    list reset (reappeared, went back, or was not online), else to the only follower, else to no one (an event on
+    the leader with `attributed` False) — waiting, up to `wait_limit` seconds, while a follower is down or missing
+    (it may yet explain it). A follower's first sync (a new follower) is no event.
     Not thread-safe: call from the event loop only.
     """
 
-    def __init__(self, max_samples: int = 300, max_events: int = 200) -> None:
+    def __init__(
+        self, max_samples: int = 300, max_events: int = 200, attribute_after: float = 1.0, wait_limit: float = 10.0
+    ) -> None:
         self.max_samples = max_samples
+        self.attribute_after = attribute_after
+        self.wait_limit = wait_limit
         self._tracks: dict[str, _FollowerTrack] = {}
         self.events: deque[LagEvent] = deque(maxlen=max_events)
         self._tick = 0
         self._leader_replid: str | None = None
         self._leader_offset: int | None = None
         self._leader_name: str | None = None
+        self._leader_run_id: str | None = None
+        self._sync_full: int | None = None
+        self._sync_partial: int | None = None
+        self._replicas: dict[tuple[str, int | None], ConnectedFollower] | None = None
+        self._replica_resets: dict[tuple[str, int | None], int] = {}  # replica address → tick of its last reset
+        self._counted: list[_Resync] = []  # resyncs the leader counted that no follower event explains yet
+        self._claimed: list[_Resync] = []  # follower resync events the leader has not counted yet
 
     def record(
         self, now: float, leader: NodeReplication | None, followers: Iterable[NodeReplication]
@@ -627,26 +704,80 @@ class LagHistory:
         self._record_leader(now, leader)
         leader_offset = leader.offset if leader is not None and leader.error is None else None
         behind: dict[str, float | None] = {}
-        for node in followers:
+        seen = list(followers)
+        for node in seen:
             behind[node.name] = self._record_follower(now, node, leader_offset)
+        self._attribute_counted(now, seen)
         for name in [n for n, t in self._tracks.items() if self._tick - t.last_seen_tick >= self.max_samples]:
             del self._tracks[name]
         return behind
 
+    # -- the leader -----------------------------------------------------------------------------------------------
+
     def _record_leader(self, now: float, leader: NodeReplication | None) -> None:
         if leader is None or leader.error is not None:
             return
-        if leader.name == self._leader_name and self._leader_replid is not None and leader.master_replid is not None:
-            went_back = (
-                self._leader_offset is not None and leader.offset is not None and leader.offset < self._leader_offset
-            )
-            # Only a step back counts: Redis also changes a fresh leader's replication id when it creates the
-            # backlog for its first follower, which is no restart.
-            if went_back:
-                self.events.append(LagEvent(now, leader.name, "leader_restarted", "its replication offset went back"))
+        same_name = leader.name == self._leader_name
+        new_process = same_name and bool(self._leader_run_id and leader.run_id and leader.run_id != self._leader_run_id)
+        reasons: list[str] = []
+        if new_process:
+            reasons.append("its run_id changed: a new process")
+        # Only a step back of the offset counts: Redis also changes a fresh leader's replication id when it creates
+        # the backlog for its first follower, which is no restart.
+        if (
+            same_name
+            and self._leader_replid is not None
+            and leader.master_replid is not None
+            and self._leader_offset is not None
+            and leader.offset is not None
+            and leader.offset < self._leader_offset
+        ):
+            reasons.append("its replication offset went back")
+        if reasons:
+            self._emit(LagEvent(now, leader.name, "leader_restarted", ", ".join(reasons)))
+        same_leader = same_name and not reasons
+        if same_leader:
+            self._count_resyncs(now, "full_resync", self._sync_full, leader.sync_full)
+            self._count_resyncs(now, "partial_resync", self._sync_partial, leader.sync_partial_ok)
+        else:  # another leader, or a new process: its counters start afresh, and so does the matching
+            self._counted.clear()
+            self._claimed.clear()
+            self._replica_resets.clear()
+        self._record_replicas(leader, same_leader)
         self._leader_name = leader.name
         self._leader_replid = leader.master_replid
         self._leader_offset = leader.offset
+        self._leader_run_id = leader.run_id or (self._leader_run_id if same_name else None)
+        self._sync_full = leader.sync_full
+        self._sync_partial = leader.sync_partial_ok
+
+    def _count_resyncs(self, now: float, kind: ResyncKind, before: int | None, after: int | None) -> None:
+        """The leader served `after - before` resyncs of `kind` since the last sample: match each with a follower
+        event that already claimed it, or keep it to be explained."""
+        if before is None or after is None:
+            return
+        for _ in range(max(0, after - before)):  # CONFIG RESETSTAT sets the counters back: nothing to count
+            claim = _take(self._claimed, kind)
+            if claim is None:
+                self._counted.append(_Resync(kind, now, self._tick))
+
+    def _record_replicas(self, leader: NodeReplication, same_leader: bool) -> None:
+        """Remember when each entry of the leader's replica list reset: reappeared, went back, or not online."""
+        replicas = {(r.ip, r.port): r for r in leader.connected_followers}
+        if same_leader and self._replicas is not None:
+            for address, replica in replicas.items():
+                before = self._replicas.get(address)
+                went_back = (
+                    before is not None
+                    and before.offset is not None
+                    and replica.offset is not None
+                    and replica.offset < before.offset
+                )
+                if before is None or went_back or replica.state != "online":
+                    self._replica_resets[address] = self._tick
+        self._replicas = replicas
+
+    # -- one follower ---------------------------------------------------------------------------------------------
 
     def _record_follower(self, now: float, node: NodeReplication, leader_offset: int | None) -> float | None:
         link: Link = "up" if node.error is None and node.link == "up" else "down"
@@ -663,9 +794,12 @@ class LagHistory:
                 replid=node.master_replid,
                 offset=node.offset,
                 sync_in_progress=node.sync_in_progress,
+                run_id=node.run_id,
                 down_since=now if link == "down" else None,
             )
             self._tracks[node.name] = track
+            if self._tick > 1:  # a follower new to a running history: its first sync, counted by the leader, no event
+                self._claim(now, "full_resync", strict=True)
         else:
             self._events(now, node, link, track)
         track.last_seen_tick = self._tick
@@ -680,6 +814,7 @@ class LagHistory:
 
     def _events(self, now: float, node: NodeReplication, link: Link, track: _FollowerTrack) -> None:
         name = node.name
+        restarted = node.error is None and bool(node.run_id and track.run_id and node.run_id != track.run_id)
         full_reasons: list[str] = []
         if node.error is None:
             if node.sync_in_progress and not track.sync_in_progress:
@@ -689,32 +824,154 @@ class LagHistory:
             if node.offset is not None and track.offset is not None and node.offset < track.offset:
                 full_reasons.append("offset went back")
         if track.link == "up" and link == "down":
-            self.events.append(LagEvent(now, name, "link_down", node.error or "master_link_status:down"))
+            why = node.error or "master_link_status:down"
+            self._emit(
+                LagEvent(now, name, "link_down", f"{why}; its process restarted (new run_id)" if restarted else why)
+            )
             track.down_since = now
             track.full_in_episode = False
             track.reported_down = False
+            track.restarted_in_episode = False
         if node.error is None and node.link != "up":
             track.reported_down = True
-        if full_reasons:
+        if restarted and track.down_since is not None:
+            track.restarted_in_episode = True
+        if full_reasons and not restarted:
             if track.down_since is not None:
                 track.full_in_episode = True
             else:
-                self.events.append(LagEvent(now, name, "full_resync", ", ".join(full_reasons)))
+                self._resync_event(now, name, "full_resync", ", ".join(full_reasons))
         if track.link == "down" and link == "up":
             down_for = now - track.down_since if track.down_since is not None else 0.0
-            self.events.append(LagEvent(now, name, "link_up", f"after {down_for:.1f} s"))
-            if track.full_in_episode or full_reasons:
-                self.events.append(LagEvent(now, name, "full_resync", "reconnected with a full sync"))
-            elif track.reported_down:
-                self.events.append(LagEvent(now, name, "partial_resync", "reconnected, replication id kept"))
+            self._emit(LagEvent(now, name, "link_up", f"after {down_for:.1f} s"))
+            kind, detail = self._resync_kind(track, full_reasons)
+            if kind is not None:
+                self._resync_event(now, name, kind, detail)
             track.down_since = None
             track.full_in_episode = False
             track.reported_down = False
+            track.restarted_in_episode = False
+        elif restarted and link == "up":
+            # up before and up now, yet another process: it restarted between two samples, and resynced
+            self._emit(
+                LagEvent(
+                    now,
+                    name,
+                    "link_down",
+                    "inferred: its process restarted between two samples (new run_id)",
+                    inferred=True,
+                )
+            )
+            self._emit(
+                LagEvent(now, name, "link_up", "inferred: its new process is linked to the leader", inferred=True)
+            )
+            track.restarted_in_episode = True
+            kind, detail = self._resync_kind(track, full_reasons)
+            track.restarted_in_episode = False
+            self._resync_event(now, name, kind or "full_resync", f"inferred: {detail}", inferred=True)
         track.link = link
         if node.error is None:
             track.replid = node.master_replid or track.replid
             track.offset = node.offset
             track.sync_in_progress = node.sync_in_progress
+            track.run_id = node.run_id or track.run_id
+
+    def _resync_kind(self, track: _FollowerTrack, full_reasons: Sequence[str]) -> tuple[ResyncKind | None, str]:
+        """Which resync ended an outage: what the follower showed, else what the leader counted meanwhile."""
+        counted = {r.kind for r in self._counted}
+        if full_reasons or track.full_in_episode:
+            return "full_resync", "reconnected with a full sync"
+        if track.restarted_in_episode:
+            if counted == {"partial_resync"}:
+                return "partial_resync", "restarted and reconnected; the leader counted a partial resync"
+            return "full_resync", "its process restarted, so it synced in full" + (
+                " (the leader counted it: sync_full)" if "full_resync" in counted else ""
+            )
+        if counted == {"full_resync"}:
+            return "full_resync", "reconnected; the leader counted a full sync (sync_full)"
+        if "partial_resync" in counted:
+            return "partial_resync", "reconnected; the leader counted a partial resync (sync_partial_ok)"
+        if track.reported_down:
+            return "partial_resync", "reconnected, replication id kept"
+        return None, ""
+
+    # -- matching the two sides -----------------------------------------------------------------------------------
+
+    def _resync_event(self, now: float, name: str, kind: ResyncKind, detail: str, inferred: bool = False) -> None:
+        self._emit(LagEvent(now, name, kind, detail, inferred=inferred))
+        self._claim(now, kind)
+
+    def _claim(self, now: float, kind: ResyncKind, strict: bool = False) -> None:
+        """A follower resynced: it explains one resync the leader counted, or one it is about to count."""
+        if _take(self._counted, kind, strict) is None and self._sync_full is not None:
+            self._claimed.append(_Resync(kind, now, self._tick, strict))
+
+    def _old(self, item: _Resync, now: float) -> bool:
+        return self._tick - item.tick >= 2 and now - item.time >= self.attribute_after
+
+    def _attribute_counted(self, now: float, seen: Sequence[NodeReplication]) -> None:
+        """Resyncs the leader counted that no follower explained in time: attribute each to a follower if one
+        can be told, else to no one (see the class docstring)."""
+        self._claimed = [c for c in self._claimed if not self._old(c, now)]
+        if not self._counted:
+            return
+        seen_names = {n.name for n in seen}
+        someone_down = any(self._tracks[n.name].down_since is not None for n in seen)
+        keep: list[_Resync] = []
+        for item in self._counted:
+            # a follower down, or gone from the endpoints since the count (restarting), may yet explain it
+            missing = any(
+                name not in seen_names and t.last_seen_tick >= item.tick - 2 for name, t in self._tracks.items()
+            )
+            if not self._old(item, now) or ((someone_down or missing) and now - item.time < self.wait_limit):
+                keep.append(item)
+                continue
+            self._attribute(item, seen)
+        self._counted = keep
+
+    def _attribute(self, item: _Resync, seen: Sequence[NodeReplication]) -> None:
+        counter = "sync_full" if item.kind == "full_resync" else "sync_partial_ok"
+        what = "a full resync" if item.kind == "full_resync" else "a partial resync"
+        reset = [
+            n
+            for n in seen
+            if n.host is not None and self._replica_resets.get((n.host, n.tcp_port), -1) >= item.tick - 1
+        ]
+        if len(reset) == 1:
+            name, how = reset[0].name, "its entry in the leader's replica list reset"
+        elif len(seen) == 1:
+            name, how = seen[0].name, "the only follower"
+        else:
+            self._emit(
+                LagEvent(
+                    item.time,
+                    self._leader_name or "leader",
+                    item.kind,
+                    f"inferred: the leader counted {what} ({counter} grew); which follower made it could not be told",
+                    inferred=True,
+                    attributed=False,
+                )
+            )
+            return
+        detail = f"inferred: the leader counted {what} ({counter} grew) no sample of this follower showed; {how}"
+        self._emit(LagEvent(item.time, name, "link_down", detail, inferred=True))
+        self._emit(LagEvent(item.time, name, "link_up", detail, inferred=True))
+        self._emit(LagEvent(item.time, name, item.kind, detail, inferred=True))
+
+    def _emit(self, event: LagEvent) -> None:
+        """Append `event`, keeping the events in time order (an attributed one may be a second or two late)."""
+        events = self.events
+        if not events or events[-1].time <= event.time:
+            events.append(event)
+            return
+        if events.maxlen is not None and len(events) >= events.maxlen:
+            events.popleft()
+        at = len(events)
+        while at > 0 and events[at - 1].time > event.time:
+            at -= 1
+        events.insert(at, event)
+
+    # -- reading --------------------------------------------------------------------------------------------------
 
     def samples(self, name: str) -> list[LagSample]:
         track = self._tracks.get(name)
@@ -727,3 +984,16 @@ class LagHistory:
             "followers": {name: [s.to_json() for s in t.samples] for name, t in sorted(self._tracks.items())},
             "events": [e.to_json() for e in self.events],
         }
+
+
+def _take(items: list[_Resync], kind: ResyncKind, strict: bool = False) -> _Resync | None:
+    """Remove and return the oldest item of `kind`, else (unless `strict`) the oldest one not strict itself: the
+    kind of a follower's resync is sometimes a guess, the leader's count is not."""
+    for i, item in enumerate(items):
+        if item.kind == kind:
+            return items.pop(i)
+    if not strict:
+        for i, item in enumerate(items):
+            if not item.strict:
+                return items.pop(i)
+    return None

@@ -3,7 +3,9 @@
 Pure functions, no I/O. For each follower the last `window` seconds: the offset gap in bytes (filled area, left
 scale), the estimated seconds behind (dashed line, right scale), spans where its link was down (hatched, so they
 read without colour), and markers for events — ▼ link down, ▲ link up, F full resync, P partial resync, L leader
-restarted, D a drill — each a letter or shape as well as a colour (colour-blind safe). Rendering one chart costs
+restarted, D a drill — each a letter or shape as well as a colour (colour-blind safe); an event inferred rather
+than seen (a follower restarted between two samples) says so in its tooltip, and one the leader counted for a
+follower it could not tell goes on every chart. Rendering one chart costs
 a few hundred string operations; the web layer renders it once per second for all viewers.
 """
 
@@ -26,7 +28,7 @@ MARKS: dict[str, tuple[str, str]] = {
     "link_up": ("▲", "link up"),
     "full_resync": ("F", "full resync"),
     "partial_resync": ("P", "partial resync"),
-    "leader_restarted": ("L", "leader restarted (offset went back)"),
+    "leader_restarted": ("L", "leader restarted"),
     "drill": ("D", "drill"),
 }
 
@@ -159,6 +161,14 @@ def _runs(samples: Iterable[Mapping[str, Any]], key: str) -> list[list[Mapping[s
     return runs
 
 
+def _on_chart(event: Mapping[str, Any], name: str) -> bool:
+    """An event goes on the chart of its follower; a leader restart, a resync the leader counted for a follower it
+    could not tell (`attributed` false) and a mark without a node go on every chart."""
+    return (
+        event.get("node") in (name, None) or event.get("kind") == "leader_restarted" or event.get("attributed") is False
+    )
+
+
 def build_charts(
     history: Mapping[str, Any],
     current: Iterable[str],
@@ -184,9 +194,7 @@ def build_charts(
     charts: list[FollowerChart] = []
     for name in names[:limit]:
         samples = followers[name]
-        mine = [
-            e for e in [*events, *drill_marks] if e.get("node") in (name, None) or e.get("kind") == "leader_restarted"
-        ]
+        mine = [e for e in [*events, *drill_marks] if _on_chart(e, name)]
         mine.sort(key=lambda e: e["time"])
         last = samples[-1]
         gone = name not in running

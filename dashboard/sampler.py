@@ -1,10 +1,13 @@
 """The one Redis sampler per platform: reads every Redis node on a timer and publishes a `ReplicationSnapshot`.
 
 One asyncio task asks the platform for its Redis endpoints every `interval` seconds, then reads each node
-concurrently over redis-py asyncio with one non-transactional pipeline: `INFO replication`, `GET guestbook`,
+concurrently over redis-py asyncio with one non-transactional pipeline: `INFO server replication stats` (the
+replication state, the process's `run_id` and the leader's resync counters, in one command), `GET guestbook`,
 `DBSIZE`. Only when a node holds keys besides `guestbook` (and at most `key_limit` of them) a second round
 trip lists them (`SCAN`) and a pipeline of `DUMP`s digests their values, so the usual lab (one key) costs
-three commands per node per tick. The pure derivations live in `dashboard.replication`.
+three commands per node per tick. A Redis older than 7.0 takes one section per `INFO`: the first reply says so
+(an error) and from then on that node gets the three sections as three commands of the same pipeline (five
+commands per node). The pure derivations live in `dashboard.replication`.
 
 Viewers never cause Redis commands: the web layer reads `snapshot` (and `history`) and is told of changes by
 `add_listener`. `commands_sent` counts every command issued, so a benchmark can show that 50 viewers and
@@ -24,7 +27,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from dashboard.guestbook.entries import KEY as GUESTBOOK_KEY
 from dashboard.models import RedisEndpoint
@@ -48,6 +51,10 @@ Listener = Callable[[], None]
 # leader and a follower running different Redis versions (the lab mixes 6.0 and 6.2) compare by value.
 _DUMP_TRAILER = 10
 
+# What each tick asks every node with INFO: `replication` for the chart and the panel, `server` for `run_id` (a new
+# process: a follower restarted between two samples) and `tcp_port`, `stats` for `sync_full` / `sync_partial_ok`.
+INFO_SECTIONS = ("server", "replication", "stats")
+
 
 class EndpointSource(Protocol):
     """What the sampler needs from a platform (`dashboard.platforms.base.Platform` satisfies it)."""
@@ -67,11 +74,30 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def takes_one_info_section(reply: Any) -> bool:
+    """True for the reply of a Redis older than 7.0 to `INFO server replication stats`: its INFO takes at most one
+    section and answers more with "ERR syntax error" (redis-py: a `ResponseError`, without the "ERR ")."""
+    return isinstance(reply, ResponseError) and "syntax error" in str(reply).lower()
+
+
+def _merge_info(replies: Sequence[Any]) -> dict[str, str] | Exception:
+    """One dict of the `INFO` replies of a tick (one reply of several sections, or one per section). Only the
+    `replication` section is required: an error there is the node's error; one in another section is skipped."""
+    parsed = [parse_info(reply) for reply in replies if not isinstance(reply, Exception)]
+    info = parsed[0] if len(parsed) == 1 else {k: v for part in parsed for k, v in part.items()}
+    if "role" not in info:
+        errors = [r for r in replies if isinstance(r, Exception)]
+        return errors[0] if errors else ResponseError("INFO replication answered without a role")
+    return info
+
+
 class Sampler:
     """Samples every Redis node of `platform` every `interval` seconds (see the module docstring).
 
     `snapshot` is the latest `ReplicationSnapshot`; `version` increases only when its content changes
     (not its `sampled_at`), and listeners are called then. `history` is the `LagHistory` for charts.
+    `one_section_info`: ask every node one `INFO` per section from the start, as a Redis older than 7.0 needs
+    (otherwise found out per node from its first reply).
     """
 
     def __init__(
@@ -84,6 +110,7 @@ class Sampler:
         connect_timeout: float = 0.3,
         history_size: int = 300,
         clock: Callable[[], float] = time.time,
+        one_section_info: bool = False,
     ) -> None:
         self.platform = platform
         self.interval = interval
@@ -101,6 +128,8 @@ class Sampler:
         self.last_tick_seconds = 0.0  # wall time of the latest tick (for the benchmark and a status line)
         self.entries_cache = EntriesCache()  # unchanged guestbook values are not split again
         self._clients: dict[tuple[str, int], aioredis.Redis] = {}
+        self._one_section_only = one_section_info
+        self._one_section_info: set[tuple[str, int]] = set()  # nodes older than Redis 7.0: one INFO per section
         self._endpoints: list[RedisEndpoint] = []
         self._listeners: list[Listener] = []
         self._lock = asyncio.Lock()
@@ -215,6 +244,7 @@ class Sampler:
 
     async def _prune_clients(self, endpoints: Sequence[RedisEndpoint]) -> None:
         wanted = {(e.host, e.port) for e in endpoints}
+        self._one_section_info &= wanted
         for address in [a for a in self._clients if a not in wanted]:
             await self._close(self._clients.pop(address))
 
@@ -242,15 +272,27 @@ class Sampler:
 
     async def _read(self, endpoint: RedisEndpoint) -> NodeData:
         client = self._client(endpoint)
+        address = (endpoint.host, endpoint.port)
+        by_section = self._one_section_only or address in self._one_section_info
         pipe = client.pipeline(transaction=False)
-        pipe.execute_command("INFO", "replication")
+        if by_section:
+            for section in INFO_SECTIONS:
+                pipe.execute_command("INFO", section)
+        else:
+            pipe.execute_command("INFO", *INFO_SECTIONS)
         pipe.get(GUESTBOOK_KEY)
         pipe.dbsize()
-        self.commands_sent += 3
-        info, raw, dbsize = await pipe.execute(raise_on_error=False)
+        *infos, raw, dbsize = await self._send(pipe)
+        if not by_section and takes_one_info_section(infos[0]):
+            self._one_section_info.add(address)
+            pipe = client.pipeline(transaction=False)
+            for section in INFO_SECTIONS:
+                pipe.execute_command("INFO", section)
+            infos = list(await self._send(pipe))
+        info = _merge_info(infos)
         if isinstance(info, Exception):
             return NodeData(unreachable_node(endpoint.name, endpoint.component, _describe(info)))
-        replication = parse_replication(endpoint.name, endpoint.component, parse_info(info))
+        replication = parse_replication(endpoint.name, endpoint.component, info, host=endpoint.host)
         warnings: list[str] = []
         guestbook: bytes | None = None
         if isinstance(raw, Exception):
@@ -275,6 +317,11 @@ class Sampler:
             keys=keys,
             warning="; ".join(warnings) or None,
         )
+
+    async def _send(self, pipe: Any) -> list[Any]:
+        """Execute a pipeline, counting its commands; errors come back as values (`raise_on_error=False`)."""
+        self.commands_sent += len(pipe)
+        return list(await pipe.execute(raise_on_error=False))
 
     async def _read_keys(self, client: aioredis.Redis) -> dict[str, bytes]:
         """Key → digest of its value for every key but `guestbook`: SCAN, then one pipeline of DUMPs."""

@@ -3,6 +3,8 @@ contract and the lag history."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from dashboard.models import Component
@@ -23,6 +25,7 @@ from dashboard.replication import (
     parse_replication,
     unreachable_node,
 )
+from dashboard.replication_chart import build_charts
 from tests.redis_helpers import RedisProc, start_redis, wait_until
 
 # Captured from redis-server 7.0.15: a leader one follower is still syncing with, and that follower.
@@ -148,9 +151,9 @@ def test_parse_replication_of_real_redis_servers() -> None:
         follower = start_redis(replicaof=("127.0.0.1", leader.port))
 
         def node(server: RedisProc, component: Component) -> NodeReplication:
-            raw = server.command("INFO", "replication")
+            raw = server.command("INFO", "server", "replication", "stats")  # what the sampler asks, in one command
             assert isinstance(raw, bytes)
-            return parse_replication(str(server.port), component, parse_info(raw))
+            return parse_replication(str(server.port), component, parse_info(raw), host="127.0.0.1")
 
         leader.command("SET", "guestbook", "a,b")
         wait_until(lambda: follower is not None and follower.command("GET", "guestbook") == b"a,b", timeout=5)
@@ -166,6 +169,13 @@ def test_parse_replication_of_real_redis_servers() -> None:
         assert foll.master_replid == lead.master_replid
         assert [(f.port, f.state) for f in lead.connected_followers] == [(follower.port, "online")]
         assert lead.offset is not None and lead.offset > 0
+        # the other sections: the process's run id and port, and the resyncs the leader served (one full sync)
+        server_info = parse_info(follower.command("INFO", "server"))  # type: ignore[arg-type]
+        assert foll.run_id == server_info["run_id"] and len(foll.run_id) == 40 and foll.run_id != lead.run_id
+        assert (lead.tcp_port, foll.tcp_port, foll.host) == (leader.port, follower.port, "127.0.0.1")
+        assert (lead.sync_full, lead.sync_partial_ok) == (1, 0)
+        leader_json = build_snapshot([NodeData(lead), NodeData(foll)]).to_json()["leader"]
+        assert (leader_json["run_id"], leader_json["sync_full"], leader_json["sync_partial_ok"]) == (lead.run_id, 1, 0)
     finally:
         if follower is not None:
             follower.stop()
@@ -216,8 +226,27 @@ def test_entries_cache_splits_each_raw_value_once() -> None:
 # ----------------------------------------------------------------------------------------------------- snapshot
 
 
-def _leader(offset: int = 100, replid: str = REPLID, name: str = "redis-leader-0") -> NodeReplication:
-    return NodeReplication(name, "redis-leader", "master", None, offset, master_replid=replid)
+def _leader(
+    offset: int = 100,
+    replid: str = REPLID,
+    name: str = "redis-leader-0",
+    run_id: str | None = None,
+    full: int | None = None,
+    partial: int | None = None,
+    replicas: tuple[ConnectedFollower, ...] = (),
+) -> NodeReplication:
+    return NodeReplication(
+        name,
+        "redis-leader",
+        "master",
+        None,
+        offset,
+        master_replid=replid,
+        run_id=run_id,
+        sync_full=full,
+        sync_partial_ok=partial,
+        connected_followers=replicas,
+    )
 
 
 def _follower(
@@ -226,9 +255,20 @@ def _follower(
     link: Link = "up",
     replid: str | None = REPLID,
     sync_in_progress: bool = False,
+    run_id: str | None = None,
+    port: int | None = None,
 ) -> NodeReplication:
     return NodeReplication(
-        name, "redis-follower", "slave", link, offset, master_replid=replid, sync_in_progress=sync_in_progress
+        name,
+        "redis-follower",
+        "slave",
+        link,
+        offset,
+        master_replid=replid,
+        sync_in_progress=sync_in_progress,
+        run_id=run_id,
+        tcp_port=port,
+        host="127.0.0.1" if port is not None else None,
     )
 
 
@@ -447,3 +487,228 @@ def test_leader_restart_is_an_offset_going_back_not_a_new_replication_id() -> No
     assert [e.kind for e in history.events if e.kind == "leader_restarted"] == []
     history.record(3.0, _leader(offset=14, replid="c" * 40), [_follower(offset=520, replid="b" * 40)])
     assert [(e.time, e.kind) for e in history.events if e.kind == "leader_restarted"] == [(3.0, "leader_restarted")]
+
+
+# ------------------------------------------------------------- events from the leader's side and from the run id
+
+RUN_A, RUN_A2, RUN_B, RUN_L = "a" * 40, "d" * 40, "b" * 40, "1" * 40
+
+
+def _kinds(history: LagHistory) -> list[tuple[float, str, str, bool]]:
+    return [(e.time, e.node, e.kind, e.inferred) for e in history.events]
+
+
+def _two(a_run: str = RUN_A, a_link: Link = "up", **a: Any) -> list[NodeReplication]:
+    """Follower a (port 7001) and follower b (port 7002), both up unless said otherwise."""
+    return [
+        _follower(run_id=a_run, link=a_link, port=7001, **a),
+        _follower("redis-follower-b", run_id=RUN_B, port=7002),
+    ]
+
+
+def test_a_follower_restarted_between_two_samples_is_link_down_up_and_a_full_resync_inferred() -> None:
+    """Every sample shows its link up, but its run id changed and the leader counted a full sync: one restart."""
+    history = LagHistory()
+    history.record(1.0, _leader(run_id=RUN_L, full=2, partial=0), _two())
+    history.record(1.5, _leader(run_id=RUN_L, full=3, partial=0), _two(a_run=RUN_A2))
+    for t in (2.0, 2.5, 3.0, 3.5, 4.0):  # the leader's count is matched: nothing more, however long we wait
+        history.record(t, _leader(run_id=RUN_L, full=3, partial=0), _two(a_run=RUN_A2))
+    assert _kinds(history) == [
+        (1.5, "redis-follower-a", "link_down", True),
+        (1.5, "redis-follower-a", "link_up", True),
+        (1.5, "redis-follower-a", "full_resync", True),
+    ]
+    assert (
+        history.events[0].detail.startswith("inferred: its process restarted") and "run_id" in history.events[0].detail
+    )
+    assert "the leader counted it" in history.events[2].detail
+    assert all(e.attributed for e in history.events)
+    out = history.to_json()["events"][0]
+    assert out["inferred"] is True and out["attributed"] is True and out["kind"] == "link_down"
+
+
+def test_a_restart_is_found_by_the_run_id_alone_when_the_leader_has_no_counters() -> None:
+    history = LagHistory()
+    history.record(1.0, _leader(), [_follower(run_id=RUN_A)])
+    history.record(1.5, _leader(), [_follower(run_id=RUN_A2)])
+    assert [(e.kind, e.inferred) for e in history.events] == [
+        ("link_down", True),
+        ("link_up", True),
+        ("full_resync", True),
+    ]
+
+
+def test_a_restart_seen_while_its_link_is_down_gives_each_event_once() -> None:
+    history = LagHistory()
+    history.record(1.0, _leader(run_id=RUN_L, full=2, partial=0), _two())
+    history.record(1.5, _leader(run_id=RUN_L, full=3, partial=0), _two(a_run=RUN_A2, a_link="down"))
+    history.record(2.0, _leader(run_id=RUN_L, full=3, partial=0), _two(a_run=RUN_A2))
+    for t in (2.5, 3.0, 3.5):
+        history.record(t, _leader(run_id=RUN_L, full=3, partial=0), _two(a_run=RUN_A2))
+    assert _kinds(history) == [
+        (1.5, "redis-follower-a", "link_down", False),
+        (2.0, "redis-follower-a", "link_up", False),
+        (2.0, "redis-follower-a", "full_resync", False),
+    ]
+    assert history.events[0].detail == "master_link_status:down; its process restarted (new run_id)"
+    assert history.events[2].detail.startswith("its process restarted, so it synced in full")
+
+
+def test_a_restarted_follower_that_was_unreachable_still_gets_its_resync() -> None:
+    """Before run ids, an outage where the follower only failed to answer gave no resync event."""
+    history = LagHistory()
+    history.record(1.0, _leader(run_id=RUN_L, full=2, partial=0), _two())
+    gone = unreachable_node("redis-follower-a", "redis-follower", "ConnectionError: refused")
+    history.record(1.5, _leader(run_id=RUN_L, full=2, partial=0), [gone, _two()[1]])
+    history.record(2.0, _leader(run_id=RUN_L, full=3, partial=0), _two(a_run=RUN_A2))
+    assert [(e.node, e.kind) for e in history.events] == [
+        ("redis-follower-a", "link_down"),
+        ("redis-follower-a", "link_up"),
+        ("redis-follower-a", "full_resync"),
+    ]
+
+
+def test_a_follower_missing_from_the_endpoints_while_it_restarts_is_one_restart() -> None:
+    """The platform lists only ready pods: the leader counts the sync while the follower is not listed."""
+    history = LagHistory()
+    history.record(1.0, _leader(run_id=RUN_L, full=2, partial=0), _two())
+    for t in (1.5, 2.0, 2.5, 3.0):
+        history.record(t, _leader(run_id=RUN_L, full=3, partial=0), _two()[1:])
+    history.record(3.5, _leader(run_id=RUN_L, full=3, partial=0), _two(a_run=RUN_A2))
+    for t in (4.0, 4.5, 5.0):
+        history.record(t, _leader(run_id=RUN_L, full=3, partial=0), _two(a_run=RUN_A2))
+    assert [(e.time, e.node, e.kind) for e in history.events] == [
+        (3.5, "redis-follower-a", "link_down"),
+        (3.5, "redis-follower-a", "link_up"),
+        (3.5, "redis-follower-a", "full_resync"),
+    ]
+
+
+def test_a_restart_the_leader_served_with_a_partial_resync_is_a_partial_one() -> None:
+    history = LagHistory()
+    history.record(1.0, _leader(run_id=RUN_L, full=2, partial=0), _two())
+    history.record(1.5, _leader(run_id=RUN_L, full=2, partial=1), _two(a_run=RUN_A2))
+    assert [e.kind for e in history.events] == ["link_down", "link_up", "partial_resync"]
+
+
+def test_a_resync_only_the_leader_counted_goes_to_the_follower_whose_replica_entry_reset() -> None:
+    history = LagHistory()
+    online = (
+        ConnectedFollower("127.0.0.1", 7001, "online", 500, 0),
+        ConnectedFollower("127.0.0.1", 7002, "online", 500, 0),
+    )
+    history.record(1.0, _leader(run_id=RUN_L, full=2, partial=0, replicas=online), _two())
+    # b's link broke and resumed between two samples: the leader served a partial resync and lists b anew
+    history.record(1.5, _leader(run_id=RUN_L, full=2, partial=1, replicas=online[:1]), _two())
+    history.record(2.0, _leader(run_id=RUN_L, full=2, partial=1, replicas=online), _two())
+    assert list(history.events) == []  # not yet: a follower's own samples may still explain it
+    history.record(2.5, _leader(run_id=RUN_L, full=2, partial=1, replicas=online), _two())
+    assert _kinds(history) == [
+        (1.5, "redis-follower-b", "link_down", True),
+        (1.5, "redis-follower-b", "link_up", True),
+        (1.5, "redis-follower-b", "partial_resync", True),
+    ]
+    assert "sync_partial_ok grew" in history.events[2].detail and "replica list reset" in history.events[2].detail
+    history.record(3.0, _leader(run_id=RUN_L, full=2, partial=1, replicas=online), _two())
+    assert len(history.events) == 3
+
+
+def test_a_resync_only_the_leader_counted_goes_to_the_only_follower_or_to_no_one() -> None:
+    one = LagHistory()
+    one.record(1.0, _leader(run_id=RUN_L, full=1, partial=0), _two()[:1])
+    for t in (1.5, 2.0, 2.5):
+        one.record(t, _leader(run_id=RUN_L, full=2, partial=0), _two()[:1])
+    assert [(e.node, e.kind, e.attributed) for e in one.events] == [
+        ("redis-follower-a", "link_down", True),
+        ("redis-follower-a", "link_up", True),
+        ("redis-follower-a", "full_resync", True),
+    ]
+    assert "the only follower" in one.events[2].detail
+    two = LagHistory()
+    two.record(1.0, _leader(run_id=RUN_L, full=2, partial=0), _two())
+    for t in (1.5, 2.0, 2.5):
+        two.record(t, _leader(run_id=RUN_L, full=3, partial=0), _two())
+    assert [(e.time, e.node, e.kind, e.inferred, e.attributed) for e in two.events] == [
+        (1.5, "redis-leader-0", "full_resync", True, False)
+    ]
+    assert "could not be told" in two.events[0].detail
+
+
+def test_a_counted_resync_waits_for_a_follower_that_is_down_and_is_its_resync() -> None:
+    history = LagHistory()
+    history.record(1.0, _leader(run_id=RUN_L, full=2, partial=0), _two())
+    history.record(1.5, _leader(run_id=RUN_L, full=2, partial=0), _two(a_link="down"))
+    for t in (2.0, 2.5, 3.0, 3.5):  # the leader counts a full sync while a is still down (loading the data)
+        history.record(t, _leader(run_id=RUN_L, full=3, partial=0), _two(a_link="down"))
+    history.record(4.0, _leader(run_id=RUN_L, full=3, partial=0), _two())
+    history.record(4.5, _leader(run_id=RUN_L, full=3, partial=0), _two())
+    assert [(e.time, e.node, e.kind) for e in history.events] == [
+        (1.5, "redis-follower-a", "link_down"),
+        (4.0, "redis-follower-a", "link_up"),
+        (4.0, "redis-follower-a", "full_resync"),
+    ]
+    assert history.events[2].detail == "reconnected; the leader counted a full sync (sync_full)"
+
+
+def test_a_follower_event_the_leader_counts_a_tick_later_is_not_counted_twice() -> None:
+    history = LagHistory()
+    history.record(1.0, _leader(run_id=RUN_L, full=2, partial=0), _two())
+    history.record(1.5, _leader(run_id=RUN_L, full=2, partial=0), _two(a_run=RUN_A2))  # read before it counted
+    for t in (2.0, 2.5, 3.0, 3.5):
+        history.record(t, _leader(run_id=RUN_L, full=3, partial=0), _two(a_run=RUN_A2))
+    assert [(e.node, e.kind) for e in history.events] == [
+        ("redis-follower-a", "link_down"),
+        ("redis-follower-a", "link_up"),
+        ("redis-follower-a", "full_resync"),
+    ]
+
+
+def test_a_new_followers_first_sync_is_no_event() -> None:
+    history = LagHistory()
+    history.record(1.0, _leader(run_id=RUN_L, full=2, partial=0), _two())
+    for t in (1.5, 2.0, 2.5, 3.0):  # scaled to three: the new one syncs in full, the leader counts it
+        third = _follower("redis-follower-c", run_id="c" * 40, port=7003)
+        history.record(t, _leader(run_id=RUN_L, full=3, partial=0), [*_two(), third])
+    assert list(history.events) == []
+
+
+def test_a_leader_with_a_new_run_id_restarted_and_its_counters_start_afresh() -> None:
+    history = LagHistory()
+    history.record(1.0, _leader(offset=500, run_id=RUN_L, full=2, partial=0), _two(offset=500))
+    # a new leader process, whose offset has already passed the old one: only its run id tells
+    history.record(1.5, _leader(offset=900, replid="e" * 40, run_id="2" * 40, full=0, partial=0), _two(offset=500))
+    history.record(2.0, _leader(offset=900, replid="e" * 40, run_id="2" * 40, full=0, partial=0), _two(offset=500))
+    assert [(e.time, e.node, e.kind) for e in history.events] == [(1.5, "redis-leader-0", "leader_restarted")]
+    assert history.events[0].detail == "its run_id changed: a new process"
+
+
+def test_events_stay_in_time_order_when_an_attributed_one_comes_late() -> None:
+    """The leader's count (at 1.5) is attributed only once the follower, down since 2.0, has kept it waiting for
+    `wait_limit`: its events go before the link_down of 2.0, and the bounded list drops its oldest."""
+    history = LagHistory(max_events=3)
+    history.record(1.0, _leader(run_id=RUN_L, full=1, partial=0), _two()[:1])
+    history.record(1.5, _leader(run_id=RUN_L, full=2, partial=0), _two()[:1])
+    down = [_follower(run_id=RUN_A, link="down", port=7001)]
+    history.record(2.0, _leader(run_id=RUN_L, full=2, partial=0), down)
+    history.record(11.0, _leader(run_id=RUN_L, full=2, partial=0), down)
+    assert [(e.time, e.kind) for e in history.events] == [(2.0, "link_down")]  # still waiting for it
+    history.record(12.0, _leader(run_id=RUN_L, full=2, partial=0), down)
+    assert [(e.time, e.kind) for e in history.events] == [(1.5, "link_up"), (1.5, "full_resync"), (2.0, "link_down")]
+
+
+def test_charts_show_a_resync_no_follower_could_be_told_on_every_chart() -> None:
+    history = LagHistory()
+    history.record(1.0, _leader(run_id=RUN_L, full=2, partial=0), _two())
+    for t in (1.5, 2.0, 2.5):
+        history.record(t, _leader(run_id=RUN_L, full=3, partial=0), _two())
+    history.record(3.0, _leader(run_id=RUN_L, full=3, partial=0), _two(a_run=RUN_A2))
+    charts = {c.name: c for c in build_charts(history.to_json(), ["redis-follower-a", "redis-follower-b"], now=4.0)}
+    kinds = {name: [(e["node"], e["kind"]) for e in c.events] for name, c in charts.items()}
+    assert kinds["redis-follower-b"] == [("redis-leader-0", "full_resync")]
+    assert kinds["redis-follower-a"] == [
+        ("redis-leader-0", "full_resync"),
+        ("redis-follower-a", "link_down"),
+        ("redis-follower-a", "link_up"),
+        ("redis-follower-a", "full_resync"),
+    ]
+    assert "inferred: its process restarted" in charts["redis-follower-a"].svg

@@ -1,5 +1,7 @@
 """The sampler against REAL redis-server processes: a leader and two followers (`--replicaof`), started and
-stopped by this module (by pid), behind a tiny fake platform that only lists their endpoints."""
+stopped by this module (by pid), behind a tiny fake platform that only lists their endpoints; then in a real lab
+on the local platform, through the app's JSON API: followers and the leader killed with SIGKILL (found by their
+pod's address, `INFO server` says the pid) and what the lag history and the write load make of it."""
 
 from __future__ import annotations
 
@@ -9,15 +11,21 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from fastapi.testclient import TestClient
+from redis.exceptions import ResponseError
 
 from dashboard.models import RedisEndpoint
-from dashboard.replication import ReplicationSnapshot
-from dashboard.sampler import Sampler
+from dashboard.probe import NodeCount, leader_restart, lost_everywhere
+from dashboard.replication import ReplicationSnapshot, parse_info
+from dashboard.sampler import Sampler, takes_one_info_section
+from dashboard.settings import Settings
+from dashboard.web import create_app
 from tests.polling import until
-from tests.redis_helpers import RedisProc, free_port, start_redis, wait_until
+from tests.redis_helpers import RedisProc, free_port, redis_command, start_redis, wait_until
 
 T = TypeVar("T")
 
@@ -65,7 +73,9 @@ def cluster() -> Iterator[Cluster]:
         leader.command("CONFIG", "SET", "repl-diskless-sync-delay", "0")  # followers sync at once, not after 5 s
         for _ in range(2):
             started.append(start_redis(replicaof=("127.0.0.1", leader.port)))
-        yield Cluster(*started)
+        cluster = Cluster(*started)
+        yield cluster
+        started += [s for s in (cluster.leader, cluster.a, cluster.b) if s not in started]  # replaced by a test
     finally:
         for server in started:
             if server.alive():
@@ -413,3 +423,209 @@ def test_reconnections_are_partial_or_full_resyncs_in_the_history(clean: Cluster
             a.command("REPLICAOF", "127.0.0.1", str(leader.port))
 
     run(scenario())
+
+
+def test_a_redis_older_than_7_is_told_by_its_answer_to_several_info_sections() -> None:
+    # Redis 6 answers `INFO server replication stats` with "-ERR syntax error"; redis-py drops the "ERR "
+    assert takes_one_info_section(ResponseError("syntax error"))
+    assert not takes_one_info_section(ResponseError("NOAUTH Authentication required."))
+    assert not takes_one_info_section(b"# Server\r\nredis_version:7.0.15\r\n")
+
+
+def test_one_info_per_section_reads_the_same_for_two_more_commands_per_node(clean: Cluster) -> None:
+    """The path for Redis before 7.0 (forced here on a real 7.0): three INFO commands in the same pipeline."""
+
+    async def scenario() -> None:
+        together, apart = Sampler(clean.platform()), Sampler(clean.platform(), one_section_info=True)
+        try:
+            clean.leader.command("SET", "guestbook", "a")
+            snapshots = [await sample_until(s, lambda snap: snap.in_sync) for s in (together, apart)]
+            for sampler, per_node in ((together, 3), (apart, 5)):
+                before = sampler.commands_sent
+                await sampler.sample_now()
+                assert sampler.commands_sent - before == 3 * per_node
+            one, other = (snap.to_json() for snap in snapshots)
+            info = redis_command(clean.a.port, "INFO", "server")
+            assert isinstance(info, bytes)
+            assert followers_by_name(snapshots[0])[FOLLOWER_A]["run_id"] == parse_info(info)["run_id"]
+            for key in ("run_id", "sync_full", "sync_partial_ok"):
+                assert one["leader"][key] == other["leader"][key] is not None
+            assert [f["run_id"] for f in one["followers"]] == [f["run_id"] for f in other["followers"]]
+        finally:
+            await together.stop()
+            await apart.stop()
+
+    run(scenario())
+
+
+def test_a_follower_restarted_between_two_samples_is_a_link_down_and_a_full_resync(clean: Cluster) -> None:
+    """SIGKILL follower a and start a new redis-server on its port before the next sample, twice: once while it is
+    off the endpoints (as a platform lists only ready pods: every sample shows its link up, yet its new run_id and
+    the leader's sync_full say what happened), once in place (the sampler's kept connection fails once). Each
+    restart is one link down, one link up and one full resync."""
+
+    async def scenario() -> None:
+        platform = clean.platform()
+        sampler = Sampler(platform)
+        events = sampler.history.events
+
+        async def restart(unlisted: bool) -> None:
+            snapshot = await sample_until(sampler, lambda s: s.in_sync)
+            assert snapshot.leader is not None and snapshot.leader.sync_full is not None
+            full_before = snapshot.leader.sync_full
+            if unlisted:
+                platform.endpoints = [e for e in platform.endpoints if e.name != FOLLOWER_A]
+                await sampler.sample_now()
+            old = clean.a
+            os.kill(old.pid, signal.SIGKILL)
+            old.proc.wait(timeout=5)
+            old.stop()  # reaped; removes its directory
+            clean.a = start_redis(port=old.port, replicaof=("127.0.0.1", clean.leader.port))  # linked when back
+            platform.endpoints = clean.endpoints()
+            snapshot = await sample_until(sampler, lambda s: s.in_sync)
+            assert snapshot.leader is not None and snapshot.leader.sync_full == full_before + 1
+            deadline = time.monotonic() + 1.5  # longer than the history waits before attributing a leader's count
+            while time.monotonic() < deadline:
+                await sampler.sample_now()
+                await asyncio.sleep(0.05)
+
+        try:
+            clean.leader.command("SET", "guestbook", "a,b")
+            await restart(unlisted=True)
+            assert [(e.node, e.kind, e.inferred) for e in events] == [
+                (FOLLOWER_A, "link_down", True),
+                (FOLLOWER_A, "link_up", True),
+                (FOLLOWER_A, "full_resync", True),
+            ]
+            assert "new run_id" in events[0].detail and "the leader counted it" in events[2].detail
+            assert all(sample.link == "up" for sample in sampler.history.samples(FOLLOWER_A))  # no sample saw it
+            await restart(unlisted=False)
+            assert [(e.node, e.kind, e.inferred) for e in list(events)[3:]] == [
+                (FOLLOWER_A, "link_down", False),
+                (FOLLOWER_A, "link_up", False),
+                (FOLLOWER_A, "full_resync", False),
+            ]
+            assert "ConnectionError" in events[3].detail
+            assert events[5].detail.startswith("its process restarted, so it synced in full")
+        finally:
+            await sampler.stop()
+
+    run(scenario())
+
+
+# ----------------------------------------------------------------------------- a real lab on the local platform
+
+HX = {"HX-Request": "true"}
+RESYNCS = ("full_resync", "partial_resync")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """Leader, followers and frontend on the local platform, sampled every 0.5 s (the dashboard's default)."""
+    settings = Settings(run_dir=tmp_path_factory.mktemp("sampler-lab") / "run", frontend_port=0, sample_interval=0.5)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
+        try:
+            for step in ("leader", "followers", "frontend"):
+                r = client.post(f"/api/steps/{step}", headers=HX)
+                assert r.status_code == 200 and r.json()["state"] == "done", r.text
+            yield client
+        finally:
+            client.post("/api/steps/cleanup", headers=HX)
+
+
+def pods(client: TestClient) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in client.get("/api/pods").json()}
+
+
+def redis_pid(pod: dict[str, Any]) -> int:
+    """The pid of the redis-server behind a pod of the lab: its address from /api/pods, its pid from INFO server
+    (checked against /proc: a redis-server serving that port)."""
+    host, port = str(pod["ip"]).rsplit(":", 1)
+    assert host == "127.0.0.1"
+    info = redis_command(int(port), "INFO", "server")
+    assert isinstance(info, bytes)
+    pid = int(parse_info(info)["process_id"])
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    assert b"redis-server" in cmdline and port.encode() in cmdline, cmdline
+    return pid
+
+
+def in_sync(client: TestClient) -> bool:
+    body = client.get("/api/replication").json()
+    return bool(body["in_sync"]) and len(body["followers"]) == 2
+
+
+def test_a_follower_killed_five_times_shows_five_link_downs_and_five_resyncs(lab: TestClient) -> None:
+    """The local platform restarts a killed follower in ~70 ms (then backs off): faster than a sample at first."""
+    wait_until(lambda: in_sync(lab), 15, what="the lab in sync")
+    followers = sorted(n for n, p in pods(lab).items() if p["component"] == "redis-follower")
+    victim, other = followers
+    started = time.time()
+    restarts = pods(lab)[victim]["restarts"]
+    for i in range(1, 6):
+        pid = redis_pid(pods(lab)[victim])
+        os.kill(pid, signal.SIGKILL)
+
+        def back(pid: int = pid, want: int = restarts + i) -> bool:
+            pod = pods(lab)[victim]
+            return bool(pod["restarts"] == want and pod["ready"] and redis_pid(pod) != pid)
+
+        wait_until(back, 30, interval=0.02, what=f"{victim} to come back after kill {i}")
+        wait_until(lambda: in_sync(lab), 15, what=f"the lab in sync after kill {i}")
+
+    def counts() -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {victim: {}, other: {}}
+        for e in lab.get("/api/lag").json()["events"]:
+            if e["time"] >= started and e["node"] in out:
+                kind = "resync" if e["kind"] in RESYNCS else e["kind"]
+                out[e["node"]][kind] = out[e["node"]].get(kind, 0) + 1
+        return out
+
+    want = {victim: {"link_down": 5, "link_up": 5, "resync": 5}, other: {}}
+    wait_until(lambda: counts() == want, 10, interval=0.1, what=f"5 link downs and 5 resyncs of {victim}")
+    time.sleep(1.5)  # three more samples: the leader's counts are matched, not attributed again
+    assert counts() == want
+    assert pods(lab)[victim]["restarts"] == restarts + 5
+
+
+def test_a_leader_killed_during_the_write_load_is_data_loss_in_the_drills_words(lab: TestClient) -> None:
+    wait_until(lambda: in_sync(lab), 15, what="the lab in sync")
+    leader = next(n for n, p in pods(lab).items() if p["component"] == "redis-leader")
+    restarts = pods(lab)[leader]["restarts"]
+    r = lab.post("/api/load", json={"rate": 100, "seconds": 3}, headers=HX)
+    assert r.status_code in (200, 202), r.text
+    wait_until(lambda: lab.get("/api/load").json()["ok"] >= 50, 10, what="50 acknowledged writes")
+    os.kill(redis_pid(pods(lab)[leader]), signal.SIGKILL)
+
+    def finished() -> dict[str, Any] | None:
+        body: dict[str, Any] = lab.get("/api/load").json()
+        return None if body["state"] in ("running", "checking") else body
+
+    body = wait_until(finished, 40, interval=0.1, what="the load's accounting")
+    assert body is not None
+    lost = body["entries_lost"]
+    assert body["data_loss"] is True and 50 <= lost <= body["ok"], body
+    assert body["message"].startswith(
+        f"DATA LOSS: {lost} acknowledged entries are gone from every node: the leader {leader} restarted "
+        f"(restarts {restarts} → {restarts + 1}) during the load and has no persistence, so it came back empty. "
+        f"Wrote {body['ok']} of {body['planned']} entries"
+    ), body["message"]
+    assert "lacks" not in body["message"] or "beyond those" in body["message"]
+    nodes = {n["name"]: n for n in body["nodes"]}
+    assert nodes[leader]["missing"] == lost and all(n["missing"] >= lost for n in nodes.values())
+    assert pods(lab)[leader]["restarts"] == restarts + 1
+
+
+def test_the_loads_loss_is_what_no_node_holds_and_its_cause_a_leader_restart_or_replacement() -> None:
+    """The values behind the load's DATA LOSS sentence (`dashboard.probe`)."""
+    leader = NodeCount("redis-leader-x", "leader", missing=2, missing_entries=frozenset({"e1", "e2"}))
+    follower = NodeCount("redis-follower-a", "follower", missing=3, missing_entries=frozenset({"e1", "e2", "e3"}))
+    assert lost_everywhere([leader, follower]) == 2
+    assert lost_everywhere([leader, NodeCount("redis-follower-b", "follower", missing=5, error="timeout")]) == 0
+    assert lost_everywhere([]) == 0
+    assert leader_restart(("redis-leader-x", 0), ("redis-leader-x", 1)) == "redis-leader-x restarted (restarts 0 → 1)"
+    assert (
+        leader_restart(("redis-leader-x", 2), ("redis-leader-y", 0)) == "redis-leader-x was replaced by redis-leader-y"
+    )
+    assert leader_restart(("redis-leader-x", 1), ("redis-leader-x", 1)) is None
+    assert leader_restart(None, ("redis-leader-x", 1)) is None
