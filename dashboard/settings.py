@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,7 +15,21 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "GUESTBOOK_LAB_"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_NAME = "guestbook-lab"  # the wheel installs templates/, static/ and manifests/ under <prefix>/share/<this>
+
+
+def resource_root() -> Path:
+    """Where templates/, static/ and manifests/ are: the source checkout (an editable install, a clone), else the
+    `share/guestbook-lab` data directory that the wheel installs into the environment's prefix."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent
+    if (checkout / "templates" / "index.html").is_file():
+        return checkout
+    installed = package.parents[3] / "share" / DATA_NAME  # <prefix>/lib/pythonX.Y/site-packages/dashboard
+    return installed if installed.is_dir() else Path(sys.prefix) / "share" / DATA_NAME
+
+
+PROJECT_ROOT = resource_root()
 MANIFESTS_DIR = PROJECT_ROOT / "manifests"
 
 
