@@ -21,7 +21,7 @@ import httpx
 import redis.asyncio as aioredis
 import yaml
 
-from dashboard.errors import DashboardError, PrerequisiteMissing, StepFailed, UnknownStep
+from dashboard.errors import DashboardError, PlatformRefused, PrerequisiteMissing, StepFailed, UnknownStep
 from dashboard.models import RedisEndpoint, Step, StepStatus
 from dashboard.platforms.base import Listener, Platform
 from dashboard.settings import MANIFESTS_DIR, Settings
@@ -212,6 +212,8 @@ class Lab:
         while True:
             try:
                 outcome = await probe()
+            except PlatformRefused:
+                raise  # waiting will not change it: fail now, with its sentence and fix
             except DashboardError as exc:
                 outcome = exc.message
             if outcome is None:

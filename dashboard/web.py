@@ -146,7 +146,11 @@ class State:
         return [pod.to_json(now) for pod in pods]
 
     def replication_json(self) -> dict[str, Any]:
-        return dict(self.sampler.snapshot.to_json())
+        data = dict(self.sampler.snapshot.to_json())
+        access = getattr(self.platform, "redis_access_status", None)  # Kubernetes: pod IPs or port-forward, and why
+        if access is not None:
+            data["redis_access"] = access()
+        return data
 
     async def context(self, request: Request, topic: str | None = None) -> dict[str, Any]:
         ctx: dict[str, Any] = {

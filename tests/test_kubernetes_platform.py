@@ -298,7 +298,8 @@ def test_preflight_reports_access_reviews_and_blocked_steps(double: KubernetesAp
     report: dict[str, Any] = asyncio.run(platform.preflight())
     assert report["context"] == "double" and report["server_version"] == "v1.36.2"
     assert report["namespace"] == {"name": "guestbook", "exists": True, "phase": "Active", "will_create": False}
-    assert report["redis_access"] == "port-forward"  # auto, outside a cluster
+    assert report["redis_access"] == "auto"  # outside a cluster, decided at the first ready Redis pod
+    assert "TCP connect to its pod IP" in report["redis_access_reason"]
     denied = [(c["verb"], c["resource"]) for c in report["checks"] if c["allowed"] is False]
     assert denied == [("create", "pods/portforward"), ("delete", "services")]
     assert "cleanup" in report["blocked"] and "expose" in report["blocked"]

@@ -42,7 +42,7 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.stream import ws_client as _ws_client
 from websocket import WebSocketBadStatusException, WebSocketException
 
-from dashboard.errors import BadRequest, DashboardError, PlatformError, PlatformUnavailable
+from dashboard.errors import BadRequest, DashboardError, PlatformError, PlatformRefused, PlatformUnavailable
 from dashboard.models import LogLine, PlatformName, Pod, RedisEndpoint
 from dashboard.platforms import k8s_objects as objects
 from dashboard.platforms.base import Listener
@@ -59,6 +59,7 @@ JSON = dict[str, Any]
 REDIS_PORT = 6379
 FRONTEND_PORT = 80
 REQUEST_TIMEOUT = (5.0, 30.0)
+POD_IP_CONNECT_TIMEOUT = 0.5  # --redis-access auto outside a cluster: a pod IP that does not connect within this
 WATCH_TIMEOUT_SECONDS = 290  # the server ends a watch after this; we then re-watch from the last resourceVersion
 LAB_MANIFESTS = (
     "redis-leader-deployment.yaml",
@@ -249,17 +250,58 @@ class _Api:
             websocket = ws_client.create_websocket(self.cluster.configuration, url, headers)
         except WebSocketBadStatusException as exc:
             code = int(exc.status_code)
-            raise objects.translate_status(
+            translated = objects.translate_status(
                 code,
                 exc.resp_body or b"",
                 verb="create",
                 resource="pods" if code == 404 else "pods/portforward",
                 name=pod,
                 namespace=self.namespace,
-            ) from exc
+            )
+            raise portforward_refusal(code, exc.resp_body or b"", pod, translated) or translated from exc
         except (WebSocketException, k8s_client.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise objects.connection_error(self.cluster.server, str(exc)) from exc
         return ws_client.PortForward(websocket, [port])
+
+
+def portforward_refusal(code: int, body: bytes | str, pod: str, translated: DashboardError) -> PlatformRefused | None:
+    """A port-forward upgrade the API server refuses for a reason that waiting will not change, as one sentence and
+    its fix; None for anything that may pass (a pod still starting, a 5xx while the kubelet restarts)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    direct = "or use --redis-access direct where pod IPs are reachable from here"
+    if code == 403:
+        return PlatformRefused(
+            translated.message,
+            f"Allow 'get' and 'create' on pods/portforward (manifests/dashboard/role.yaml), {direct}.",
+        )
+    if "no preferred addresses" in text or "unable to upgrade connection" in text:
+        detail = str(objects.status_of(text).get("message") or "").strip() or text.strip()[:200]
+        return PlatformRefused(
+            f"The API server cannot open a port-forward to pod {pod}: {detail.rstrip('.')}.",
+            "The API server finds no address it may use for the node's kubelet: check the node's addresses "
+            f"(kubectl get node -o wide) against the API server's --kubelet-preferred-address-types, {direct}.",
+        )
+    return None
+
+
+async def pod_ip_answers(host: str, port: int, timeout: float = POD_IP_CONNECT_TIMEOUT) -> tuple[bool, str]:
+    """(reachable, what happened): a TCP connect to host:port with a short deadline (for --redis-access auto).
+
+    A refused connection counts as reachable: the pod's own network stack answered (Redis was not listening yet),
+    so the route to pod IPs works. A timeout, "No route to host" or "Network is unreachable" does not."""
+    started = time.monotonic()
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except TimeoutError:
+        return False, f"no answer within {timeout:g} s"
+    except ConnectionRefusedError:
+        return True, "the pod refused the connection: its IP is reachable, Redis was not listening yet"
+    except OSError as exc:
+        return False, exc.strerror or type(exc).__name__
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True, f"connected in {(time.monotonic() - started) * 1000:.0f} ms"
 
 
 def _path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
@@ -567,6 +609,7 @@ class KubernetesPlatform:
         self._frontend_url: str | None = None
         self._expose_note: str | None = None
         self._round_robin = itertools.count()
+        self._auto_access: tuple[str, str] | None = None  # --redis-access auto, once decided: (mode, why)
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -872,8 +915,56 @@ class KubernetesPlatform:
     # ------------------------------------------------------------------------- access to pods
 
     def _access_direct(self) -> bool:
+        return self.redis_access_status()["using"] == "direct"
+
+    def redis_access_status(self) -> dict[str, object]:
+        """How Redis and the frontend pods are reached, and why: {"mode": the setting, "using": "direct" |
+        "port-forward" | None (auto, not decided until a Redis pod is ready), "reason": one sentence}."""
         mode = self.settings.redis_access
-        return mode == "direct" or (mode == "auto" and self.in_cluster)
+        if mode == "direct":
+            return {"mode": mode, "using": "direct", "reason": "--redis-access direct: the dashboard dials pod IPs."}
+        if mode == "port-forward":
+            reason = "--redis-access port-forward: every connection goes through the API server's pod port-forward."
+            return {"mode": mode, "using": "port-forward", "reason": reason}
+        if self._cluster is not None and self._cluster.in_cluster:
+            return {"mode": mode, "using": "direct", "reason": "auto, in a pod: pod IPs are routable from a pod."}
+        if self._auto_access is None:
+            reason = (
+                "auto: decided at the first ready Redis pod (a TCP connect to its pod IP within "
+                f"{POD_IP_CONNECT_TIMEOUT:g} s, else the API server's port-forward)."
+            )
+            return {"mode": mode, "using": None, "reason": reason}
+        using, reason = self._auto_access
+        return {"mode": mode, "using": using, "reason": reason}
+
+    async def _decide_access(self) -> None:
+        """--redis-access auto outside a cluster: the first ready Redis pod's IP, if it connects, else port-forward."""
+        if self.settings.redis_access != "auto" or self._auto_access is not None or self.in_cluster:
+            return
+        pod = next((p for p in self._pods if p.component != "frontend" and p.ready and not p.deleting and p.ip), None)
+        if pod is None or pod.ip is None:
+            return
+        connected, what = await pod_ip_answers(pod.ip, REDIS_PORT)
+        if connected:
+            why = (
+                f"auto: pod IP {pod.ip}:{REDIS_PORT} of {pod.name} answers from here ({what}), so pod IPs are dialled."
+            )
+            self._auto_access = ("direct", why)
+        else:
+            why = (
+                f"auto: pod IP {pod.ip}:{REDIS_PORT} of {pod.name} does not answer from here ({what}), "
+                "so connections go through the API server's port-forward."
+            )
+            self._auto_access = ("port-forward", why)
+        log.info("%s", why)
+
+    def _forward_checked(self, pod: str, port: int) -> _Forward:
+        """The forward to pod:port; raises its refusal when the API server refused it for good (see
+        `portforward_refusal`), so a step's check fails at once and the Redis panel shows why."""
+        forward = self._forward_to(pod, port)
+        if isinstance(forward.error, PlatformRefused):
+            raise forward.error
+        return forward
 
     def _forward_to(self, pod: str, port: int) -> _Forward:
         key = (pod, port)
@@ -909,6 +1000,7 @@ class KubernetesPlatform:
         return None
 
     async def redis_endpoints(self) -> list[RedisEndpoint]:
+        await self._decide_access()
         endpoints = []
         for pod in self._pods:
             if pod.component == "frontend" or not pod.ready or pod.deleting or not pod.ip:
@@ -916,11 +1008,12 @@ class KubernetesPlatform:
             if self._access_direct():
                 endpoints.append(RedisEndpoint(pod.name, pod.component, pod.ip, REDIS_PORT))
             else:
-                forward = self._forward_to(pod.name, REDIS_PORT)
+                forward = self._forward_checked(pod.name, REDIS_PORT)
                 endpoints.append(RedisEndpoint(pod.name, pod.component, "127.0.0.1", forward.port))
         return endpoints
 
     async def frontend_endpoints(self) -> list[str]:
+        await self._decide_access()
         urls = []
         for pod in self._pods:
             if pod.component != "frontend" or not pod.ready or pod.deleting or not pod.ip:
@@ -928,7 +1021,7 @@ class KubernetesPlatform:
             if self._access_direct():
                 urls.append(f"http://{pod.ip}:{FRONTEND_PORT}")
             else:
-                urls.append(f"http://127.0.0.1:{self._forward_to(pod.name, FRONTEND_PORT).port}")
+                urls.append(f"http://127.0.0.1:{self._forward_checked(pod.name, FRONTEND_PORT).port}")
         return urls
 
     def _ready_frontend_pod(self) -> str | None:
@@ -1068,8 +1161,11 @@ class KubernetesPlatform:
             "in_cluster": api.cluster.in_cluster,
             "config": api.cluster.source,
             "namespace": {"name": self.namespace},
-            "redis_access": "direct" if self._access_direct() else "port-forward",
         }
+        await self._decide_access()
+        access = self.redis_access_status()
+        result["redis_access"] = access["using"] or "auto"
+        result["redis_access_reason"] = access["reason"]
         try:
             _, version = await asyncio.to_thread(api.request, "GET", "/version", verb="get", resource="version")
             result["server_version"] = version.get("gitVersion")
