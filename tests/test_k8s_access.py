@@ -1,5 +1,6 @@
-"""Unit tests of how the Kubernetes platform decides to reach pods (`--redis-access auto`) and which port-forward
-refusals fail a step at once. The real-cluster side is `tests/test_k8s_cluster_access.py`."""
+"""How the Kubernetes platform reaches pods and publishes the frontend, without a cluster: `--redis-access auto`'s
+pod-IP probe, which port-forward refusals fail a step at once, and the NodePort that nobody serves (a port-forward
+fallback with a note). The real-cluster side is `tests/test_k8s_cluster_access.py`."""
 
 from __future__ import annotations
 
@@ -14,10 +15,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dashboard.errors import PlatformError, PlatformRefused
-from dashboard.platforms.kubernetes import pod_ip_answers, portforward_refusal
+from dashboard.platforms.kubernetes import (
+    NODEPORT_CHECK_SECONDS,
+    KubernetesPlatform,
+    pod_ip_answers,
+    portforward_refusal,
+)
 from dashboard.web import create_app
 from tests.k8s_api_double import FIXTURES, KubernetesApiDouble, LoopbackKubelet
-from tests.k8s_helpers import settings_for
+from tests.k8s_helpers import run, settings_for
 
 
 def status_body(code: int, message: str) -> bytes:
@@ -77,3 +83,24 @@ def test_on_the_api_double_a_403_port_forward_fails_the_leader_step_at_once(tmp_
                 assert "403 Forbidden" in step["message"] and "--redis-access direct" in step["hint"], step
     finally:
         kubelet.close()
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"recorded API responses not found at {FIXTURES}")
+def test_on_the_api_double_a_nodeport_nobody_serves_falls_back_to_a_port_forward(tmp_path: Path) -> None:
+    """No server on the double's node port (127.0.0.1:30303): after a few seconds, a port-forward and a note."""
+    with KubernetesApiDouble(pod_grace=0.1) as double:
+        platform = KubernetesPlatform(settings_for(double, tmp_path, expose_mode="nodeport"))
+
+        async def body() -> None:
+            await platform.apply("frontend-service.yaml")
+            started = time.monotonic()
+            url = await platform.expose()
+            assert time.monotonic() - started < NODEPORT_CHECK_SECONDS + 2
+            assert url.startswith("http://127.0.0.1:") and url != "http://127.0.0.1:30303", url
+            note = platform.expose_note() or ""
+            assert note.startswith("Service frontend is type NodePort: port 30303 on every node. But "), note
+            assert "http://127.0.0.1:30303 does not answer within 3 s (ConnectError" in note, note
+            assert note.endswith("using a port-forward to a ready frontend pod instead."), note
+            assert platform.expose_status()["mode"] == "nodeport"
+
+        run(platform, body)

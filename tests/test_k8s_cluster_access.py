@@ -5,7 +5,8 @@ deadline) and uses port-forward only when pod IPs do not answer. On the kit pod 
 auto dials them, and says so with its reason in the pre-flight, `/api/replication` (`redis_access`) and the Redis
 panel; it then needs no `pods/portforward` rights at all. A port-forward the API server refuses for good (403 on
 `pods/portforward`) fails the step within 10 s with one sentence and the fix, instead of retrying until the step
-timeout. Each test has its own namespace.
+timeout. `--expose nodeport` on the kit (no kube-proxy): the NodePort URL does not answer, so the expose step
+falls back to a port-forward within a few seconds and says so. Each test has its own namespace.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -113,3 +115,28 @@ def test_a_port_forward_refused_for_good_fails_the_step_within_10_s(namespace: s
         assert "--redis-access direct" in step["hint"], step["hint"]
         access = client.get("/api/replication").json()["redis_access"]
         assert access["using"] == "port-forward" and access["reason"].startswith("--redis-access port-forward")
+
+
+def test_a_nodeport_nobody_serves_falls_back_to_a_port_forward(namespace: str, tmp_path: Path) -> None:
+    """The kit runs no kube-proxy: the NodePort URL does not answer, so expose uses a port-forward and says so."""
+    assert KUBECONFIG
+    v1, _ = cluster_clients(KUBECONFIG, CONTEXT)
+    settings = lab_settings(Path(KUBECONFIG), namespace, tmp_path, context=CONTEXT, expose_mode="nodeport")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
+        for step in ("leader", "followers", "frontend"):
+            assert client.post(f"/api/steps/{step}", headers=HX).json()["state"] == "done"
+        with timed("expose step, NodePort not answering -> port-forward"):
+            step = client.post("/api/steps/expose", headers=HX).json()
+        assert step["state"] == "done", (step["message"], step["hint"])
+        print(f"[k8s] expose --expose nodeport on the kit: {step['message']}")
+        service = v1.read_namespaced_service("frontend", namespace)
+        node_port = service.spec.ports[0].node_port
+        assert service.spec.type == "NodePort" and node_port, service.spec
+        lab = client.get("/api/lab").json()
+        url = lab["frontend_url"]
+        assert url and url.startswith("http://127.0.0.1:"), lab
+        assert f":{node_port} does not answer within 3 s" in step["message"], step["message"]
+        assert "using a port-forward to a ready frontend pod instead" in step["message"], step["message"]
+        answer = httpx.get(f"{url}/guestbook.php", params={"cmd": "get", "key": "messages"}, timeout=10)
+        assert answer.status_code == 200 and "data" in answer.json(), answer.text
+        assert client.post("/api/steps/cleanup", headers=HX).json()["state"] == "done"

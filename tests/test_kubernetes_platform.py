@@ -8,7 +8,9 @@ Settings and runs its body with `asyncio.run`. Pod IPs are 127.0.0.x and nothing
 from __future__ import annotations
 
 import asyncio
+import http.server
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -385,13 +387,24 @@ def test_endpoints_expose_logs_and_events(double: KubernetesApiDouble, tmp_path:
 
 
 def test_nodeport_expose_uses_a_node_address(double: KubernetesApiDouble, tmp_path: Path) -> None:
+    """The node address + nodePort, once it answers (here a server on the double's node port plays kube-proxy)."""
     platform = KubernetesPlatform(settings_for(double, tmp_path, expose_mode="nodeport"))
+    try:
+        node_port = http.server.ThreadingHTTPServer(("127.0.0.1", 30303), http.server.BaseHTTPRequestHandler)
+    except OSError:
+        pytest.skip("127.0.0.1:30303 (the double's nodePort) is in use")
+    threading.Thread(target=node_port.serve_forever, daemon=True).start()
 
     async def body() -> None:
         await platform.apply("frontend-service.yaml")
         assert await platform.expose() == "http://127.0.0.1:30303"
+        assert platform.expose_note() == "Service frontend is type NodePort: port 30303 on every node."
 
-    run(platform, body)
+    try:
+        run(platform, body)
+    finally:
+        node_port.shutdown()
+        node_port.server_close()
 
 
 def test_many_viewers_cost_no_requests(double: KubernetesApiDouble, tmp_path: Path) -> None:

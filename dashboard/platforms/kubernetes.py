@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import urllib3
 import yaml
 from kubernetes import client as k8s_client
@@ -59,6 +60,7 @@ JSON = dict[str, Any]
 REDIS_PORT = 6379
 FRONTEND_PORT = 80
 REQUEST_TIMEOUT = (5.0, 30.0)
+NODEPORT_CHECK_SECONDS = 3.0  # --expose nodeport: a NodePort URL that does not answer within this falls back
 POD_IP_CONNECT_TIMEOUT = 0.5  # --redis-access auto outside a cluster: a pod IP that does not connect within this
 WATCH_TIMEOUT_SECONDS = 290  # the server ends a watch after this; we then re-watch from the last resourceVersion
 LAB_MANIFESTS = (
@@ -302,6 +304,33 @@ async def pod_ip_answers(host: str, port: int, timeout: float = POD_IP_CONNECT_T
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True, f"connected in {(time.monotonic() - started) * 1000:.0f} ms"
+
+
+async def url_answers(url: str, seconds: float) -> tuple[bool, str]:
+    """(answered, why not): any HTTP answer from `url` within `seconds` (tried again every 0.5 s, as kube-proxy may
+    still be programming a new NodePort); `why` is the last failure, e.g. "ConnectError: All connection attempts
+    failed"."""
+    deadline = time.monotonic() + seconds
+    why = "not tried"
+    async with httpx.AsyncClient(timeout=min(2.0, seconds), trust_env=False) as client:
+        while True:
+            try:
+                await client.get(url)
+                return True, ""
+            except httpx.HTTPError as exc:
+                why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if time.monotonic() + 0.5 >= deadline:
+                return False, why
+            await asyncio.sleep(0.5)
+
+
+def nodeport_fallback_note(note: str | None, url: str, why: str) -> str:
+    """What the expose step says when the NodePort URL does not answer and a port-forward is used instead."""
+    return (
+        f"{note or 'Service frontend is type NodePort.'} But {url} does not answer within "
+        f"{NODEPORT_CHECK_SECONDS:g} s ({why.rstrip('.')}): nothing serves NodePorts on this node (no kube-proxy, or "
+        "a firewall); using a port-forward to a ready frontend pod instead."
+    )
 
 
 def _path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
@@ -1044,8 +1073,11 @@ class KubernetesPlatform:
         if mode == "nodeport":
             url = await asyncio.to_thread(self._expose_nodeport)
             if url:
-                self._frontend_url = url
-                return url
+                answered, why = await url_answers(url, NODEPORT_CHECK_SECONDS)
+                if answered:
+                    self._frontend_url = url
+                    return url
+                self._expose_note = nodeport_fallback_note(self._expose_note, url, why)
         elif mode == "loadbalancer":
             url = await self._expose_loadbalancer()
             if url:
