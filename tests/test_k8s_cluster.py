@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pytest
 import yaml
@@ -200,8 +200,16 @@ def test_the_whole_lab_on_a_real_cluster(core: Any, namespace: str, tmp_path: Pa
     run_whole_lab(core, namespace, Path(KUBECONFIG), CONTEXT, tmp_path)
 
 
-def run_whole_lab(core: Any, namespace: str, kubeconfig: Path, context: str | None, tmp_path: Path) -> None:
-    """The five steps through the JSON API, then what the cluster holds; also run on the API double in CI."""
+def run_whole_lab(
+    core: Any,
+    namespace: str,
+    kubeconfig: Path,
+    context: str | None,
+    tmp_path: Path,
+    redis_access: Literal["auto", "direct", "port-forward"] = "auto",
+) -> None:
+    """The five steps through the JSON API, then what the cluster holds; also run on the API double in CI (with
+    port-forward: the double's pod IPs are stand-ins)."""
     import httpx
     from fastapi.testclient import TestClient
 
@@ -220,6 +228,7 @@ def run_whole_lab(core: Any, namespace: str, kubeconfig: Path, context: str | No
         kubeconfig=kubeconfig.expanduser(),
         context=context,
         namespace=namespace,
+        redis_access=redis_access,
         frontend_port=0,
         run_dir=tmp_path,
     )

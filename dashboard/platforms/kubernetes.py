@@ -209,7 +209,7 @@ class _Api:
                     "Check that --kubeconfig points at a Kubernetes API server, not a proxy or web page.",
                 ) from exc
         retry_after = response.getheader("Retry-After") if hasattr(response, "getheader") else None
-        raise objects.translate_status(
+        translated = objects.translate_status(
             status,
             data,
             verb=verb,
@@ -218,6 +218,7 @@ class _Api:
             namespace=self.namespace if "/namespaces/" in path else "",
             retry_after=retry_after,
         )
+        raise forbidden_for_good(status, translated)
 
     def open_watch(self, path: str, query: dict[str, Any], resource: str) -> Any:
         """Start a watch; returns the urllib3 response to read NDJSON lines from."""
@@ -264,6 +265,14 @@ class _Api:
         except (WebSocketException, k8s_client.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise objects.connection_error(self.cluster.server, str(exc)) from exc
         return ws_client.PortForward(websocket, [port])
+
+
+def forbidden_for_good(status: int, error: DashboardError) -> DashboardError:
+    """A 403 (RBAC said no) as `PlatformRefused`: a step's check that meets it fails at once with its sentence
+    instead of retrying until the step timeout; every other error unchanged."""
+    if status == 403 and not isinstance(error, PlatformRefused):
+        return PlatformRefused(error.message, error.hint)
+    return error
 
 
 def portforward_refusal(code: int, body: bytes | str, pod: str, translated: DashboardError) -> PlatformRefused | None:
@@ -639,6 +648,7 @@ class KubernetesPlatform:
         self._expose_note: str | None = None
         self._round_robin = itertools.count()
         self._auto_access: tuple[str, str] | None = None  # --redis-access auto, once decided: (mode, why)
+        self._start_error: DashboardError | None = None  # why start() failed: no pod watch, so no pods to wait for
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -671,7 +681,9 @@ class KubernetesPlatform:
         if watch.error is not None and watch.lists == 0:
             error = watch.error
             await self.close()
+            self._start_error = error
             raise error
+        self._start_error = None
 
     async def close(self) -> None:
         for forward in [*self._forwards.values(), *([self._expose_forward] if self._expose_forward else [])]:
@@ -777,6 +789,8 @@ class KubernetesPlatform:
         watch = self._event_watch
         if watch is None:
             return []
+        if watch.error is not None and watch.lists == 0:
+            raise watch.error  # never listed (e.g. 403 on events): say so rather than show an empty timeline
         return objects.event_timeline(list(watch.cache.values()), limit)
 
     async def _wait_pods(self, done: Callable[[list[Pod]], bool], timeout: float) -> bool:
@@ -1028,7 +1042,14 @@ class KubernetesPlatform:
             return f'service "{service}" has no ready endpoints yet'
         return None
 
+    def _pods_known(self) -> None:
+        """Raise why there is no pod watch when start() failed for a reason that will not pass (403 on pods): a
+        step's check would otherwise wait for pods it can never see."""
+        if self._pod_watch is None and isinstance(self._start_error, PlatformRefused):
+            raise self._start_error
+
     async def redis_endpoints(self) -> list[RedisEndpoint]:
+        self._pods_known()
         await self._decide_access()
         endpoints = []
         for pod in self._pods:
@@ -1042,6 +1063,7 @@ class KubernetesPlatform:
         return endpoints
 
     async def frontend_endpoints(self) -> list[str]:
+        self._pods_known()
         await self._decide_access()
         urls = []
         for pod in self._pods:
@@ -1083,7 +1105,23 @@ class KubernetesPlatform:
             if url:
                 self._frontend_url = url
                 return url
+        await asyncio.to_thread(self._portforward_allowed)
         return self._expose_port_forward()
+
+    def _portforward_allowed(self) -> None:
+        """One port-forward handshake to a ready frontend pod, closed at once: raises `PlatformRefused` when the API
+        server refuses it for good (403 on pods/portforward...), so the expose step fails now and says why."""
+        pod = self._ready_frontend_pod()
+        if pod is None:
+            return
+        try:
+            forward = self.api.portforward(pod, FRONTEND_PORT)
+        except PlatformRefused:
+            raise
+        except DashboardError:
+            return  # may pass (the pod is being replaced, the API server restarts): the step's check tells
+        with contextlib.suppress(Exception):
+            forward.close()
 
     def _expose_port_forward(self) -> str:
         if self._expose_forward is None or self._expose_forward.closed:
