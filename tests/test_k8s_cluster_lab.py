@@ -2,7 +2,7 @@
 
 One throwaway namespace for the module, holding someone else's objects the lab did not create: an `app=redis`
 Deployment with its pod, an `app=redis` Service, and a bare `app=redis` pod. Then, in file order, through the
-dashboard's JSON API (in-process app, port-forward access as from a laptop): the pre-flight, the four steps
+dashboard's JSON API (in-process app, the default `--redis-access auto`): the pre-flight, the four steps
 (each timed), the pods board (only the lab's pods), the replication panel, the events and the pods' real logs,
 the probe and a bounded write load, every failure drill (each timed), and cleanup, which must leave the foreign
 objects untouched. `pytest -s` prints each step's time on this cluster.
@@ -112,7 +112,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             kubeconfig=Path(KUBECONFIG),
             context=CONTEXT,
             namespace=namespace,
-            redis_access="port-forward",
+            redis_access="auto",  # the default: pod IPs on the kit (port-forward is covered by the other modules)
             frontend_port=0,
             step_timeout=90,
             sample_interval=0.25,
@@ -162,6 +162,7 @@ def test_replication_panel_shows_the_real_leader_and_followers(lab: Lab) -> None
     poll(lab.in_sync, 60, "the leader and two linked followers", interval=0.5)
     replication = lab.replication()
     assert replication["leader"]["role"] == "master"
+    assert replication["redis_access"]["using"] == "direct", replication["redis_access"]  # pod IPs answer on the kit
     assert all(f["role"] == "slave" or f["role"] == "replica" for f in replication["followers"]), replication
 
 
