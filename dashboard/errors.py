@@ -35,6 +35,11 @@ class PlatformError(DashboardError):
     status = 502
 
 
+class PlatformRefused(PlatformError):
+    """Refused for a reason that waiting will not change (403 on pods/portforward, no address for the kubelet): a
+    step's check fails at once with it instead of retrying until the step timeout."""
+
+
 class StepFailed(DashboardError):
     """A lab step ran but its check did not pass."""
 

@@ -35,6 +35,19 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class RedisAccess:
+    """How the dashboard reaches the Redis (and frontend) pods, and why: the Redis panel's "Redis reached by" line,
+    `redis_access` of /api/replication and the pre-flight's Redis access row."""
+
+    mode: str  # the setting: --redis-access auto | direct | port-forward ("loopback" on the local platform)
+    using: str | None  # "direct" | "port-forward" | "loopback"; None while auto has not decided yet
+    reason: str  # one sentence: why this way
+
+    def to_json(self) -> dict[str, object]:
+        return {"mode": self.mode, "using": self.using, "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class Pod:
     """One pod as `kubectl get pods -o wide` shows it.
 

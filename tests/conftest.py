@@ -181,8 +181,26 @@ StartDashboard = Callable[..., Dashboard]
 
 
 def launch_dashboard(run_dir: Path, log_path: Path, *extra: str, port: int | None = None) -> Dashboard:
-    """Start `python -m dashboard` on 127.0.0.1 and return once /healthz answers (polled with a deadline)."""
-    port = port or free_port()
+    """Start `python -m dashboard` on 127.0.0.1 and return once its /healthz answers (polled with a deadline).
+
+    With no `port`, a free one; when another process took it meanwhile (other tests on this machine start servers
+    on ephemeral ports too), the dashboard cannot bind and exits: up to three tries on a new free port."""
+    if port is not None:
+        return _launch_dashboard(run_dir, log_path, extra, port)
+    for attempt in range(3):
+        try:
+            return _launch_dashboard(run_dir, log_path, extra, free_port())
+        except PortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(AssertionError):
+    """The dashboard exited because its --port was taken by another process between free_port() and its bind."""
+
+
+def _launch_dashboard(run_dir: Path, log_path: Path, extra: tuple[str, ...], port: int) -> Dashboard:
     cmd = [sys.executable, "-m", "dashboard", "--port", str(port), "--frontend-port", "0", "--run-dir", str(run_dir)]
     cmd += ["--sample-interval", "0.2", *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUESTBOOK_LAB_")}
@@ -198,11 +216,15 @@ def launch_dashboard(run_dir: Path, log_path: Path, *extra: str, port: int | Non
 
     def healthy() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"the dashboard exited with {proc.returncode}:\n{dash.log_text()}")
+            log = dash.log_text()
+            error = PortTaken if "already in use" in log else AssertionError
+            raise error(f"the dashboard exited with {proc.returncode}:\n{log}")
         try:
             with dash.client(timeout=1.0) as c:
-                return c.get("/healthz").status_code == 200
-        except httpx.HTTPError:
+                answer = c.get("/healthz")
+                # the dashboard's own /healthz (a guestbook frontend on a port taken meanwhile answers one too)
+                return answer.status_code == 200 and "labs" in answer.json()
+        except (httpx.HTTPError, ValueError):
             return False
 
     try:

@@ -8,7 +8,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dashboard.models import Capabilities, EventRow, Listener, LogLine, PlatformName, Pod, RedisEndpoint, Timing
+from dashboard.models import (
+    Capabilities,
+    EventRow,
+    Listener,
+    LogLine,
+    PlatformName,
+    Pod,
+    RedisAccess,
+    RedisEndpoint,
+    Timing,
+)
 
 
 class FakePlatform:
@@ -70,6 +80,9 @@ class FakePlatform:
 
     async def frontend_endpoints(self) -> list[str]:
         return []
+
+    def redis_access(self) -> RedisAccess:
+        return RedisAccess("loopback", "loopback", "a fake platform: nothing is dialled.")
 
     async def expose(self) -> str:
         self.url = "http://127.0.0.1:1/"

@@ -16,14 +16,19 @@ and an identity that may create namespaces. The same flow runs in CI against the
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import secrets
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pytest
+import yaml
 
 from tests.k8s_helpers import poll
 
@@ -80,6 +85,104 @@ def throwaway_namespace(v1: Any, timeout: float = 180) -> Iterator[str]:
         poll(gone, timeout, f"namespace {name} to be deleted", interval=0.5)
 
 
+def admin_api_client(kubeconfig: str, context: str | None) -> Any:
+    """A kubernetes ApiClient with the admin kubeconfig (the test's own, never the dashboard's)."""
+    from kubernetes import config
+
+    kube_config: Any = config
+    return kube_config.new_client_from_config(config_file=str(Path(kubeconfig).expanduser()), context=context)
+
+
+TIMES: dict[str, float] = {}  # what took how long on the real cluster, printed for the note (pytest -s shows it)
+
+
+@contextmanager
+def timed(what: str) -> Iterator[None]:
+    """Measure `what` and print it (to the captured output; `pytest -s` shows it live)."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        TIMES[what] = time.monotonic() - started
+        print(f"[k8s timing] {what}: {TIMES[what]:.2f} s", file=sys.stderr)
+
+
+def identity_kubeconfig(
+    api_client: Any,
+    kubeconfig: str,
+    context: str | None,
+    namespace: str,
+    name: str,
+    rules: list[dict[str, Any]],
+    path: Path,
+) -> Path:
+    """A ServiceAccount `name` in `namespace` bound to a Role with exactly `rules`, and a kubeconfig at `path` that
+    authenticates as it with a token from the TokenRequest API (10 minutes). Everything lives in `namespace`."""
+    from kubernetes import client
+
+    v1 = client.CoreV1Api(api_client)
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    labels = {"app.kubernetes.io/managed-by": "guestbook-lab-test"}
+    v1.create_namespaced_service_account(namespace, {"metadata": {"name": name, "labels": labels}})
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": name, "labels": labels}, "rules": rules})
+    binding = {
+        "metadata": {"name": name, "labels": labels},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    }
+    rbac.create_namespaced_role_binding(namespace, binding)
+    request = {"spec": {"audiences": [], "expirationSeconds": 600}}
+    token = v1.create_namespaced_service_account_token(name, namespace, request).status.token
+    server, ca = cluster_endpoint(kubeconfig, context)
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "cluster", "cluster": {"server": server, "certificate-authority-data": ca}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": "cluster", "user": name, "namespace": namespace}}],
+        "current-context": name,
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def cluster_endpoint(kubeconfig: str, context: str | None) -> tuple[str, str]:
+    """(server URL, base64 CA bundle) of the kubeconfig's context, for a kubeconfig of another identity."""
+    config = yaml.safe_load(Path(kubeconfig).expanduser().read_text())
+    ctx_name = context or config["current-context"]
+    ctx = next(c["context"] for c in config["contexts"] if c["name"] == ctx_name)
+    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == ctx["cluster"])
+    ca = cluster.get("certificate-authority-data")
+    if not ca and cluster.get("certificate-authority"):
+        ca = base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
+    return str(cluster["server"]), str(ca or "")
+
+
+def apiserver_counter(api_client: Any, metric: str, **labels: str) -> float:
+    """The sum of the API server's `metric` (from GET /metrics, as the admin) over series with these labels."""
+    response = api_client.call_api(
+        *api_client.param_serialize(
+            method="GET",
+            resource_path="/metrics",
+            header_params={"Accept": "text/plain"},
+            auth_settings=["BearerToken"],
+        ),
+        _request_timeout=(5, 30),
+    )
+    text = response.read().decode()
+    total = 0.0
+    pattern = re.compile(rf"^{re.escape(metric)}\{{(?P<labels>[^}}]*)\}} (?P<value>\S+)$")
+    for line in text.splitlines():
+        match = pattern.match(line)
+        if not match:
+            continue
+        series = dict(re.findall(r'(\w+)="([^"]*)"', match.group("labels")))
+        if all(series.get(k) == v for k, v in labels.items()):
+            total += float(match.group("value"))
+    return total
+
+
 @pytest.fixture(scope="module")
 def core() -> Any:
     assert KUBECONFIG
@@ -97,8 +200,16 @@ def test_the_whole_lab_on_a_real_cluster(core: Any, namespace: str, tmp_path: Pa
     run_whole_lab(core, namespace, Path(KUBECONFIG), CONTEXT, tmp_path)
 
 
-def run_whole_lab(core: Any, namespace: str, kubeconfig: Path, context: str | None, tmp_path: Path) -> None:
-    """The five steps through the JSON API, then what the cluster holds; also run on the API double in CI."""
+def run_whole_lab(
+    core: Any,
+    namespace: str,
+    kubeconfig: Path,
+    context: str | None,
+    tmp_path: Path,
+    redis_access: Literal["auto", "direct", "port-forward"] = "auto",
+) -> None:
+    """The five steps through the JSON API, then what the cluster holds; also run on the API double in CI (with
+    port-forward: the double's pod IPs are stand-ins)."""
     import httpx
     from fastapi.testclient import TestClient
 
@@ -117,6 +228,7 @@ def run_whole_lab(core: Any, namespace: str, kubeconfig: Path, context: str | No
         kubeconfig=kubeconfig.expanduser(),
         context=context,
         namespace=namespace,
+        redis_access=redis_access,
         frontend_port=0,
         run_dir=tmp_path,
     )

@@ -3,7 +3,7 @@
 `kubernetes.stream.ws_client` opens a WebSocket (`v4.channel.k8s.io`) to the API double's pods/portforward
 subresource, which forwards to REAL servers the test started on 127.0.0.1: redis-server processes (a leader and
 two followers replicating from it) and tiny HTTP frontends, run behind the double's pods by its
-`LoopbackKubelet`. Nothing dials a pod IP; redis_access is port-forward (or auto, outside a cluster).
+`LoopbackKubelet`. Nothing dials a pod IP; redis_access is port-forward.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ async def start_redis_pods(platform: KubernetesPlatform) -> None:
 def test_redis_endpoints_through_port_forward_reach_the_real_redis(
     double: KubernetesApiDouble, kubelet: LoopbackKubelet, tmp_path: Path
 ) -> None:
-    platform = KubernetesPlatform(settings_for(double, tmp_path, redis_access="auto"))  # auto, outside a cluster
+    platform = KubernetesPlatform(settings_for(double, tmp_path, redis_access="port-forward"))
 
     async def body() -> None:
         await start_redis_pods(platform)

@@ -8,7 +8,9 @@ Settings and runs its body with `asyncio.run`. Pod IPs are 127.0.0.x and nothing
 from __future__ import annotations
 
 import asyncio
+import http.server
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -296,7 +298,8 @@ def test_preflight_reports_access_reviews_and_blocked_steps(double: KubernetesAp
     report: dict[str, Any] = asyncio.run(platform.preflight())
     assert report["context"] == "double" and report["server_version"] == "v1.36.2"
     assert report["namespace"] == {"name": "guestbook", "exists": True, "phase": "Active", "will_create": False}
-    assert report["redis_access"] == "port-forward"  # auto, outside a cluster
+    assert report["redis_access"] == "auto"  # outside a cluster, decided at the first ready Redis pod
+    assert "TCP connect to its pod IP" in report["redis_access_reason"]
     denied = [(c["verb"], c["resource"]) for c in report["checks"] if c["allowed"] is False]
     assert denied == [("create", "pods/portforward"), ("delete", "services")]
     assert "cleanup" in report["blocked"] and "expose" in report["blocked"]
@@ -382,13 +385,24 @@ def test_endpoints_expose_logs_and_events(double: KubernetesApiDouble, tmp_path:
 
 
 def test_nodeport_expose_uses_a_node_address(double: KubernetesApiDouble, tmp_path: Path) -> None:
+    """The node address + nodePort, once it answers (here a server on the double's node port plays kube-proxy)."""
     platform = KubernetesPlatform(settings_for(double, tmp_path, expose_mode="nodeport"))
+    try:
+        node_port = http.server.ThreadingHTTPServer(("127.0.0.1", 30303), http.server.BaseHTTPRequestHandler)
+    except OSError:
+        pytest.skip("127.0.0.1:30303 (the double's nodePort) is in use")
+    threading.Thread(target=node_port.serve_forever, daemon=True).start()
 
     async def body() -> None:
         await platform.apply("frontend-service.yaml")
         assert await platform.expose() == "http://127.0.0.1:30303"
+        assert platform.expose_note() == "Service frontend is type NodePort: port 30303 on every node."
 
-    run(platform, body)
+    try:
+        run(platform, body)
+    finally:
+        node_port.shutdown()
+        node_port.server_close()
 
 
 def test_many_viewers_cost_no_requests(double: KubernetesApiDouble, tmp_path: Path) -> None:

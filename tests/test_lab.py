@@ -128,6 +128,11 @@ def test_the_replication_panel_and_a_write_seen_on_every_redis_pod(lab: Lab) -> 
     rep = wait_until(replicated, what="the replication panel showing the leader and two linked followers")
     names = {p["name"] for p in pods if p["component"] != "frontend"}
     assert {rep["leader"]["name"], *(f["name"] for f in rep["followers"])} == names
+    # How the dashboard reached them, and why: loopback ports, or (the double's kit) --redis-access port-forward
+    using = {"local": "loopback", "kubernetes": "port-forward"}[lab.platform]
+    assert rep["redis_access"]["using"] == using and rep["redis_access"]["reason"], rep["redis_access"]
+    panel = lab.client.get("/fragments/replication").text
+    assert f"Redis reached by {using}: " in panel
 
     url = lab.client.get("/api/lab").json()["frontend_url"]
     answer = httpx.get(f"{url.rstrip('/')}/guestbook.php", params={"cmd": "append", "value": "hello from the lab"})
@@ -210,7 +215,8 @@ def test_the_real_cluster_suite_passes_on_the_api_double(tmp_path: Path) -> None
             core = cluster_clients(str(kubeconfig), None)
             with throwaway_namespace(core[0], timeout=20) as namespace:
                 assert namespace in double.namespaces
-                run_whole_lab(core, namespace, kubeconfig, None, tmp_path)
+                # The double's pod IPs (127.0.0.x) have nothing on the pods' ports: port-forward, not auto
+                run_whole_lab(core, namespace, kubeconfig, None, tmp_path, redis_access="port-forward")
             assert sorted(double.namespaces) == ["default"]
             assert kubelet.running() == []
     finally:

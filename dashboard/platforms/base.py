@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from dashboard.models import Capabilities, EventRow, Listener, LogLine, PlatformName, Pod, RedisEndpoint, Timing
+from dashboard.models import (
+    Capabilities,
+    EventRow,
+    Listener,
+    LogLine,
+    PlatformName,
+    Pod,
+    RedisAccess,
+    RedisEndpoint,
+    Timing,
+)
 
 
 @runtime_checkable
@@ -74,6 +84,10 @@ class Platform(Protocol):
 
     async def frontend_endpoints(self) -> list[str]:
         """Base URLs (no trailing slash) of each ready frontend pod, reachable from the dashboard."""
+
+    def redis_access(self) -> RedisAccess:
+        """How `redis_endpoints` and `frontend_endpoints` reach the pods, and why (Kubernetes: pod IPs or the API
+        server's port-forward, per --redis-access; local: loopback ports)."""
 
     async def expose(self) -> str:
         """Publish the frontend Service (local: a supervised forward on --frontend-port); returns the URL users open."""

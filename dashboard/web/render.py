@@ -71,6 +71,14 @@ async def pods_json(session: LabSession) -> list[dict[str, Any]]:
     return [pod.to_json(now) for pod in pods]
 
 
+def replication_json(session: LabSession) -> dict[str, Any]:
+    """GET /api/replication and the Redis panel: the sampler's snapshot, plus `redis_access` {mode, using, reason}
+    (how the platform reaches the pods: pod IPs, port-forward, loopback)."""
+    data = dict(session.sampler.snapshot.to_json())
+    data["redis_access"] = session.platform.redis_access().to_json()
+    return data
+
+
 async def event_rows(session: LabSession, limit: int = EVENTS_LIMIT) -> list[dict[str, object]]:
     return [row.to_json() for row in reversed(await session.platform.events(limit))]
 
@@ -100,7 +108,7 @@ async def topic_context(session: LabSession, topic: str) -> dict[str, Any]:
     elif topic == "pods":
         ctx["pods"] = await pods_json(session)
     elif topic == "replication":
-        ctx["replication"] = session.sampler.snapshot.to_json()
+        ctx["replication"] = replication_json(session)
     elif topic == "activity":
         ctx["activity"] = [a.to_json() for a in reversed(lab.activity)]
     elif topic == "guestbook":

@@ -17,7 +17,7 @@ from websocket import WebSocketBadStatusException, WebSocketException
 
 from dashboard.errors import PlatformError
 from dashboard.platforms.kubernetes.config import ClusterConfig
-from dashboard.platforms.kubernetes.errors import connection_error, translate_status
+from dashboard.platforms.kubernetes.errors import connection_error, portforward_refusal, translate_status
 from dashboard.platforms.kubernetes.objects import RESOURCES
 
 ws_client: Any = _ws_client  # kubernetes.stream.ws_client is untyped
@@ -127,7 +127,8 @@ class Api:
         Built from the client's own pieces rather than with `kubernetes.stream.portforward`, which swaps
         `call_api` on the *shared* ApiClient while the websocket opens: a request another thread makes meanwhile
         (a watch, an apply) would go out as a websocket, and two forwards opening at once can leave the swap in
-        place for good. Handshake errors keep their HTTP status (403, 404...) for the translation.
+        place for good. Handshake errors keep their HTTP status (403, 404...) for the translation; one that will
+        not pass (403, no address for the kubelet) is a `PlatformRefused` (`errors.portforward_refusal`).
         """
         path = api_path("Pod", self.namespace, pod, "portforward")
         try:
@@ -142,14 +143,16 @@ class Api:
             websocket = ws_client.create_websocket(self.cluster.configuration, url, headers)
         except WebSocketBadStatusException as exc:
             code = int(exc.status_code)
-            raise translate_status(
+            body = exc.resp_body or b""
+            translated = translate_status(
                 code,
-                exc.resp_body or b"",
+                body,
                 verb="create",
                 resource="pods" if code == 404 else "pods/portforward",
                 name=pod,
                 namespace=self.namespace,
-            ) from exc
+            )
+            raise portforward_refusal(code, body, pod, translated) or translated from exc
         except (WebSocketException, k8s_client.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise connection_error(self.cluster.server, str(exc)) from exc
         return ws_client.PortForward(websocket, [port])

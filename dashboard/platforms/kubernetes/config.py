@@ -75,8 +75,3 @@ def load_cluster_config(settings: Settings) -> ClusterConfig:
     except (ConfigException, OSError, ValueError) as exc:
         raise bad_kubeconfig(config_file, str(exc)) from exc
     return ClusterConfig(configuration, context, str(configuration.host), False, config_file)
-
-
-def direct_access(redis_access: str, in_cluster: bool) -> bool:
-    """--redis-access: dial pod IPs ('direct', or 'auto' inside the cluster) rather than port-forwards."""
-    return redis_access == "direct" or (redis_access == "auto" and in_cluster)

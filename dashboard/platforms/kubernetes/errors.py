@@ -1,7 +1,12 @@
 """API errors as the dashboard's own: an HTTP status + Status body, or a connection failure, as one `DashboardError`.
 
 Pure functions (no I/O): `translate_status(...)` (one fact, one next step, in kubectl's words), `connection_error`,
-and the kubeconfig errors of `config`. `api.Api` raises through them, so no library exception leaves the package.
+`portforward_refusal` (a port-forward handshake refused for good) and the kubeconfig errors of `config`. `api.Api`
+raises through them, so no library exception leaves the package.
+
+A refusal that waiting will not change is a `PlatformRefused`: every 403 (RBAC said no), and a port-forward the API
+server cannot open to the kubelet. A step's check that meets one fails at once with its sentence and fix instead
+of retrying until the step timeout.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dashboard.errors import DashboardError, PlatformError, PlatformUnavailable
+from dashboard.errors import DashboardError, PlatformError, PlatformRefused, PlatformUnavailable
 
 JSON = dict[str, Any]
 
@@ -47,6 +52,7 @@ def translate_status(
     """An API error (HTTP status + Status body) as one `DashboardError`: one sentence of fact, one of what to do.
 
     `verb`/`resource`/`namespace`/`name` say what was asked (kubectl's words); the body's details win when present.
+    A 403 is a `PlatformRefused` (RBAC said no: retrying will not help).
     """
     status = status_of(body)
     message = str(status.get("message") or "").strip()
@@ -71,7 +77,7 @@ def translate_status(
             f_resource = f"{f_resource}.{group}"
         f_namespace = (match.group("namespace") if match else None) or namespace
         in_ns = f" in namespace {f_namespace}" if f_namespace else " (cluster-wide)"
-        return PlatformError(
+        return PlatformRefused(
             f"{user} may not {f_verb} {f_resource}{in_ns} (403 Forbidden).",
             f"Ask a cluster admin for a Role allowing '{f_verb}' on {f_resource}{in_ns} "
             "(see manifests/dashboard/role.yaml), or use another --context.",
@@ -131,6 +137,27 @@ def translate_status(
         f"The API server refused {verb or 'the request'} {what}{where}: {message or reason or code} ({code}).",
         "Check the object and your access with kubectl, then retry.",
     )
+
+
+def portforward_refusal(code: int, body: object, pod: str, translated: DashboardError) -> PlatformRefused | None:
+    """A port-forward upgrade the API server refuses for a reason that waiting will not change, as one sentence and
+    its fix (`translated` is `translate_status` of the same answer); None for anything that may pass (a pod still
+    starting, a 5xx while the kubelet restarts)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else str(body)
+    direct = "or use --redis-access direct where pod IPs are reachable from here"
+    if code == 403:
+        return PlatformRefused(
+            translated.message,
+            f"Allow 'get' and 'create' on pods/portforward (manifests/dashboard/role.yaml), {direct}.",
+        )
+    if "no preferred addresses" in text or "unable to upgrade connection" in text:
+        detail = str(status_of(text).get("message") or "").strip() or text.strip()[:200]
+        return PlatformRefused(
+            f"The API server cannot open a port-forward to pod {pod}: {detail.rstrip('.')}.",
+            "The API server finds no address it may use for the node's kubelet: check the node's addresses "
+            f"(kubectl get node -o wide) against the API server's --kubelet-preferred-address-types, {direct}.",
+        )
+    return None
 
 
 def connection_error(server: str, detail: str) -> PlatformUnavailable:

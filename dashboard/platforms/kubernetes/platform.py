@@ -1,11 +1,13 @@
 """`KubernetesPlatform`: the `Platform` protocol on a real cluster, driven with the official client as kubectl would.
 
 Server-side apply with our field manager and label, scale, delete, label-narrowed cleanup, Redis/frontend access
-(pod IPs or port-forwards), expose (port-forward, NodePort, LoadBalancer), logs, events and the pre-flight, plus
-`watch_stats()` and `expose_status()`. Its role is orchestration: requests go through `api.Api`, the pod and event
-caches are `reflector.Reflector`s, forwards are `portforward.PortForward`s, and what to make of the API's JSON
-lives in `objects` (pure functions). Blocking client calls run in `asyncio.to_thread`; watch threads hand
-changes to the event loop.
+(pod IPs or port-forwards, `--redis-access auto` deciding at the first ready Redis pod), expose (port-forward,
+NodePort checked to answer, LoadBalancer), logs, events and the pre-flight, plus `watch_stats()` and
+`expose_status()`. Its role is orchestration: requests go through `api.Api`, the pod and event caches are
+`reflector.Reflector`s, forwards are `portforward.PortForward`s, how pods are reached is `access`, and what to make
+of the API's JSON lives in `objects` (pure functions). A refusal that will not pass (`PlatformRefused`: a 403, a
+port-forward the API server cannot open) is raised to a step's check at once. Blocking client calls run in
+`asyncio.to_thread`; watch threads hand changes to the event loop.
 """
 
 from __future__ import annotations
@@ -22,11 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from dashboard.errors import BadRequest, PlatformError, PlatformUnavailable
-from dashboard.models import Capabilities, EventRow, Listener, LogLine, PlatformName, Pod, RedisEndpoint, Timing
+from dashboard.errors import BadRequest, DashboardError, PlatformError, PlatformRefused, PlatformUnavailable
+from dashboard.models import (
+    Capabilities,
+    EventRow,
+    Listener,
+    LogLine,
+    PlatformName,
+    Pod,
+    RedisAccess,
+    RedisEndpoint,
+    Timing,
+)
 from dashboard.platforms.kubernetes import objects
+from dashboard.platforms.kubernetes.access import RedisAccessChoice, nodeport_fallback_note, url_answers
 from dashboard.platforms.kubernetes.api import Api, api_path
-from dashboard.platforms.kubernetes.config import ClusterConfig, direct_access, load_cluster_config
+from dashboard.platforms.kubernetes.config import ClusterConfig, load_cluster_config
 from dashboard.platforms.kubernetes.errors import translate_status
 from dashboard.platforms.kubernetes.portforward import PortForward
 from dashboard.platforms.kubernetes.preflight import preflight
@@ -84,6 +97,8 @@ class KubernetesPlatform:
         self._frontend_url: str | None = None
         self._expose_note: str | None = None
         self._round_robin = itertools.count()
+        self._access = RedisAccessChoice(settings.redis_access, REDIS_PORT)
+        self._start_error: DashboardError | None = None  # why start() failed: no pod watch, so no pods to wait for
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -116,7 +131,9 @@ class KubernetesPlatform:
         if watch.error is not None and watch.lists == 0:
             error = watch.error
             await self.close()
+            self._start_error = error
             raise error
+        self._start_error = None
 
     async def close(self) -> None:
         for forward in [*self._forwards.values(), *([self._expose_forward] if self._expose_forward else [])]:
@@ -222,6 +239,8 @@ class KubernetesPlatform:
         watch = self._event_watch
         if watch is None:
             return []
+        if watch.error is not None and watch.lists == 0:
+            raise watch.error  # never listed (e.g. 403 on events): say so rather than show an empty timeline
         return objects.event_timeline(list(watch.cache.values()), limit)
 
     async def _wait_pods(self, done: Callable[[list[Pod]], bool], timeout: float) -> bool:
@@ -388,8 +407,36 @@ class KubernetesPlatform:
 
     # ------------------------------------------------------------------------- access to pods
 
+    def _in_cluster(self) -> bool:
+        """In a pod (the service account), as far as known: False before the configuration is loaded."""
+        return self._cluster is not None and bool(self._cluster.in_cluster)
+
+    def redis_access(self) -> RedisAccess:
+        """How Redis and the frontend pods are reached, and why: pod IPs ("direct") or the API server's
+        port-forward; `using` None while --redis-access auto waits for the first ready Redis pod."""
+        return self._access.status(self._in_cluster())
+
+    async def _decide_access(self) -> RedisAccess:
+        """--redis-access auto outside a cluster: decide at the first ready Redis pod (see `access`)."""
+        await self._access.decide(self._pods, self._in_cluster())
+        return self.redis_access()
+
     def _access_direct(self) -> bool:
-        return direct_access(self.settings.redis_access, self.in_cluster)
+        return self._access.direct(self._in_cluster())
+
+    def _forward_checked(self, pod: str, port: int) -> PortForward:
+        """The forward to pod:port; raises its refusal when the API server refused it for good (see
+        `errors.portforward_refusal`), so a step's check fails at once and the Redis panel shows why."""
+        forward = self._forward_to(pod, port)
+        if isinstance(forward.error, PlatformRefused):
+            raise forward.error
+        return forward
+
+    def _pods_known(self) -> None:
+        """Raise why there is no pod watch when start() failed for a reason that will not pass (403 on pods): a
+        step's check would otherwise wait for pods it can never see."""
+        if self._pod_watch is None and isinstance(self._start_error, PlatformRefused):
+            raise self._start_error
 
     def _forward_to(self, pod: str, port: int) -> PortForward:
         key = (pod, port)
@@ -425,6 +472,8 @@ class KubernetesPlatform:
         return None
 
     async def redis_endpoints(self) -> list[RedisEndpoint]:
+        self._pods_known()
+        await self._decide_access()
         endpoints = []
         for pod in self._pods:
             if pod.component == "frontend" or not pod.ready or pod.deleting or not pod.ip:
@@ -432,11 +481,13 @@ class KubernetesPlatform:
             if self._access_direct():
                 endpoints.append(RedisEndpoint(pod.name, pod.component, pod.ip, REDIS_PORT))
             else:
-                forward = self._forward_to(pod.name, REDIS_PORT)
+                forward = self._forward_checked(pod.name, REDIS_PORT)
                 endpoints.append(RedisEndpoint(pod.name, pod.component, "127.0.0.1", forward.port))
         return endpoints
 
     async def frontend_endpoints(self) -> list[str]:
+        self._pods_known()
+        await self._decide_access()
         urls = []
         for pod in self._pods:
             if pod.component != "frontend" or not pod.ready or pod.deleting or not pod.ip:
@@ -444,7 +495,7 @@ class KubernetesPlatform:
             if self._access_direct():
                 urls.append(f"http://{pod.ip}:{FRONTEND_PORT}")
             else:
-                urls.append(f"http://127.0.0.1:{self._forward_to(pod.name, FRONTEND_PORT).port}")
+                urls.append(f"http://127.0.0.1:{self._forward_checked(pod.name, FRONTEND_PORT).port}")
         return urls
 
     def _ready_frontend_pod(self) -> str | None:
@@ -467,14 +518,33 @@ class KubernetesPlatform:
         if mode == "nodeport":
             url = await asyncio.to_thread(self._expose_nodeport)
             if url:
-                self._frontend_url = url
-                return url
+                answered, why = await url_answers(url)
+                if answered:
+                    self._frontend_url = url
+                    return url
+                self._expose_note = nodeport_fallback_note(self._expose_note, url, why)
         elif mode == "loadbalancer":
             url = await self._expose_loadbalancer()
             if url:
                 self._frontend_url = url
                 return url
+        await asyncio.to_thread(self._portforward_allowed)
         return self._expose_port_forward()
+
+    def _portforward_allowed(self) -> None:
+        """One port-forward handshake to a ready frontend pod, closed at once: raises `PlatformRefused` when the API
+        server refuses it for good (403 on pods/portforward...), so the expose step fails now and says why."""
+        pod = self._ready_frontend_pod()
+        if pod is None:
+            return
+        try:
+            forward = self.api.portforward(pod, FRONTEND_PORT)
+        except PlatformRefused:
+            raise
+        except DashboardError:
+            return  # may pass (the pod is being replaced, the API server restarts): the step's check tells
+        with contextlib.suppress(Exception):
+            forward.close()
 
     def _expose_port_forward(self) -> str:
         if self._expose_forward is None or self._expose_forward.closed:
@@ -582,7 +652,7 @@ class KubernetesPlatform:
     async def preflight(self) -> dict[str, Any]:
         """Context, server version, namespace, and for each verb the lab needs whether this identity may do it."""
         return await preflight(
-            lambda: self.api, create_namespace=self.settings.create_namespace, redis_access=self.settings.redis_access
+            lambda: self.api, create_namespace=self.settings.create_namespace, redis_access=self._decide_access
         )
 
 

@@ -7,12 +7,12 @@ answer and what a "no" would block. Only asked when a user asks for it (the /pre
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dashboard.errors import DashboardError
+from dashboard.models import RedisAccess
 from dashboard.platforms.kubernetes.api import Api
-from dashboard.platforms.kubernetes.config import direct_access
 
 # What the lab needs, for the pre-flight: (verb, group, resource, subresource, what it is needed for).
 ACCESS_NEEDED: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
@@ -41,9 +41,12 @@ ACCESS_NEEDED: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
 )
 
 
-async def preflight(load_api: Callable[[], Api], *, create_namespace: bool, redis_access: str) -> dict[str, Any]:
+async def preflight(
+    load_api: Callable[[], Api], *, create_namespace: bool, redis_access: Callable[[], Awaitable[RedisAccess]]
+) -> dict[str, Any]:
     """The report of `KubernetesPlatform.preflight` (JSON of GET /api/preflight); `load_api` may raise the
-    kubeconfig's error, which the report then carries."""
+    kubeconfig's error, which the report then carries. `redis_access()` (asked once the API is loaded) says how
+    pods are reached: `redis_access` is "direct", "port-forward" or "auto" (not decided yet), with its reason."""
     try:
         api = await asyncio.to_thread(load_api)
     except DashboardError as exc:
@@ -55,8 +58,10 @@ async def preflight(load_api: Callable[[], Api], *, create_namespace: bool, redi
         "in_cluster": api.cluster.in_cluster,
         "config": api.cluster.source,
         "namespace": {"name": namespace},
-        "redis_access": "direct" if direct_access(redis_access, api.cluster.in_cluster) else "port-forward",
     }
+    access = await redis_access()
+    result["redis_access"] = access.using or "auto"
+    result["redis_access_reason"] = access.reason
     try:
         _, version = await asyncio.to_thread(api.request, "GET", "/version", verb="get", resource="version")
         result["server_version"] = version.get("gitVersion")

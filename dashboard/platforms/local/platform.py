@@ -37,6 +37,7 @@ from dashboard.models import (
     LogLine,
     PlatformName,
     Pod,
+    RedisAccess,
     RedisEndpoint,
     Timing,
 )
@@ -274,6 +275,12 @@ class LocalPlatform:
 
     async def frontend_endpoints(self) -> list[str]:
         return [f"http://{LOOPBACK}:{port}" for _, port in self._frontend_targets()]
+
+    def redis_access(self) -> RedisAccess:
+        """Every pod is a process on this machine: its port on 127.0.0.1 (--redis-access is for Kubernetes)."""
+        return RedisAccess(
+            "loopback", "loopback", "the pods are processes on this machine, listening on 127.0.0.1 ports."
+        )
 
     async def expose(self) -> str:
         """Publish the frontend Service on --frontend-port (a free port if it is busy); returns the URL to open."""

@@ -9,14 +9,16 @@ from fastapi.responses import Response
 
 from dashboard.logs import classify_log
 from dashboard.web.deps import Lab
+from dashboard.web.render import replication_json
 
 router = APIRouter(tags=["observe"])
 
 
 @router.get("/api/replication")
 async def api_replication(session: Lab) -> dict[str, Any]:
-    """Leader and followers: role, link, offsets, gap; each node's guestbook entries; whether all agree."""
-    return dict(session.sampler.snapshot.to_json())
+    """Leader and followers: role, link, offsets, gap; each node's guestbook entries; whether all agree; how the
+    platform reaches the Redis pods (`redis_access`)."""
+    return replication_json(session)
 
 
 @router.get("/api/lag")
