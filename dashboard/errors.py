@@ -34,6 +34,10 @@ class PlatformError(DashboardError):
     status = 502
 
 
+class StepBlocked(PlatformError):
+    """A refusal that waiting will not lift (admission: quota used up, Pod Security): a step's check fails at once."""
+
+
 class StepFailed(DashboardError):
     """A lab step ran but its check did not pass."""
 

@@ -26,7 +26,7 @@ from typing import Generic, TypeVar
 import httpx
 import yaml
 
-from dashboard.errors import DashboardError, PrerequisiteMissing, StepFailed, UnknownStep
+from dashboard.errors import DashboardError, PrerequisiteMissing, StepBlocked, StepFailed, UnknownStep
 from dashboard.models import Listener, Step, StepStatus
 from dashboard.platforms import Platform
 from dashboard.redis_nodes import frontend_clients, redis_info
@@ -252,6 +252,8 @@ class Lab:
         while True:
             try:
                 outcome = await probe()
+            except StepBlocked:
+                raise
             except DashboardError as exc:
                 outcome = exc.message
             if outcome is None:
