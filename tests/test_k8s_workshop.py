@@ -136,13 +136,11 @@ def row(client: Any, room: dict[str, Any], lab: str) -> dict[str, Any]:
 
 
 def provisioned(client: Any, room: dict[str, Any], lab: str) -> str:
-    state = poll(
-        lambda: (state := row(client, room, lab)["provisioning"]) != "queued" and state,
-        60,
-        f"lab {lab} to be provisioned",
-        interval=0.3,
-    )
-    return str(state)
+    def settled() -> str | None:
+        state = str(row(client, room, lab)["provisioning"])
+        return None if state == "queued" else state
+
+    return poll(settled, 60, f"lab {lab} to be provisioned", interval=0.3)
 
 
 def run_step(client: Any, headers: dict[str, str], lab: str, step: str) -> dict[str, Any]:
