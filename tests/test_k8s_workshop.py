@@ -288,3 +288,100 @@ def test_a_namespace_the_dashboard_did_not_create_is_never_taken_or_deleted(dash
     assert client.delete(f"/api/rooms/{room['id']}/learners/{foreign}", headers=INSTRUCTOR).status_code == 200
     time.sleep(1.0)
     assert not _gone(v1, foreign) and v1.read_namespace(foreign).status.phase == "Active"
+
+
+def test_the_workshop_cluster_role_is_enough_for_the_dashboard(kube: Any, tmp_path: Path) -> None:
+    """A ServiceAccount bound to manifests/dashboard/workshop/clusterrole.yaml (renamed for this test) passes the
+    workshop pre-flight, provisions a learner's namespace (so it holds every verb the learner's Role grants: the
+    RBAC escalation rule), runs the leader in it from the room's shared watch, and removes the namespace."""
+    import asyncio
+
+    import yaml
+    from kubernetes.client.exceptions import ApiException
+
+    from dashboard.platforms.kubernetes import KubernetesPlatform
+    from dashboard.settings import Settings
+
+    assert KUBECONFIG
+    v1, rbac = kube["v1"], kube["rbac"]
+    suffix = secrets.token_hex(3)
+    home, name = f"guestbook-lab-test-wsrbac-{suffix}", f"guestbook-lab-test-workshop-{suffix}"
+    room = f"wsr{suffix[:3]}"
+    learner = f"{room}-ada"
+    manifests = Path(__file__).resolve().parent.parent / "manifests/dashboard/workshop"
+    role = yaml.safe_load((manifests / "clusterrole.yaml").read_text())
+    binding = yaml.safe_load((manifests / "clusterrolebinding.yaml").read_text())
+    role["metadata"]["name"] = binding["metadata"]["name"] = binding["roleRef"]["name"] = name
+    binding["subjects"][0]["namespace"] = home
+    v1.create_namespace({"metadata": {"name": home, "labels": {"app.kubernetes.io/managed-by": "guestbook-lab-test"}}})
+    try:
+        v1.create_namespaced_service_account(home, {"metadata": {"name": "guestbook-lab-dashboard"}})
+        rbac.create_cluster_role(role)
+        rbac.create_cluster_role_binding(binding)
+        token = v1.create_namespaced_service_account_token(
+            "guestbook-lab-dashboard", home, {"spec": {"expirationSeconds": 600}}
+        ).status.token
+        admin = yaml.safe_load(Path(KUBECONFIG).expanduser().read_text())
+        context = next(c for c in admin["contexts"] if c["name"] == (CONTEXT or admin["current-context"]))
+        cluster = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [cluster],
+            "users": [{"name": "dashboard", "user": {"token": token}}],
+            "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "dashboard"}}],
+            "current-context": "sa",
+        }
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(config))
+        settings = Settings(
+            platform="kubernetes",
+            kubeconfig=kubeconfig,
+            namespace=learner,
+            create_namespace=True,
+            workshop=True,
+            workshop_profile=True,
+            max_learners=2,
+            run_dir=tmp_path / "run",
+            frontend_port=0,
+            step_timeout=60,
+        )
+
+        async def main() -> dict[str, Any]:
+            platform = KubernetesPlatform(settings)
+            lines = await platform.prepare_learner(room)
+            await platform.start()
+            try:
+                report = await platform.preflight()
+                await platform.apply("redis-leader-deployment.yaml")
+                await platform.apply("redis-leader-service.yaml")
+                deadline = time.monotonic() + 60
+                while (reason := await platform.rollout_status("redis-leader", "redis-leader")) is not None:
+                    assert time.monotonic() < deadline, reason
+                    await asyncio.sleep(0.5)
+                pods = await platform.get_pods()
+                removed = await platform.remove_learner()
+            finally:
+                await platform.close()
+            return {"lines": lines, "report": report, "pods": pods, "removed": removed}
+
+        result = asyncio.run(main())
+        assert "role.rbac.authorization.k8s.io/guestbook-lab-learner created" in result["lines"], result["lines"]
+        report = result["report"]
+        denied = [c for c in report["checks"] if c["allowed"] is not True]
+        assert denied == [] and report["room"]["fits"] is True and report["ok"] is True, (denied, report["room"])
+        assert [p.component for p in result["pods"]] == ["redis-leader"]
+        assert result["removed"] == [f'namespace "{learner}" deleted']
+        poll(lambda: _gone(v1, learner), 90, f"namespace {learner} to be deleted", interval=0.5)
+    finally:
+        for delete in (
+            lambda: rbac.delete_cluster_role_binding(name),
+            lambda: rbac.delete_cluster_role(name),
+            lambda: v1.delete_namespace(learner),
+            lambda: v1.delete_namespace(home),
+        ):
+            try:
+                delete()
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise

@@ -188,3 +188,69 @@ def test_the_room_opens_the_same_two_watches_for_1_and_for_10_learners(tmp_path:
     assert counts["wsa001-lists"] == 1 and counts["wsb010-lists"] == 2  # one list per room, not per learner
     namespaced = [p for p in watches(double) if "/namespaces/" in p]
     assert namespaced == [], namespaced  # never a watch per learner namespace
+
+
+def test_the_quota_and_the_room_pre_flight_are_computed_from_the_manifests() -> None:
+    from dashboard.platforms.kubernetes.namespace import lab_requests, quota_hard, read_manifests
+    from dashboard.platforms.kubernetes.platform import LAB_MANIFESTS
+    from dashboard.platforms.kubernetes.preflight import room_fit
+    from dashboard.settings import MANIFESTS_DIR
+
+    docs = read_manifests(MANIFESTS_DIR, LAB_MANIFESTS)
+    requests = lab_requests(docs)
+    assert (requests.pods, requests.cpu_millis, requests.memory_bytes) == (6, 600, 600 * 2**20)
+    assert requests.quota_pods == 9 and requests.services == 3  # 25 % surge of 1, 2 and 3 replicas: 1 each
+    assert quota_hard(requests, "nodeport")["services"] == "4" and quota_hard(requests, "nodeport")["pods"] == "9"
+    doubled = [{**d, "spec": {**d["spec"], "replicas": 6}} if d["metadata"]["name"] == "frontend" else d for d in docs]
+    assert lab_requests(doubled).cpu_millis == 900  # computed, not hard-coded
+    profile = lab_requests(docs, {"frontend": 1})
+    free = {"nodes": 1, "cpu_millis": 2000, "memory_bytes": 8 * 2**30, "pods": 110}
+    fits = room_fit(5, profile, free)
+    assert fits["fits"] is True and fits["needed"]["requests.cpu"] == "2000m"
+    full = room_fit(30, profile, free)
+    assert full["fits"] is False and full["most_learners"] == 5
+    assert full["message"] == (
+        "30 learners do not fit the cluster: too little CPU (12000m needed, 2000m allocatable), memory (12000Mi "
+        "needed, 8192Mi allocatable), pods (120 needed, 110 allocatable); at most 5 fit."
+    )
+
+
+def test_an_admission_refusal_reads_as_one_sentence_with_the_fix() -> None:
+    from dashboard.platforms.kubernetes.admission import POD_SECURITY, QUOTA, refusal
+
+    def deployment(message: str) -> dict[str, Any]:
+        condition = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message}
+        return {"metadata": {"name": "frontend", "namespace": "ws1-ada"}, "status": {"conditions": [condition]}}
+
+    quota = refusal(
+        deployment(
+            'pods "frontend-7d9-x" is forbidden: exceeded quota: guestbook-lab, requested: pods=1, used: pods=9, '
+            "limited: pods=9"
+        )
+    )
+    assert quota is not None and quota.kind == QUOTA
+    assert quota.message == (
+        "Kubernetes refused to create the pods of deployment frontend: the namespace's ResourceQuota is used up "
+        "(exceeded quota: guestbook-lab, requested: pods=1, used: pods=9, limited: pods=9)."
+    )
+    security = refusal(deployment('pods "x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot'))
+    assert security is not None and security.kind == POD_SECURITY and "'restricted'" in security.message
+    assert "pod-security.kubernetes.io/enforce=baseline" in security.hint
+    assert refusal({"metadata": {"name": "frontend"}, "status": {"conditions": []}}) is None
+
+
+def test_the_workshop_cluster_role_grants_what_the_pre_flight_checks() -> None:
+    from dashboard.platforms.kubernetes.preflight import ACCESS_NEEDED, WORKSHOP_ACCESS, learner_role_access
+
+    manifest = Path(__file__).resolve().parent.parent / "manifests/dashboard/workshop/clusterrole.yaml"
+    rules = yaml.safe_load(manifest.read_text())["rules"]
+    granted = {
+        (verb, group, resource)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    for verb, group, resource, sub, _ in (*ACCESS_NEEDED, *WORKSHOP_ACCESS, *learner_role_access()):
+        assert (verb, group, f"{resource}/{sub}" if sub else resource) in granted, (verb, group, resource, sub)
+    assert not any("*" in rule["verbs"] or {"bind", "escalate"} & set(rule["verbs"]) for rule in rules)
