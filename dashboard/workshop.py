@@ -497,7 +497,9 @@ def _step_order(item: tuple[str, int]) -> int:
 def _reason(message: str) -> str:
     """A short reason for the room's aggregate: a kubectl status word if the message has one, else its start."""
     found = re.search(
-        r"\b(ImagePullBackOff|ErrImagePull|CrashLoopBackOff|Forbidden|exceeded quota|FailedCreate)\b", message
+        r"\b(ImagePullBackOff|ErrImagePull|CrashLoopBackOff|Forbidden|exceeded quota|violates PodSecurity"
+        r"|FailedCreate)\b",
+        message,
     )
     if found:
         return found.group(1)
