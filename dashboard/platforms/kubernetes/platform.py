@@ -216,8 +216,11 @@ class KubernetesPlatform:
 
     def watch_stats(self) -> dict[str, object]:
         """How the pod watch is doing (lists, watches, last error): for the page and the benchmark."""
-        if self._room_watch is not None:
-            return {"running": True, **self._room_watch.stats()}
+        room = self._room_watch
+        if room is not None:  # a workshop learner: the room's shared watches (lists/watches: the pods watch's)
+            pods = room.pods
+            shared = {"lists": pods.lists, "watches": pods.watches, "resource_version": pods.resource_version}
+            return {"running": True, **shared, **room.stats()}
         watch = self._pod_watch
         if watch is None:
             return {"running": False}
