@@ -36,8 +36,9 @@ class PlatformError(DashboardError):
 
 
 class PlatformRefused(PlatformError):
-    """Refused for a reason that waiting will not change (403 on pods/portforward, no address for the kubelet): a
-    step's check fails at once with it instead of retrying until the step timeout."""
+    """Refused for a reason that waiting will not change (403 on pods/portforward, no address for the kubelet,
+    admission: a quota used up, Pod Security): a step's check fails at once with it instead of retrying until the
+    step timeout."""
 
 
 class StepFailed(DashboardError):

@@ -24,6 +24,7 @@ class Capabilities:
     has_events: bool  # a core/v1 events timeline (GET /api/events, the events panel)
     has_access_review: bool  # the pre-flight asks the cluster what this identity may do (cluster facts, rights)
     expose_modes: tuple[str, ...]  # how `expose` can publish the frontend (--expose-mode choices it honours)
+    isolates_labs: bool = False  # a workshop learner's lab is isolated by the platform (`prepare_learner`)
 
 
 @dataclass(frozen=True)

@@ -154,14 +154,22 @@ class LabRegistry:
             raise NotFound(f"There is no lab called {lab_id[:60]!r}.", "Open the dashboard's main page.")
         return session
 
-    async def open(self, lab_id: str, platform: Platform | None = None) -> LabSession:
-        """The running session of `lab_id`, started now if it is not running (with `platform` if given)."""
+    async def open(self, lab_id: str, platform: Platform | None = None, *, room: str | None = None) -> LabSession:
+        """The running session of `lab_id`, started now if it is not running (with `platform` if given); a workshop
+        learner's lab (`room`) is first isolated by its platform when the platform can (`prepare_learner`)."""
         check_lab_id(lab_id)
         async with self._lock:
             session = self._sessions.get(lab_id)
             if session is None:
                 settings = lab_settings(self.settings, lab_id)
-                session = LabSession(lab_id, settings, platform or self._factory(settings))
+                platform = platform or self._factory(settings)
+                if room is not None and platform.capabilities.isolates_labs:
+                    try:
+                        await platform.prepare_learner(room)
+                    except BaseException:
+                        await platform.close()
+                        raise
+                session = LabSession(lab_id, settings, platform)
                 await session.start()
                 self._sessions[lab_id] = session
             return session

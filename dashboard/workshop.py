@@ -294,7 +294,7 @@ class Workshop:
             self.provisioning_now += 1
             self.provisioning_peak = max(self.provisioning_peak, self.provisioning_now)
             try:
-                session = await self.labs.open(learner.id)
+                session = await self.labs.open(learner.id, room=learner.room)
                 session.notice = self.rooms[learner.room].notice
                 session.lab.add_listener(lambda: self._lab_changed(learner, session))
                 learner.provisioning = "ready"
@@ -384,6 +384,9 @@ class Workshop:
         if session is not None:
             with contextlib.suppress(DashboardError):
                 await session.run_step("cleanup")
+            if session.platform.capabilities.isolates_labs:  # Kubernetes: the learner's namespace, if ours
+                with contextlib.suppress(DashboardError):
+                    await session.platform.remove_learner()
         await self.labs.close(learner.id)
         await asyncio.to_thread(self.store.remove_learner, learner.id)
         self._sessions.pop(learner.session_hash, None)
@@ -499,7 +502,9 @@ def _step_order(item: tuple[str, int]) -> int:
 def _reason(message: str) -> str:
     """A short reason for the room's aggregate: a kubectl status word if the message has one, else its start."""
     found = re.search(
-        r"\b(ImagePullBackOff|ErrImagePull|CrashLoopBackOff|Forbidden|exceeded quota|FailedCreate)\b", message
+        r"\b(ImagePullBackOff|ErrImagePull|CrashLoopBackOff|Forbidden|exceeded quota|violates PodSecurity"
+        r"|FailedCreate)\b",
+        message,
     )
     if found:
         return found.group(1)

@@ -49,6 +49,12 @@ class FakePlatform:
     async def events(self, limit: int = 200) -> list[EventRow]:
         return []
 
+    async def prepare_learner(self, room: str) -> list[str]:
+        return []
+
+    async def remove_learner(self) -> list[str]:
+        return []
+
     async def preflight(self) -> dict[str, Any]:
         return {"platform": "local", "ok": True, "checks": [], "blocked": []}
 

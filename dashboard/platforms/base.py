@@ -54,6 +54,15 @@ class Platform(Protocol):
         the platform knows (Kubernetes: context, server, version, namespace, access reviews; local: redis-server,
         run dir, frontend port). A broken configuration is reported (`error`), not raised."""
 
+    async def prepare_learner(self, room: str) -> list[str]:
+        """Make this lab a workshop learner's own in room `room`, before `start()`; only called when
+        `capabilities.isolates_labs`. Kubernetes: the namespace (labelled with the room, Pod Security labels), a
+        ResourceQuota and LimitRange sized from the manifests, a NetworkPolicy, a Role + RoleBinding, and the
+        room's shared watches. Local: nothing (each lab has its own processes, ports and run dir anyway)."""
+
+    async def remove_learner(self) -> list[str]:
+        """Undo `prepare_learner` when the instructor removes the learner: delete only what it created."""
+
     async def apply(self, manifest: str) -> list[str]:
         """`kubectl apply -f manifests/<manifest>`: create or update its object; idempotent.
 

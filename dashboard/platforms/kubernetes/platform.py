@@ -36,14 +36,15 @@ from dashboard.models import (
     RedisEndpoint,
     Timing,
 )
-from dashboard.platforms.kubernetes import objects
+from dashboard.platforms.kubernetes import admission, namespace, objects
 from dashboard.platforms.kubernetes.access import RedisAccessChoice, nodeport_fallback_note, url_answers
 from dashboard.platforms.kubernetes.api import Api, api_path
 from dashboard.platforms.kubernetes.config import ClusterConfig, load_cluster_config
 from dashboard.platforms.kubernetes.errors import translate_status
 from dashboard.platforms.kubernetes.portforward import PortForward
-from dashboard.platforms.kubernetes.preflight import preflight
+from dashboard.platforms.kubernetes.preflight import preflight, workshop_preflight
 from dashboard.platforms.kubernetes.reflector import Reflector
+from dashboard.platforms.kubernetes.room_watch import ROOM_WATCHES, RoomWatch
 from dashboard.settings import MANIFESTS_DIR
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ REDIS_PORT = 6379
 FRONTEND_PORT = 80
 CHECK_INTERVAL = 0.25  # a step's check reads the API server: four times a second at most
 STEP_TIMEOUT = 300.0  # image pulls and scheduling on a real cluster take minutes
+QUOTA_GRACE = 5.0  # seconds a quota refusal may last before a step's check fails on it
 LAB_MANIFESTS = (
     "redis-leader-deployment.yaml",
     "redis-leader-service.yaml",
@@ -80,6 +82,7 @@ class KubernetesPlatform:
             has_events=True,
             has_access_review=True,
             expose_modes=("port-forward", "nodeport", "loadbalancer"),
+            isolates_labs=True,
         )
         self.timing = Timing(CHECK_INTERVAL, settings.step_timeout or STEP_TIMEOUT)
         self._cluster: ClusterConfig | None = None
@@ -99,6 +102,9 @@ class KubernetesPlatform:
         self._round_robin = itertools.count()
         self._access = RedisAccessChoice(settings.redis_access, REDIS_PORT)
         self._start_error: DashboardError | None = None  # why start() failed: no pod watch, so no pods to wait for
+        self._room: str | None = None  # a workshop learner's lab: its room (see prepare_learner)
+        self._room_watch: RoomWatch | None = None
+        self._refused_since: dict[str, float] = {}  # deployment -> when a quota refusal was first seen
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -117,6 +123,9 @@ class KubernetesPlatform:
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(lambda: self.api)
         await asyncio.to_thread(self._ensure_namespace)
+        if self._room is not None:
+            await self._join_room_watch()
+            return
         if self._pod_watch is None:
             self._pod_watch = Reflector(
                 self.api, api_path("Pod", self.namespace), "pods", self._on_pods, objects.POD_WATCH_SELECTOR
@@ -140,6 +149,7 @@ class KubernetesPlatform:
             forward.close()
         self._forwards.clear()
         self._expose_forward = None
+        await self._leave_room_watch()
         watches = [w for w in (self._pod_watch, self._event_watch) if w is not None]
         self._pod_watch = self._event_watch = None
         for watch in watches:
@@ -223,6 +233,11 @@ class KubernetesPlatform:
 
     def watch_stats(self) -> dict[str, object]:
         """How the pod watch is doing (lists, watches, last error): for the page and the benchmark."""
+        room = self._room_watch
+        if room is not None:  # a workshop learner: the room's shared watches (lists/watches: the pods watch's)
+            pods = room.pods
+            shared = {"lists": pods.lists, "watches": pods.watches, "resource_version": pods.resource_version}
+            return {"running": True, **shared, **room.stats()}
         watch = self._pod_watch
         if watch is None:
             return {"running": False}
@@ -236,6 +251,8 @@ class KubernetesPlatform:
 
     async def events(self, limit: int = 200) -> list[EventRow]:
         """The lab's events (core/v1, from the shared events watch), oldest first."""
+        if self._room_watch is not None:
+            return objects.event_timeline(self._room_watch.events_of(self.namespace), limit)
         watch = self._event_watch
         if watch is None:
             return []
@@ -290,7 +307,7 @@ class KubernetesPlatform:
                 raise objects.foreign_object_error(kind, name, self.namespace, existing)
             before = str(existing["metadata"].get("resourceVersion"))
         image = self.settings.image_override(name) if kind == "Deployment" else None
-        doc = objects.prepare_manifest(manifest, image)
+        doc = self._with_room_label(objects.prepare_manifest(manifest, image))
         status, applied = self.api.request(
             "PATCH",
             path,
@@ -457,6 +474,7 @@ class KubernetesPlatform:
         )
         if status == 404:
             return f'deployment "{deployment}" does not exist'
+        self._check_admission(found)
         state = objects.deployment_state(found)
         if not state.rolled_out:
             return state.message
@@ -651,9 +669,84 @@ class KubernetesPlatform:
 
     async def preflight(self) -> dict[str, Any]:
         """Context, server version, namespace, and for each verb the lab needs whether this identity may do it."""
-        return await preflight(
+        report = await preflight(
             lambda: self.api, create_namespace=self.settings.create_namespace, redis_access=self._decide_access
         )
+        if self.settings.workshop and "error" not in report:
+            report = await self._workshop_preflight(report)
+        return report
+
+    # ------------------------------------------------------------------------ workshop rooms
+
+    async def prepare_learner(self, room: str) -> list[str]:
+        """Make this lab a workshop learner's own, before `start()`: server-side apply its namespace (labelled with
+        the room, Pod Security labels), ResourceQuota, LimitRange, NetworkPolicy, ServiceAccount, Role and
+        RoleBinding; from then on the room's label goes on what the lab applies, and pods and events are read from
+        the room's shared watches."""
+        self._room = room
+        requests = namespace.lab_requests(namespace.read_manifests(MANIFESTS_DIR, LAB_MANIFESTS))
+        docs = namespace.learner_objects(self.namespace, room, requests, self.settings.expose_mode)
+        api = await asyncio.to_thread(lambda: self.api)
+        return await asyncio.to_thread(
+            namespace.provision, api, self.namespace, room, docs, self.settings.field_manager
+        )
+
+    async def remove_learner(self) -> list[str]:
+        """Undo `prepare_learner`: delete the learner's namespace, only if the dashboard created it for this room."""
+        if self._room is None:
+            return []
+        return await asyncio.to_thread(namespace.remove, self.api, self.namespace, self._room)
+
+    def _with_room_label(self, doc: JSON) -> JSON:
+        """A learner's objects carry the room's label on top of ours, on the pod template too, so the room's one
+        pods watch selects them; the manifests themselves stay as they are."""
+        if self._room is None:
+            return doc
+        label = {namespace.ROOM_LABEL_KEY: self._room}
+        doc["metadata"]["labels"] = {**doc["metadata"].get("labels", {}), **label}
+        template = (doc.get("spec") or {}).get("template")
+        if doc.get("kind") == "Deployment" and isinstance(template, dict):
+            meta = template.setdefault("metadata", {})
+            meta["labels"] = {**(meta.get("labels") or {}), **label}
+        return doc
+
+    async def _join_room_watch(self) -> None:
+        assert self._room is not None
+        watch, _ = ROOM_WATCHES.join(self.api.cluster, self._room, self.namespace)
+        self._room_watch = watch
+        watch.subscribe(self.namespace, self._on_pods, self._on_events)
+        await asyncio.to_thread(watch.pods.first_attempt.wait, 30.0)
+        if watch.pods.error is not None and watch.pods.lists == 0:
+            error = watch.pods.error
+            await self.close()
+            raise error
+
+    async def _leave_room_watch(self) -> None:
+        watch, self._room_watch = self._room_watch, None
+        if watch is not None:
+            await asyncio.to_thread(ROOM_WATCHES.leave, watch, self.namespace)
+
+    def _check_admission(self, deployment: JSON) -> None:
+        """Fail the step's check at once when admission refuses the Deployment's pods (Pod Security, LimitRange), or
+        when a quota refusal outlasts QUOTA_GRACE (pods that are terminating may free the quota meanwhile)."""
+        name = str((deployment.get("metadata") or {}).get("name") or "")
+        refusal = admission.refusal(deployment)
+        if refusal is None or refusal.kind == admission.OTHER:
+            self._refused_since.pop(name, None)
+            return
+        if refusal.kind == admission.QUOTA:
+            first = self._refused_since.setdefault(name, time.monotonic())
+            if time.monotonic() - first < QUOTA_GRACE:
+                return
+        self._refused_since.pop(name, None)
+        raise PlatformRefused(refusal.message, refusal.hint)
+
+    async def _workshop_preflight(self, report: dict[str, Any]) -> dict[str, Any]:
+        """Workshop mode: the ClusterRole's verbs (learner namespaces, cluster-wide watches) and the room's needs
+        (with the workshop profile a learner runs one frontend replica: 4 pods, not 6)."""
+        profile = {"frontend": 1} if self.settings.workshop_profile else None
+        requests = namespace.lab_requests(namespace.read_manifests(MANIFESTS_DIR, LAB_MANIFESTS), profile)
+        return await workshop_preflight(self.api, report, requests, self.settings.max_learners)
 
 
 def _trim_nanos(stamp: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from dashboard.errors import DashboardError
 from dashboard.models import RedisAccess
 from dashboard.platforms.kubernetes.api import Api
+from dashboard.platforms.kubernetes.namespace import LEARNER_RULES, LabRequests, cpu_millis, memory_bytes, show_memory
 
 # What the lab needs, for the pre-flight: (verb, group, resource, subresource, what it is needed for).
 ACCESS_NEEDED: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
@@ -94,10 +95,18 @@ def _report(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def access_review(
-    api: Api, verb: str, group: str, resource: str, subresource: str, needed_for: tuple[str, ...]
+    api: Api,
+    verb: str,
+    group: str,
+    resource: str,
+    subresource: str,
+    needed_for: tuple[str, ...],
+    namespace: str | None = None,
 ) -> dict[str, object]:
-    """`kubectl auth can-i <verb> <resource>` as a SelfSubjectAccessReview; allowed None when it cannot be asked."""
-    attributes = {"namespace": api.namespace, "verb": verb, "group": group, "resource": resource}
+    """`kubectl auth can-i <verb> <resource>` as a SelfSubjectAccessReview; allowed None when it cannot be asked.
+    `namespace=""` asks about every namespace (`--all-namespaces`)."""
+    scope = api.namespace if namespace is None else namespace
+    attributes = {"namespace": scope, "verb": verb, "group": group, "resource": resource}
     if subresource:
         attributes["subresource"] = subresource
     review = {
@@ -120,3 +129,136 @@ def access_review(
         return {**check, "allowed": None, "reason": exc.message}
     status = body.get("status") or {}
     return {**check, "allowed": bool(status.get("allowed")), "reason": status.get("reason") or ""}
+
+
+# Workshop mode: what the dashboard's ClusterRole (manifests/dashboard/workshop/) must allow, cluster-wide.
+WORKSHOP_ACCESS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
+    *((verb, "", "namespaces", "", ("learner namespaces",)) for verb in ("get", "create", "patch", "delete")),
+    *(
+        (verb, group, resource, "", ("learner namespaces",))
+        for group, resource in (
+            ("", "resourcequotas"),
+            ("", "limitranges"),
+            ("", "serviceaccounts"),
+            ("networking.k8s.io", "networkpolicies"),
+            ("rbac.authorization.k8s.io", "roles"),
+            ("rbac.authorization.k8s.io", "rolebindings"),
+        )
+        for verb in ("get", "create", "patch")
+    ),
+    ("list", "", "pods", "", ("the room's pods watch",)),
+    ("watch", "", "pods", "", ("the room's pods watch",)),
+    ("list", "", "events", "", ("the room's events watch",)),
+    ("watch", "", "events", "", ("the room's events watch",)),
+    ("list", "", "nodes", "", ("room pre-flight (allocatable)",)),
+)
+
+
+def learner_role_access() -> list[tuple[str, str, str, str, tuple[str, ...]]]:
+    """Every verb the learner's Role grants: the dashboard must hold each one (the RBAC escalation rule)."""
+    needs: list[tuple[str, str, str, str, tuple[str, ...]]] = []
+    for rule in LEARNER_RULES:
+        for group in rule["apiGroups"]:
+            for full in rule["resources"]:
+                resource, _, sub = full.partition("/")
+                for verb in rule["verbs"]:
+                    needs.append((verb, group, resource, sub, ("learner Role (grant what it holds)",)))
+    return needs
+
+
+def cluster_access_review(api: Api, need: tuple[str, str, str, str, tuple[str, ...]]) -> dict[str, object]:
+    """`kubectl auth can-i <verb> <resource> --all-namespaces`: a SelfSubjectAccessReview without a namespace."""
+    verb, group, resource, subresource, needed_for = need
+    check = access_review(api, verb, group, resource, subresource, needed_for, namespace="")
+    return {**check, "scope": "cluster"}
+
+
+def allocatable(nodes: dict[str, Any]) -> dict[str, int]:
+    """The sum of the schedulable nodes' allocatable CPU (millicores), memory (bytes) and pods."""
+    total = {"nodes": 0, "cpu_millis": 0, "memory_bytes": 0, "pods": 0}
+    for node in nodes.get("items") or []:
+        if (node.get("spec") or {}).get("unschedulable"):
+            continue
+        conditions = {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or []}
+        if conditions.get("Ready") != "True":
+            continue
+        free = (node.get("status") or {}).get("allocatable") or {}
+        total["nodes"] += 1
+        total["cpu_millis"] += cpu_millis(free.get("cpu", "0"))
+        total["memory_bytes"] += memory_bytes(free.get("memory", "0"))
+        total["pods"] += int(free.get("pods", 0))
+    return total
+
+
+def room_fit(learners: int, requests: LabRequests, free: dict[str, int]) -> dict[str, Any]:
+    """N learners × the lab's requests against the cluster's allocatable: does the room fit, and if not, why."""
+    need = {
+        "pods": learners * requests.pods,
+        "cpu_millis": learners * requests.cpu_millis,
+        "memory_bytes": learners * requests.memory_bytes,
+    }
+    short = [
+        f"{what} ({shown(need[key])} needed, {shown(free[key])} allocatable)"
+        for key, what, shown in (
+            ("cpu_millis", "CPU", lambda v: f"{v}m"),
+            ("memory_bytes", "memory", show_memory),
+            ("pods", "pods", str),
+        )
+        if need[key] > free[key]
+    ]
+    fits = not short
+    most = min(
+        free["cpu_millis"] // max(1, requests.cpu_millis),
+        free["memory_bytes"] // max(1, requests.memory_bytes),
+        free["pods"] // max(1, requests.pods),
+    )
+    message = (
+        f"{learners} learners fit: they request {need['cpu_millis']}m CPU, {show_memory(need['memory_bytes'])} and "
+        f"{need['pods']} pods of {free['cpu_millis']}m, {show_memory(free['memory_bytes'])} and {free['pods']} pods "
+        f"allocatable on {free['nodes']} node(s)."
+        if fits
+        else f"{learners} learners do not fit the cluster: too little {', '.join(short)}; at most {most} fit."
+    )
+    return {
+        "learners": learners,
+        "per_learner": requests.to_json(),
+        "needed": {
+            "pods": need["pods"],
+            "requests.cpu": f"{need['cpu_millis']}m",
+            "requests.memory": show_memory(need["memory_bytes"]),
+        },
+        "allocatable": {
+            "nodes": free["nodes"],
+            "pods": free["pods"],
+            "cpu": f"{free['cpu_millis']}m",
+            "memory": show_memory(free["memory_bytes"]),
+        },
+        "fits": fits,
+        "most_learners": most,
+        "message": message,
+        "hint": "" if fits else "Lower --max-learners, use --workshop-profile (4 pods a learner), or add nodes.",
+    }
+
+
+async def workshop_preflight(api: Api, report: dict[str, Any], requests: LabRequests, learners: int) -> dict[str, Any]:
+    """The pre-flight of a workshop room: the ClusterRole's verbs (cluster-wide access reviews, `scope: cluster`),
+    added to `checks`, and `room`: `learners` × the lab's requests against the nodes' allocatable."""
+    needs = [*WORKSHOP_ACCESS, *learner_role_access()]
+    checks = await asyncio.gather(*(asyncio.to_thread(cluster_access_review, api, need) for need in needs))
+    status, nodes = await asyncio.to_thread(
+        api.request, "GET", "/api/v1/nodes", verb="list", resource="nodes", ok=(403,)
+    )
+    if status == 200:
+        room = room_fit(learners, requests, allocatable(nodes))
+    else:
+        room = {
+            "learners": learners,
+            "per_learner": requests.to_json(),
+            "fits": None,
+            "message": "The nodes' allocatable is not readable with this identity (list nodes is forbidden).",
+            "hint": "Apply manifests/dashboard/workshop/ (its ClusterRole lists nodes).",
+        }
+    merged = _report({**report, "checks": [*report.get("checks", []), *checks]})
+    merged["room"] = room
+    merged["ok"] = bool(report.get("ok")) and not merged["blocked"] and room.get("fits") is not False
+    return merged

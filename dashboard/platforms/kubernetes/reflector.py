@@ -40,12 +40,14 @@ class Reflector:
         resource: str,
         on_change: Callable[[dict[str, JSON]], None],
         label_selector: str | None = None,
+        key: Callable[[JSON], str] | None = None,
     ) -> None:
         self.api = api
         self.path = path
         self.resource = resource
         self.label_selector = label_selector
         self.on_change = on_change
+        self.key = key or object_name  # a cluster-wide watch keys its cache by namespaced_name
         self.cache: dict[str, JSON] = {}
         self.resource_version = ""
         self.error: DashboardError | None = None
@@ -94,7 +96,7 @@ class Reflector:
         query = {"labelSelector": self.label_selector}
         _, body = self.api.request("GET", self.path, verb="list", resource=self.resource, query=query)
         self.lists += 1
-        self.cache = {str(item["metadata"]["name"]): item for item in body.get("items") or []}
+        self.cache = {self.key(item): item for item in body.get("items") or []}
         self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
         self.on_change(dict(self.cache))
         self.first_attempt.set()
@@ -131,7 +133,7 @@ class Reflector:
                     self.resource_version = rv
                 if kind == "BOOKMARK":
                     continue
-                name = str(obj["metadata"]["name"])
+                name = self.key(obj)
                 if kind == "DELETED":
                     self.cache.pop(name, None)
                 else:
@@ -147,6 +149,16 @@ class Reflector:
             with contextlib.suppress(Exception):
                 response.close()
         return not self._stop.is_set()  # the server ended the watch: resume from resource_version
+
+
+def object_name(obj: JSON) -> str:
+    """The cache key of a namespaced watch: the object's name."""
+    return str(obj["metadata"]["name"])
+
+
+def namespaced_name(obj: JSON) -> str:
+    """The cache key of a cluster-wide watch: `<namespace>/<name>`."""
+    return f"{obj['metadata'].get('namespace') or ''}/{obj['metadata']['name']}"
 
 
 def _lines(response: Any) -> Iterator[bytes]:

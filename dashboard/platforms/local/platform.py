@@ -159,6 +159,13 @@ class LocalPlatform:
         """The local platform has no events timeline (`capabilities.has_events` is False): []."""
         return []
 
+    async def prepare_learner(self, room: str) -> list[str]:
+        """Nothing: a local lab already has processes, ports and a run dir of its own (capabilities.isolates_labs)."""
+        return []
+
+    async def remove_learner(self) -> list[str]:
+        return []
+
     async def preflight(self) -> dict[str, Any]:
         """redis-server and its version, the run directory, the expose step's port (see `local.preflight`)."""
         settings = self.settings
