@@ -121,11 +121,12 @@ def start_frontend(
 
     def drain() -> None:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            fe.lines.append(line.rstrip("\n"))
-            if line.startswith("listening on http://"):
-                fe.started_in = time.monotonic() - t0
-                ready.set()
+        with proc.stdout:  # closed at EOF, when the frontend exits
+            for line in proc.stdout:
+                fe.lines.append(line.rstrip("\n"))
+                if line.startswith("listening on http://"):
+                    fe.started_in = time.monotonic() - t0
+                    ready.set()
 
     threading.Thread(target=drain, daemon=True).start()
     try:
