@@ -29,6 +29,7 @@ PID_TABLE = "pods.json"
 ENDPOINTS_FILE = "endpoints.json"
 REDIS_DIR_PREFIX = "redis-data-"
 PR_SET_PDEATHSIG = 1
+PRIVATE_ENV_PREFIX = "GUESTBOOK_LAB_"  # the dashboard's own settings (its token among them): never for children
 
 _libc: Any = None
 
@@ -103,6 +104,18 @@ def child_setup() -> Callable[[], None]:
             os._exit(1)
 
     return setup
+
+
+def child_environment(extra: dict[str, str]) -> dict[str, str]:
+    """The environment of a pod's process: the dashboard's minus its own `GUESTBOOK_LAB_*` settings, plus `extra`.
+
+    The token (`GUESTBOOK_LAB_TOKEN`) and every other setting of the dashboard stay in the dashboard: redis-server and
+    the frontends get what they need through their command line.
+    """
+    env = {name: value for name, value in os.environ.items() if not name.startswith(PRIVATE_ENV_PREFIX)}
+    env.update({name: value for name, value in extra.items() if not name.startswith(PRIVATE_ENV_PREFIX)})
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def atomic_write_json(path: Path, data: object) -> None:
