@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from dashboard.errors import DashboardError
 from dashboard.models import Component, LogLine, Pod
 from dashboard.platforms.local.probes import HttpGet, ReadinessProbe, RedisPing
 from dashboard.platforms.local.process import child_environment, child_setup, free_port, process_start_time
@@ -220,6 +221,17 @@ class LocalPod:
             if self._stopping:
                 return
             ran = time.monotonic() - started
+            if returncode is None:
+                # The container could not be created: it stays in CreateContainerError (with why) and is tried
+                # again after a back-off, as a kubelet does; no restart is counted, nothing ran.
+                delay = BACKOFF[min(backoff_index, len(BACKOFF) - 1)] or BACKOFF[1]
+                backoff_index += 1
+                self._waiting = True
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    self._waiting = False
+                continue
             if self._bind_failed and self.template.fixed_port is None and port_retries < MAX_PORT_RETRIES:
                 # Lost the race for the free port we picked: pick another, as if the pod had been given another IP.
                 port_retries += 1
@@ -256,7 +268,13 @@ class LocalPod:
     async def _run_once(self, first: bool) -> int | None:
         """Start the program once, follow it until it exits; its exit code (None if it could not start)."""
         assert self.port is not None
-        self.argv = self.template.argv(self, self.port)
+        try:
+            self.argv = self.template.argv(self, self.port)
+        except (OSError, DashboardError) as exc:  # e.g. the run dir for Redis' data is gone
+            text = f"{exc.message} {exc.hint}" if isinstance(exc, DashboardError) else str(exc)
+            self._log(f"[local] cannot create the container: {text}")
+            self._set(phase="Pending", status="CreateContainerError", reason="CreateContainerError", message=text)
+            return None
         env = child_environment(self.template.env)
         try:
             process = await asyncio.create_subprocess_exec(

@@ -171,7 +171,7 @@ def kill_and_wait(pids_with_start: list[tuple[int, int]], timeout: float = 2.0) 
 def remove_lab_files(run_dir: Path) -> None:
     """Remove the local platform's files in `run_dir` (pid table, endpoints, redis dirs), then `run_dir` if empty."""
     for name in (PID_TABLE, ENDPOINTS_FILE):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone, or the run dir is no directory any more
             (run_dir / name).unlink()
     if run_dir.is_dir():
         for child in run_dir.iterdir():
