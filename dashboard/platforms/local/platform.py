@@ -58,9 +58,11 @@ from dashboard.platforms.local.process import (
     find_redis_server,
     free_port,
     frontend_argv,
+    group_members,
     is_running,
     kill_and_wait,
     live_entries,
+    live_groups,
     process_start_time,
     read_pid_table,
     remove_lab_files,
@@ -273,11 +275,16 @@ class LocalPlatform:
             for pod in deployment.pods:
                 if pod.pid is not None:
                     pids[pod.pid] = pod.pid_start_time or 0
-        for entry in live_entries(read_pid_table(self.run_dir)):
+        table = read_pid_table(self.run_dir)
+        for entry in live_entries(table):
             pids[int(entry["pid"])] = int(entry["start_time"])
-        found += [
-            f"process {pid} is still running" for pid, start in sorted(pids.items()) if is_running(pid, start or None)
-        ]
+        running = {pid for pid, start in pids.items() if is_running(pid, start or None)}
+        # Each pod process leads its own group: its pid is the group's id.
+        groups: dict[int, tuple[int, list[int]]] = {pgid: (since, []) for pgid, since in self._lab_pids.items()}
+        groups.update(live_groups(table))
+        for pgid, (since, _) in groups.items():
+            running.update(group_members(pgid, since))
+        found += [f"process {pid} is still running" for pid in sorted(running)]
         if self.run_dir.is_dir():
             found += [f"file {path} is still there" for path in sorted(self.run_dir.iterdir())]
         ports = sorted(self._lab_ports | ({self._forwarder.port} if self._forwarder else set()))
@@ -628,7 +635,7 @@ class LocalPlatform:
 
     def _write_pid_table(self) -> None:
         pods = [
-            {"pod": pod.name, "pid": pod.pid, "start_time": pod.pid_start_time, "argv": pod.argv}
+            {"pod": pod.name, "pid": pod.pid, "pgid": pod.pgid, "start_time": pod.pid_start_time, "argv": pod.argv}
             for pod in self._all_pods()
             if pod.pid is not None and pod.pid_start_time is not None
         ]
@@ -651,9 +658,11 @@ class LocalPlatform:
                 "Stop that dashboard first, or give this one another --run-dir.",
             )
         orphans = [(int(entry["pid"]), int(entry["start_time"])) for entry in live_entries(table)]
-        if orphans:
-            log.warning("killing %d process(es) left by a dashboard that did not stop cleanly", len(orphans))
-            still = kill_and_wait(orphans)
+        groups = live_groups(table)  # a pod's process may be gone while its children live on (a wrapper script)
+        if orphans or groups:
+            count = len({pid for pid, _ in orphans} | {pid for _, members in groups.values() for pid in members})
+            log.warning("killing %d process(es) left by a dashboard that did not stop cleanly", count)
+            still = kill_and_wait(orphans, [(pgid, since) for pgid, (since, _) in groups.items()])
             if still:
                 raise PlatformUnavailable(
                     f"Processes {still} of an earlier lab could not be stopped.",

@@ -25,7 +25,13 @@ from typing import Literal, Protocol
 from dashboard.errors import DashboardError
 from dashboard.models import Component, LogLine, Pod
 from dashboard.platforms.local.probes import HttpGet, ReadinessProbe, RedisPing
-from dashboard.platforms.local.process import child_environment, child_setup, free_port, process_start_time
+from dashboard.platforms.local.process import (
+    child_environment,
+    child_setup,
+    free_port,
+    kill_group,
+    process_start_time,
+)
 
 LOG_LINES = 2000
 PROBE_INTERVAL = 0.01  # until first ready: a local process starts in milliseconds
@@ -88,6 +94,7 @@ class LocalPod:
         self.process: asyncio.subprocess.Process | None = None
         self.pid: int | None = None
         self.pid_start_time: int | None = None
+        self.pgid: int | None = None  # the process leads its own session and group: pgid == pid
         self.argv: list[str] = []
         self.last_exit_code: int | None = None
         self.log_lines: deque[LogLine] = deque(maxlen=LOG_LINES)
@@ -200,6 +207,7 @@ class LocalPod:
         self.process = None
         self.pid = None
         self.pid_start_time = None
+        self.pgid = None
         self.ready = False
         if had_process:
             self.hooks.process_changed(self)
@@ -294,6 +302,8 @@ class LocalPod:
         self.process = process
         self.pid = process.pid
         self.pid_start_time = process_start_time(process.pid)
+        with contextlib.suppress(OSError):
+            self.pgid = os.getpgid(process.pid)
         self.hooks.process_changed(self)
         if self._stopping:
             self._signal(signal.SIGTERM)
@@ -310,6 +320,10 @@ class LocalPod:
             returncode = await process.wait()
         finally:
             prober.cancel()
+            # Like a container: when its main process exits, whatever it started goes too (a wrapper's
+            # redis-server), and with it the output pipe it holds open.
+            if self.pgid is not None:
+                kill_group(self.pgid, self.pid_start_time)
             # The pipe may stay open if the program left children behind: do not wait for them forever.
             done, _ = await asyncio.wait([reader], timeout=0.2)
             if not done:
@@ -322,6 +336,7 @@ class LocalPod:
         self.process = None
         self.pid = None
         self.pid_start_time = None
+        self.pgid = None
         self.ready = False
         self.hooks.process_changed(self)
         self.hooks.pod_changed(self)
