@@ -122,6 +122,8 @@ def test_another_labs_run_dir_is_locked_by_the_lab_that_owns_it(tmp_path: Path) 
         if holder.poll() is None:
             holder.kill()
             holder.wait(timeout=5)
+        if holder.stdout is not None:
+            holder.stdout.close()
 
 
 # -- item 11 at start ---------------------------------------------------------------------------------------------

@@ -609,6 +609,8 @@ def test_pods_die_with_a_dashboard_killed_by_sigkill(tmp_path: Path) -> None:
         if dashboard.poll() is None:
             dashboard.kill()
             dashboard.wait()
+        if dashboard.stdout is not None:
+            dashboard.stdout.close()
 
 
 def _true_when(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
