@@ -168,6 +168,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
 
+    run_dir_lock = None
+    if settings.platform == "local":
+        # Before anything listens: a second dashboard on this run dir would drive the first one's processes.
+        from dashboard.platforms.local import rundir
+
+        try:
+            run_dir_lock = rundir.lock(settings.run_dir, settings.port)
+        except rundir.RunDirError as exc:
+            print(f"guestbook-lab: {exc.sentence}", file=sys.stderr)
+            return 2
+    try:
+        return serve(settings)
+    finally:
+        if run_dir_lock is not None:
+            run_dir_lock.release()
+
+
+def serve(settings: Settings) -> int:
+    """Print where to open the dashboard and run uvicorn until Ctrl-C/SIGTERM; the exit code."""
     import uvicorn
 
     from dashboard.web import create_app

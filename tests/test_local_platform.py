@@ -539,8 +539,14 @@ def test_the_real_frontend_serves_the_guestbook_through_expose(tmp_path: Path) -
             url = await platform.expose()
             await until(lambda: followers_linked(platform, 2), what="followers")
             await until(lambda: _eq(ready_count(platform, "frontend"), 3), what="3 frontends", timeout=10)
-            status, _ = await http_get(url + "guestbook.php?cmd=set&value=hello")
-            assert status == 200
+
+            async def written() -> bool:
+                # A frontend re-reads the endpoints file every 0.5 s (as kube-proxy lags behind the Endpoints):
+                # one that started before the leader was ready answers 503 until then.
+                status, _ = await http_get(url + "guestbook.php?cmd=set&value=hello")
+                return status == 200
+
+            await until(written, what="the entry written through the frontend", timeout=5)
 
             async def readable() -> bool:
                 status, text = await http_get(url + "guestbook.php?cmd=get")
@@ -603,6 +609,8 @@ def test_pods_die_with_a_dashboard_killed_by_sigkill(tmp_path: Path) -> None:
         if dashboard.poll() is None:
             dashboard.kill()
             dashboard.wait()
+        if dashboard.stdout is not None:
+            dashboard.stdout.close()
 
 
 def _true_when(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:

@@ -9,7 +9,10 @@ dashboard this test started, and to processes this test started itself.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -97,3 +100,97 @@ def test_next_start_kills_a_process_left_in_the_pid_table(start_dashboard: Start
         assert_lab_gone(second)
     finally:
         leftover.stop()
+
+
+WRAPPER = """#!/bin/sh
+# A wrapper that does not exec: redis-server runs as the shell's child, and the shell waits for it.
+{redis} "$@"
+echo "redis-server exited with $?"
+"""
+
+
+def group_processes(pgid: int) -> dict[int, int]:
+    """Live processes of process group `pgid` (pid -> start time), read from /proc."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, pgrp, ... start time is the 20th
+            if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+                found[int(entry)] = int(fields[19])
+    return found
+
+
+def accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_sigkill_with_a_wrapper_that_does_not_exec_next_start_reaps_its_groups(
+    start_dashboard: StartDashboard, tmp_path: Path
+) -> None:
+    """--redis-server is a shell script that runs redis-server as its child: PR_SET_PDEATHSIG kills the shells with
+    the dashboard, not their redis-servers; the next start kills each pod's whole process group."""
+    wrapper = tmp_path / "redis-wrapper"
+    wrapper.write_text(WRAPPER.format(redis=shutil.which("redis-server")))
+    wrapper.chmod(0o755)
+    run_dir = tmp_path / "run"
+    dash = start_dashboard(run_dir, "--redis-server", str(wrapper))
+    dash.run_steps("leader", "followers")
+    table = dash.pid_table()["pods"]
+    assert len(table) == 3 and all(entry["pgid"] == entry["pid"] for entry in table), table
+    servers: dict[int, int] = {}  # the redis-servers: the shells' children, in the shells' groups
+    for entry in table:
+        members = group_processes(entry["pgid"])
+        servers.update({pid: start for pid, start in members.items() if pid != entry["pid"]})
+    assert len(servers) == 3, servers
+    ports = [int(pod["ip"].rsplit(":", 1)[1]) for pod in dash.get("/api/pods")]
+    assert len(ports) == 3 and all(accepts(port) for port in ports)
+    try:
+        dash.stop(signal.SIGKILL)
+        wait_for(lambda: not dash.survivors(), GONE_WITHIN, "the wrapper shells to die with the dashboard")
+        outlived = [pid for pid, start in servers.items() if is_alive(pid, start)]
+        print(f"\nSIGKILL: {len(outlived)} of 3 redis-servers outlived their wrapper shells")
+
+        started = time.monotonic()
+        second = start_dashboard(run_dir, "--redis-server", str(wrapper))
+        wait_for(
+            lambda: not any(is_alive(pid, start) for pid, start in servers.items()),
+            GONE_WITHIN,
+            "the next start to reap the redis-servers of the killed dashboard's groups",
+        )
+        wait_for(lambda: not any(accepts(port) for port in ports), GONE_WITHIN, "their ports to close")
+        print(f"next start: all gone {time.monotonic() - started:.2f} s after it began")
+        assert not run_dir.exists() or not any(run_dir.iterdir())
+        assert_clean_exit(second, second.stop(signal.SIGTERM), signal.SIGTERM)
+        assert_lab_gone(second)
+    finally:
+        for pid, start in servers.items():  # the lab's own processes, by pid and start time, should a check fail
+            if is_alive(pid, start):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_wrapper_pods_children_stop_with_the_pod(start_dashboard: StartDashboard, tmp_path: Path) -> None:
+    """Cleanup and a graceful stop take a wrapper's redis-server too (the pod's group is signalled)."""
+    wrapper = tmp_path / "redis-wrapper"
+    wrapper.write_text(WRAPPER.format(redis=shutil.which("redis-server")))
+    wrapper.chmod(0o755)
+    dash = start_dashboard(None, "--redis-server", str(wrapper))
+    dash.run_steps("leader", "followers")
+    servers: dict[int, int] = {}
+    for entry in dash.pid_table()["pods"]:
+        servers.update({p: s for p, s in group_processes(entry["pgid"]).items() if p != entry["pid"]})
+    assert len(servers) == 3
+    try:
+        with dash.client() as client:
+            assert client.post("/api/steps/cleanup", headers={"HX-Request": "true"}).json()["state"] == "done"
+        assert not any(is_alive(pid, start) for pid, start in servers.items())
+        assert_clean_exit(dash, dash.stop(signal.SIGTERM), signal.SIGTERM)
+    finally:
+        for pid, start in servers.items():
+            if is_alive(pid, start):
+                os.kill(pid, signal.SIGKILL)

@@ -9,7 +9,11 @@
   replaced leader is found again by the followers. Every other pod gets its own free loopback port ("pod IP");
 - Services' endpoints (the ready pods they select) are written to `endpoints.json` in the run dir for the frontend;
 - `expose()` publishes the frontend Service with a forwarder that follows the ready pods (`forward`);
-- a pid table (`pods.json`) lets the next dashboard reap the processes of one that was killed (`process`).
+- a pid table (`pods.json`) lets the next dashboard reap the processes of one that was killed (`process`), each
+  pod's whole process group;
+- the run dir is locked while the lab owns it and watched: deleted, renamed or replaced under a running lab, every
+  step fails with one sentence saying what happened and what to do, and cleanup still stops every process
+  (`rundir`).
 
 Nothing is written to disk by Redis (`--save "" --appendonly no`, diskless replication), as in the upstream lab.
 """
@@ -41,6 +45,7 @@ from dashboard.models import (
     RedisEndpoint,
     Timing,
 )
+from dashboard.platforms.local import rundir
 from dashboard.platforms.local.forward import Forwarder
 from dashboard.platforms.local.objects import DeploymentSpec, LabObject, ServiceSpec, load_manifest, pod_suffix
 from dashboard.platforms.local.pods import LocalPod, PodTemplate
@@ -54,9 +59,11 @@ from dashboard.platforms.local.process import (
     find_redis_server,
     free_port,
     frontend_argv,
+    group_members,
     is_running,
     kill_and_wait,
     live_entries,
+    live_groups,
     process_start_time,
     read_pid_table,
     remove_lab_files,
@@ -133,21 +140,60 @@ class LocalPlatform:
         self._endpoints_written: object = None
         self._forwarder: Forwarder | None = None
         self._node = socket.gethostname()
+        self._run_dir_lock: rundir.RunDir | None = None
+        self._file_fault: str | None = None  # why the last write to the run dir failed (reported once)
 
     # -- the protocol: lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Check redis-server, then reap the processes of a dashboard that died without cleaning up."""
+        """Check redis-server, lock the run dir, then reap the processes of a dashboard that died uncleanly."""
         self._redis_binary = find_redis_server(self.settings.redis_server)
         if self._started:
             return
-        await asyncio.to_thread(self._reap_orphans)
+        if self._run_dir_lock is None:
+            self._run_dir_lock = await asyncio.to_thread(rundir.lock, self.run_dir, self.settings.port)
+        try:
+            await asyncio.to_thread(self._reap_orphans)
+        except BaseException:
+            self._release_run_dir()
+            raise
         self._started = True
 
     async def close(self) -> None:
         """Stop every process of the lab and remove its files (dashboard shutdown, Ctrl-C, SIGTERM)."""
         async with self._lock:
-            await self._teardown()
+            try:
+                await self._teardown()
+            finally:
+                self._release_run_dir()
+                self._started = False
+
+    def _release_run_dir(self) -> None:
+        if self._run_dir_lock is not None:
+            self._run_dir_lock.release()
+            self._run_dir_lock = None
+
+    def _check_run_dir(self, *, new_lab: bool = False) -> None:
+        """Refuse a step on a run dir that was deleted, renamed or replaced under the running lab (one sentence).
+
+        A new lab (nothing applied yet, e.g. after cleanup) prepares the directory again instead.
+        """
+        held = self._run_dir_lock
+        if held is None:
+            return
+        fault = held.fault()
+        if fault is None:
+            return
+        if new_lab:
+            held.identity = rundir.prepare(self.run_dir)
+            self._redis_dir = None
+            self._file_fault = None
+            return
+        raise PlatformUnavailable(
+            fault,
+            "Run the cleanup step (it still stops every process of the lab), then run the steps again; "
+            "or restart the dashboard with another --run-dir.",
+        )
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -180,7 +226,9 @@ class LocalPlatform:
         if not self._started:
             await self.start()
         async with self._lock:
-            if not self._deployments and not self._services:
+            new_lab = not self._deployments and not self._services
+            await asyncio.to_thread(self._check_run_dir, new_lab=new_lab)
+            if new_lab:
                 # A new lab: forget the pids and ports of the one before (leftovers() checked them until now).
                 self._lab_ports = {self._leader_port} if self._leader_port else set()
                 self._lab_pids = {}
@@ -194,6 +242,7 @@ class LocalPlatform:
             raise BadRequest("The number of replicas cannot be negative.", "Use --replicas=0 or more.")
         async with self._lock:
             local = self._deployment(deployment)
+            self._check_run_dir()
             local.replicas = replicas
             await self._reconcile(local)
         return [f"deployment.apps/{deployment} scaled"]
@@ -204,6 +253,7 @@ class LocalPlatform:
             for deployment in self._deployments.values():
                 for pod in deployment.live_pods():
                     if pod.name == name:
+                        self._check_run_dir()
                         pod.deleting = True  # no longer counts: the replacement is created at once
                         self._notify()
                         self._reconcile_up(deployment)
@@ -233,11 +283,16 @@ class LocalPlatform:
             for pod in deployment.pods:
                 if pod.pid is not None:
                     pids[pod.pid] = pod.pid_start_time or 0
-        for entry in live_entries(read_pid_table(self.run_dir)):
+        table = read_pid_table(self.run_dir)
+        for entry in live_entries(table):
             pids[int(entry["pid"])] = int(entry["start_time"])
-        found += [
-            f"process {pid} is still running" for pid, start in sorted(pids.items()) if is_running(pid, start or None)
-        ]
+        running = {pid for pid, start in pids.items() if is_running(pid, start or None)}
+        # Each pod process leads its own group: its pid is the group's id.
+        groups: dict[int, tuple[int, list[int]]] = {pgid: (since, []) for pgid, since in self._lab_pids.items()}
+        groups.update(live_groups(table))
+        for pgid, (since, _) in groups.items():
+            running.update(group_members(pgid, since))
+        found += [f"process {pid} is still running" for pid in sorted(running)]
         if self.run_dir.is_dir():
             found += [f"file {path} is still there" for path in sorted(self.run_dir.iterdir())]
         ports = sorted(self._lab_ports | ({self._forwarder.port} if self._forwarder else set()))
@@ -433,6 +488,10 @@ class LocalPlatform:
         return self._leader_port
 
     def _redis_data_dir(self) -> Path:
+        held = self._run_dir_lock
+        fault = held.fault() if held is not None else None
+        if fault is not None:
+            raise rundir.RunDirError(fault, "Run the cleanup step, then the steps again.")
         if self._redis_dir is None or not self._redis_dir.is_dir():
             self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._redis_dir = Path(tempfile.mkdtemp(prefix=REDIS_DIR_PREFIX, dir=self.run_dir))
@@ -569,22 +628,38 @@ class LocalPlatform:
         endpoints = self._endpoints()
         if endpoints == self._endpoints_written and not force:
             return
-        atomic_write_json(self.endpoints_file, endpoints)
-        self._endpoints_written = endpoints
+        if self._write_file(self.endpoints_file, endpoints):
+            self._endpoints_written = endpoints
+
+    def _write_file(self, path: Path, data: object) -> bool:
+        """Write one of the lab's files; a run dir that went away is logged once (the next step reports it)."""
+        held = self._run_dir_lock
+        fault = held.fault() if held is not None else None
+        try:
+            if fault is not None:
+                raise FileNotFoundError(fault)  # never recreate a run dir that was removed under the lab
+            atomic_write_json(path, data)
+        except OSError as exc:
+            why = fault or f"{path} cannot be written ({exc.strerror or exc})"
+            if why != self._file_fault:
+                log.error("local platform: %s", why)
+                self._file_fault = why
+            return False
+        return True
 
     def _write_pid_table(self) -> None:
         pods = [
-            {"pod": pod.name, "pid": pod.pid, "start_time": pod.pid_start_time, "argv": pod.argv}
+            {"pod": pod.name, "pid": pod.pid, "pgid": pod.pgid, "start_time": pod.pid_start_time, "argv": pod.argv}
             for pod in self._all_pods()
             if pod.pid is not None and pod.pid_start_time is not None
         ]
         path = self.run_dir / PID_TABLE
         if not pods and not self._deployments:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 path.unlink()
             return
         me = os.getpid()
-        atomic_write_json(path, {"dashboard": {"pid": me, "start_time": process_start_time(me)}, "pods": pods})
+        self._write_file(path, {"dashboard": {"pid": me, "start_time": process_start_time(me)}, "pods": pods})
 
     def _reap_orphans(self) -> None:
         """Kill the processes a killed dashboard left (same pid AND same start time), then clean the run dir."""
@@ -597,9 +672,11 @@ class LocalPlatform:
                 "Stop that dashboard first, or give this one another --run-dir.",
             )
         orphans = [(int(entry["pid"]), int(entry["start_time"])) for entry in live_entries(table)]
-        if orphans:
-            log.warning("killing %d process(es) left by a dashboard that did not stop cleanly", len(orphans))
-            still = kill_and_wait(orphans)
+        groups = live_groups(table)  # a pod's process may be gone while its children live on (a wrapper script)
+        if orphans or groups:
+            count = len({pid for pid, _ in orphans} | {pid for _, members in groups.values() for pid in members})
+            log.warning("killing %d process(es) left by a dashboard that did not stop cleanly", count)
+            still = kill_and_wait(orphans, [(pgid, since) for pgid, (since, _) in groups.items()])
             if still:
                 raise PlatformUnavailable(
                     f"Processes {still} of an earlier lab could not be stopped.",

@@ -1,10 +1,13 @@
 """One local pod: a supervised child process, restarted like a container with restartPolicy Always.
 
-`LocalPod` spawns its program from the event loop (so PR_SET_PDEATHSIG ties it to the dashboard), merges
-stdout and stderr into a bounded ring buffer for `kubectl logs`, probes readiness fast (Redis PING, or the
-frontend's "listening on" line and GET /healthz), restarts it when it exits with Kubernetes' CrashLoopBackOff
-rhythm (immediately, then 0.5 s, 1 s, 2 s ... capped at 5 s, reset after 10 s of running) and stops it with
-SIGTERM, then SIGKILL after a grace period. The platform hears about every change through `PodHooks`.
+`LocalPod` spawns its program from the event loop (so PR_SET_PDEATHSIG ties it to the dashboard) as the leader
+of its own session and process group (stopped, and reaped after a crash of the dashboard, as a group: a wrapper
+script's children go too), merges stdout and stderr into a bounded ring buffer for `kubectl logs`, probes
+readiness (Redis PING, or the frontend's "listening on" line and GET /healthz: every 10 ms until first ready,
+then every second like a readinessProbe, unready after 3 failures in a row, ready again on a success; `probes`),
+restarts it when it exits with Kubernetes' CrashLoopBackOff rhythm (immediately, then 0.5 s, 1 s, 2 s ... capped
+at 5 s, reset after 10 s of running) and stops it with SIGTERM, then SIGKILL after a grace period. The platform
+hears about every change through `PodHooks`.
 """
 
 from __future__ import annotations
@@ -19,11 +22,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from dashboard.errors import DashboardError
 from dashboard.models import Component, LogLine, Pod
-from dashboard.platforms.local.process import child_setup, free_port, process_start_time
+from dashboard.platforms.local.probes import HttpGet, ReadinessProbe, RedisPing
+from dashboard.platforms.local.process import (
+    child_environment,
+    child_setup,
+    free_port,
+    kill_group,
+    process_start_time,
+)
 
 LOG_LINES = 2000
-PROBE_INTERVAL = 0.01
+PROBE_INTERVAL = 0.01  # until first ready: a local process starts in milliseconds
+PROBE_PERIOD = 1.0  # then like a readinessProbe: periodSeconds 1, timeoutSeconds 0.5, failureThreshold 3
+PROBE_TIMEOUT = 0.5
+PROBE_FAILURE_THRESHOLD = 3
 BACKOFF = (0.0, 0.5, 1.0, 2.0, 4.0, 5.0)
 BACKOFF_RESET_AFTER = 10.0
 MAX_PORT_RETRIES = 5
@@ -80,6 +94,7 @@ class LocalPod:
         self.process: asyncio.subprocess.Process | None = None
         self.pid: int | None = None
         self.pid_start_time: int | None = None
+        self.pgid: int | None = None  # the process leads its own session and group: pgid == pid
         self.argv: list[str] = []
         self.last_exit_code: int | None = None
         self.log_lines: deque[LogLine] = deque(maxlen=LOG_LINES)
@@ -192,6 +207,7 @@ class LocalPod:
         self.process = None
         self.pid = None
         self.pid_start_time = None
+        self.pgid = None
         self.ready = False
         if had_process:
             self.hooks.process_changed(self)
@@ -213,6 +229,17 @@ class LocalPod:
             if self._stopping:
                 return
             ran = time.monotonic() - started
+            if returncode is None:
+                # The container could not be created: it stays in CreateContainerError (with why) and is tried
+                # again after a back-off, as a kubelet does; no restart is counted, nothing ran.
+                delay = BACKOFF[min(backoff_index, len(BACKOFF) - 1)] or BACKOFF[1]
+                backoff_index += 1
+                self._waiting = True
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    self._waiting = False
+                continue
             if self._bind_failed and self.template.fixed_port is None and port_retries < MAX_PORT_RETRIES:
                 # Lost the race for the free port we picked: pick another, as if the pod had been given another IP.
                 port_retries += 1
@@ -249,8 +276,14 @@ class LocalPod:
     async def _run_once(self, first: bool) -> int | None:
         """Start the program once, follow it until it exits; its exit code (None if it could not start)."""
         assert self.port is not None
-        self.argv = self.template.argv(self, self.port)
-        env = {**os.environ, **self.template.env, "PYTHONUNBUFFERED": "1"}
+        try:
+            self.argv = self.template.argv(self, self.port)
+        except (OSError, DashboardError) as exc:  # e.g. the run dir for Redis' data is gone
+            text = f"{exc.message} {exc.hint}" if isinstance(exc, DashboardError) else str(exc)
+            self._log(f"[local] cannot create the container: {text}")
+            self._set(phase="Pending", status="CreateContainerError", reason="CreateContainerError", message=text)
+            return None
+        env = child_environment(self.template.env)
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.argv,
@@ -269,6 +302,8 @@ class LocalPod:
         self.process = process
         self.pid = process.pid
         self.pid_start_time = process_start_time(process.pid)
+        with contextlib.suppress(OSError):
+            self.pgid = os.getpgid(process.pid)
         self.hooks.process_changed(self)
         if self._stopping:
             self._signal(signal.SIGTERM)
@@ -285,6 +320,10 @@ class LocalPod:
             returncode = await process.wait()
         finally:
             prober.cancel()
+            # Like a container: when its main process exits, whatever it started goes too (a wrapper's
+            # redis-server), and with it the output pipe it holds open.
+            if self.pgid is not None:
+                kill_group(self.pgid, self.pid_start_time)
             # The pipe may stay open if the program left children behind: do not wait for them forever.
             done, _ = await asyncio.wait([reader], timeout=0.2)
             if not done:
@@ -297,6 +336,7 @@ class LocalPod:
         self.process = None
         self.pid = None
         self.pid_start_time = None
+        self.pgid = None
         self.ready = False
         self.hooks.process_changed(self)
         self.hooks.pod_changed(self)
@@ -333,40 +373,40 @@ class LocalPod:
         self.ready = True
         self._set(phase="Running", status="Running")
 
+    def _mark_unready(self, why: str) -> None:
+        if self.deleting or not self.ready:
+            return
+        self.ready = False
+        message = f"Readiness probe failed: {why}"
+        self._log(f"[local] {message}")
+        self._set(phase="Running", status="Running", reason="Unhealthy", message=message)
+
     async def _probe(self, process: asyncio.subprocess.Process) -> None:
+        """The readiness probe: fast until the pod is first ready, then every PROBE_PERIOD s like a kubelet's."""
         port = self.port
         assert port is not None
-        check = probe_redis if self.template.probe == "redis" else probe_http
-        while process.returncode is None and not self.ready:
-            if await check(port):
-                self._mark_ready()
-                return
-            await asyncio.sleep(PROBE_INTERVAL)  # poll interval of the readiness probe
-
-
-async def probe_redis(port: int, host: str = "127.0.0.1") -> bool:
-    """True if Redis on host:port answers PING with PONG (not -LOADING)."""
-    return await _exchange(host, port, b"PING\r\n", lambda reply: reply.startswith(b"+PONG"))
-
-
-async def probe_http(port: int, host: str = "127.0.0.1") -> bool:
-    """True if GET /healthz on host:port answers 200."""
-    request = f"GET /healthz HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode()
-    return await _exchange(host, port, request, lambda reply: reply.split(b" ")[1:2] == [b"200"])
-
-
-async def _exchange(host: str, port: int, request: bytes, ok: Callable[[bytes], bool]) -> bool:
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
-    except (OSError, TimeoutError):
-        return False
-    try:
-        writer.write(request)
-        reply = await asyncio.wait_for(reader.readline(), 0.5)
-        return ok(reply)
-    except (OSError, TimeoutError, ValueError):
-        return False
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        probe: ReadinessProbe = (
+            RedisPing(port, PROBE_TIMEOUT) if self.template.probe == "redis" else HttpGet(port, PROBE_TIMEOUT)
+        )
+        try:
+            while process.returncode is None and not self.ready:
+                if await probe.check() is None:
+                    self._mark_ready()
+                    break
+                await asyncio.sleep(PROBE_INTERVAL)  # the startup poll
+            failures = 0
+            loop = asyncio.get_running_loop()
+            due = loop.time()
+            while process.returncode is None:
+                due = max(due + PROBE_PERIOD, loop.time())  # every period, whatever the last probe took
+                await asyncio.sleep(due - loop.time())
+                why = await probe.check()
+                if why is None:
+                    failures = 0
+                    self._mark_ready()
+                    continue
+                failures += 1
+                if failures >= PROBE_FAILURE_THRESHOLD:
+                    self._mark_unready(why)
+        finally:
+            await probe.close()

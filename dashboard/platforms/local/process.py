@@ -1,8 +1,11 @@
 """Operating-system helpers of the local platform: the redis-server binary, free ports, the pid table and orphans.
 
 Nothing here knows about pods. The pid table (`pods.json` in the run dir) records each child's pid, its start
-time (field 22 of /proc/<pid>/stat) and argv, so a dashboard that was killed with -9 can be cleaned up by the
-next one without ever killing a reused pid. Children are also tied to the dashboard with PR_SET_PDEATHSIG.
+time (field 22 of /proc/<pid>/stat), its process group (each child leads a session and group of its own) and argv,
+so a dashboard that was killed with -9 can be cleaned up by the next one without ever killing a reused pid: the
+child and every process of its group started after it (a wrapper script's redis-server that outlived the script).
+Children are also tied to the dashboard with PR_SET_PDEATHSIG (which does not reach their own children: the
+group does).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ PID_TABLE = "pods.json"
 ENDPOINTS_FILE = "endpoints.json"
 REDIS_DIR_PREFIX = "redis-data-"
 PR_SET_PDEATHSIG = 1
+PRIVATE_ENV_PREFIX = "GUESTBOOK_LAB_"  # the dashboard's own settings (its token among them): never for children
 
 _libc: Any = None
 
@@ -62,6 +66,37 @@ def process_start_time(pid: int) -> int | None:
     # The command name (field 2) is in parentheses and may contain spaces: split after the last ")".
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[19])
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (state, ppid, pgrp, session, ...), or None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def group_members(pgid: int, since: int | None) -> list[int]:
+    """Live processes of process group `pgid` in session `pgid` (a group our child leads), started at or after
+    `since` (the leader's start time: older processes cannot be of that group, whatever their ids)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        if fields is None or fields[0] in ("Z", "X") or int(fields[2]) != pgid or int(fields[3]) != pgid:
+            continue
+        if since is None or int(fields[19]) >= since:
+            members.append(int(entry))
+    return sorted(members)
+
+
+def kill_group(pgid: int, since: int | None) -> None:
+    """SIGKILL the process group `pgid` if it still has members (see `group_members`)."""
+    if pgid > 1 and group_members(pgid, since):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 def process_state(pid: int) -> str | None:
@@ -105,6 +140,18 @@ def child_setup() -> Callable[[], None]:
     return setup
 
 
+def child_environment(extra: dict[str, str]) -> dict[str, str]:
+    """The environment of a pod's process: the dashboard's minus its own `GUESTBOOK_LAB_*` settings, plus `extra`.
+
+    The token (`GUESTBOOK_LAB_TOKEN`) and every other setting of the dashboard stay in the dashboard: redis-server and
+    the frontends get what they need through their command line.
+    """
+    env = {name: value for name, value in os.environ.items() if not name.startswith(PRIVATE_ENV_PREFIX)}
+    env.update({name: value for name, value in extra.items() if not name.startswith(PRIVATE_ENV_PREFIX)})
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def atomic_write_json(path: Path, data: object) -> None:
     """Write JSON to `path` so readers see the old or the new file, never half of one (temp file + os.replace)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -128,6 +175,26 @@ def read_pid_table(run_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def entry_group(entry: dict[str, Any]) -> tuple[int, int] | None:
+    """(pgid, leader start time) of a pid table entry (tables without a pgid: the pid leads its group), or None."""
+    try:
+        pid, start = int(entry["pid"]), int(entry["start_time"])
+        pgid = int(entry.get("pgid") or pid)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return (pgid, start) if pgid > 1 else None
+
+
+def live_groups(table: dict[str, Any]) -> dict[int, tuple[int, list[int]]]:
+    """The pid table's process groups that still have members: pgid -> (leader start time, member pids)."""
+    groups: dict[int, tuple[int, list[int]]] = {}
+    for entry in table.get("pods") or []:
+        group = entry_group(entry) if isinstance(entry, dict) else None
+        if group is not None and (members := group_members(*group)):
+            groups[group[0]] = (group[1], members)
+    return groups
+
+
 def live_entries(table: dict[str, Any]) -> list[dict[str, Any]]:
     """The pid table's pod entries whose process still runs with the recorded start time."""
     entries = []
@@ -141,24 +208,35 @@ def live_entries(table: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
-def kill_and_wait(pids_with_start: list[tuple[int, int]], timeout: float = 2.0) -> list[int]:
-    """SIGKILL each (pid, start_time) that still matches, then wait until they are gone; returns pids still alive."""
+def kill_and_wait(
+    pids_with_start: Sequence[tuple[int, int]], groups: Sequence[tuple[int, int]] = (), timeout: float = 2.0
+) -> list[int]:
+    """SIGKILL each (pid, start_time) that still matches and each (pgid, leader start) group that still has
+    members, then wait until they are gone; returns the pids still alive."""
+    for pgid, since in groups:
+        kill_group(pgid, since)
     for pid, start in pids_with_start:
         if is_running(pid, start):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+
+    def alive() -> list[int]:
+        left = {pid for pid, start in pids_with_start if is_running(pid, start)}
+        left.update(pid for pgid, since in groups for pid in group_members(pgid, since))
+        return sorted(left)
+
     deadline = time.monotonic() + timeout
-    alive = [(pid, start) for pid, start in pids_with_start if is_running(pid, start)]
-    while alive and time.monotonic() < deadline:
+    still = alive()
+    while still and time.monotonic() < deadline:
         time.sleep(0.005)
-        alive = [(pid, start) for pid, start in alive if is_running(pid, start)]
-    return [pid for pid, _ in alive]
+        still = alive()
+    return still
 
 
 def remove_lab_files(run_dir: Path) -> None:
     """Remove the local platform's files in `run_dir` (pid table, endpoints, redis dirs), then `run_dir` if empty."""
     for name in (PID_TABLE, ENDPOINTS_FILE):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone, or the run dir is no directory any more
             (run_dir / name).unlink()
     if run_dir.is_dir():
         for child in run_dir.iterdir():
