@@ -63,3 +63,12 @@
     document.body.addEventListener(name, restore);
   });
 })();
+// A read-only look at a lab (the instructor's grid links here with ?look=1): the page sends no request that changes it.
+(function () {
+  "use strict";
+  if (!document.body.dataset.readonly) return;
+  document.body.addEventListener("htmx:confirm", function (event) {
+    var verb = (event.detail.verb || "get").toLowerCase();
+    if (verb !== "get") event.preventDefault();
+  });
+})();

@@ -78,6 +78,15 @@ def test_an_instructor_runs_a_room_of_two_learners(
     bob.wait_for_selector("#step-leader.state-pending", timeout=10_000)  # Bob's own page follows live
     assert ada.locator("#step-expose.state-done").count() == 1  # Ada is untouched
 
+    look = instructor.new_page()  # the grid's link: a read-only look at a learner's lab
+    look.goto(f"{dash.url}/labs/{room_id}-ada/?look=1")
+    look.wait_for_selector("#live.open")
+    changes: list[str] = []
+    look.on("request", lambda r: changes.append(r.url) if r.method != "GET" else None)
+    look.click("#run-leader")
+    look.wait_for_timeout(500)
+    assert changes == [] and "read-only look" in look.locator(".notice").first.inner_text()
+
     projector = instructor.new_page()
     projector.goto(f"{dash.url}/rooms/{room_id}/present")
     assert projector.locator(".join-code").inner_text().strip() == code

@@ -263,3 +263,19 @@ def test_not_in_workshop_mode_the_room_routes_say_so(tmp_path: Path) -> None:
         answer = client.get("/api/rooms")
         assert answer.status_code == 404 and answer.json()["hint"].startswith("Start it with --workshop")
         assert isinstance(client.get("/api/lab").json(), dict)
+
+
+def test_the_room_pre_flight_says_whether_the_labs_fit_this_machine(client: TestClient) -> None:
+    from dashboard.platforms.local.preflight import room_fit
+
+    report = client.get("/api/preflight", headers=INSTRUCTOR).json()
+    room = report["room"]
+    assert room["learners"] == 5 and room["per_learner"] == {"memory_mb": 74, "ports": 5, "processes": 4}
+    assert room["fits"] is True and room["message"].startswith("5 learners fit")
+    assert "Pre-flight for the room: 5 learners fit" in client.get("/rooms", headers=INSTRUCTOR).text
+    small = room_fit(30, 3, available_mb=1000, free_ports=28000)
+    assert small["fits"] is False and small["most_learners"] == 6
+    assert small["message"] == (
+        "30 learners do not fit this machine: too little memory (4500 MB needed, 1000 MB available); at most 6 fit "
+        "(--workshop-profile runs 1 frontend instead of 3)."
+    )

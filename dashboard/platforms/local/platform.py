@@ -49,7 +49,7 @@ from dashboard.platforms.local import rundir
 from dashboard.platforms.local.forward import Forwarder
 from dashboard.platforms.local.objects import DeploymentSpec, LabObject, ServiceSpec, load_manifest, pod_suffix
 from dashboard.platforms.local.pods import LocalPod, PodTemplate
-from dashboard.platforms.local.preflight import preflight
+from dashboard.platforms.local.preflight import machine_room, preflight
 from dashboard.platforms.local.process import (
     ENDPOINTS_FILE,
     PID_TABLE,
@@ -215,7 +215,12 @@ class LocalPlatform:
     async def preflight(self) -> dict[str, Any]:
         """redis-server and its version, the run directory, the expose step's port (see `local.preflight`)."""
         settings = self.settings
-        return await preflight(settings.redis_server, self.run_dir, settings.frontend_port, self.frontend_url())
+        report = await preflight(settings.redis_server, self.run_dir, settings.frontend_port, self.frontend_url())
+        if settings.workshop:  # before the room opens: do --max-learners labs fit this machine?
+            frontends = 1 if settings.workshop_profile else 3
+            report["room"] = await asyncio.to_thread(machine_room, settings.max_learners, frontends)
+            report["ok"] = report["ok"] and report["room"]["ok"]
+        return report
 
     # -- the protocol: kubectl verbs -------------------------------------------------------------------------------
 

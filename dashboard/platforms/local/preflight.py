@@ -1,7 +1,9 @@
 """The local pre-flight: can the lab run on this machine? No cluster, kubeconfig or access rights are needed.
 
 The redis-server binary and its version (5 or later for replicaof), whether the run directory is writable and
-whether the expose step's port is free. Each check says what a failure blocks and how to fix it.
+whether the expose step's port is free. Each check says what a failure blocks and how to fix it. In workshop mode,
+`room_fit` says whether --max-learners labs fit this machine: memory (MemAvailable against what a learner's
+processes take, measured) and loopback ports (each pod and each forward holds one).
 """
 
 from __future__ import annotations
@@ -17,6 +19,51 @@ from pathlib import Path
 from typing import Any
 
 VERSION_TIMEOUT = 5.0
+# Measured (bench/bench_workshop.py, 30 learners with --workshop-profile): 73 MB of RSS per learner for 3
+# redis-servers and 1 Python frontend; a frontend is about 38 MB of it (bench_guestbook), a redis-server about 12.
+REDIS_MB = 12
+FRONTEND_MB = 38
+
+
+def room_fit(learners: int, frontends: int, available_mb: int, free_ports: int) -> dict[str, Any]:
+    """N learners' labs against this machine's available memory and loopback ports (pure)."""
+    per_learner_mb = 3 * REDIS_MB + frontends * FRONTEND_MB
+    ports = 3 + frontends + 1  # every pod listens on a port of its own, and the expose step's forward on one more
+    need_mb, need_ports = learners * per_learner_mb, learners * ports
+    most = min(available_mb // per_learner_mb, free_ports // ports)
+    fits = need_mb <= available_mb and need_ports <= free_ports
+    if fits:
+        message = f"{learners} learners fit: about {need_mb} MB of the {available_mb} MB available, {need_ports} ports."
+    else:
+        short = [f"memory ({need_mb} MB needed, {available_mb} MB available)"] if need_mb > available_mb else []
+        short += [f"ports ({need_ports} needed, {free_ports} free)"] if need_ports > free_ports else []
+        hint = " (--workshop-profile runs 1 frontend instead of 3)" if frontends > 1 else ""
+        message = (
+            f"{learners} learners do not fit this machine: too little {', '.join(short)}; at most {most} fit{hint}."
+        )
+    return {
+        "learners": learners,
+        "per_learner": {"memory_mb": per_learner_mb, "ports": ports, "processes": 3 + frontends},
+        "needed": {"memory_mb": need_mb, "ports": need_ports},
+        "available": {"memory_mb": available_mb, "ports": free_ports},
+        "fits": fits,
+        "most_learners": most,
+        "message": message,
+        "ok": fits,
+    }
+
+
+def machine_room(learners: int, frontends: int) -> dict[str, Any]:
+    """`room_fit` with this machine's MemAvailable and the size of its ephemeral port range."""
+    available_kb = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available_kb = int(line.split()[1])
+    low, high = 32768, 60999
+    with contextlib.suppress(OSError, ValueError):
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    return room_fit(learners, frontends, available_kb // 1024, high - low + 1)
 
 
 async def preflight(redis_server: str, run_dir: Path, frontend_port: int, frontend_url: str | None) -> dict[str, Any]:

@@ -40,6 +40,7 @@ async def index(request: Request, session: Lab) -> Response:
         "lab_id": session.id,
         "panels": panels,
         "view": request.query_params.get("view", ""),
+        "readonly": request.query_params.get("look") == "1",
         "learner": learner if learner is not None and learner.id == session.id else None,
         "rejoin_code": workshop.take_rejoin_code(session.id)
         if learner is not None and learner.id == session.id

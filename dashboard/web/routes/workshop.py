@@ -29,7 +29,8 @@ from fastapi.responses import (
 )
 from markupsafe import Markup
 
-from dashboard.errors import BadRequest, NotFound
+from dashboard.errors import BadRequest, DashboardError, NotFound
+from dashboard.session import DEFAULT_LAB
 from dashboard.web.auth import LEARNER_COOKIE, OBSERVER_COOKIE, principal, require_instructor
 from dashboard.web.render import TEMPLATES, wants_fragment
 from dashboard.web.routes.drills import body_params
@@ -117,13 +118,24 @@ async def join(request: Request) -> Response:
 # -- the instructor -----------------------------------------------------------------------------------------------
 
 
+async def room_preflight(request: Request) -> dict[str, Any] | None:
+    """The room part of the platform's pre-flight (do --max-learners labs fit?), or None if it cannot say."""
+    try:
+        report = await request.app.state.labs.get(DEFAULT_LAB).platform.preflight()
+    except DashboardError:
+        return None
+    room: dict[str, Any] | None = report.get("room")
+    return room
+
+
 @router.get("/rooms", include_in_schema=False)
 async def rooms_page(request: Request) -> Response:
     require_instructor(request)
     room = workshop_of(request).only_room()
     if room is not None:
         return RedirectResponse(f"/rooms/{room.id}", status_code=303)
-    return TEMPLATES.TemplateResponse(request, "rooms.html", {"room": None, "base": ""})
+    ctx = {"room": None, "base": "", "fit": await room_preflight(request)}
+    return TEMPLATES.TemplateResponse(request, "rooms.html", ctx)
 
 
 @router.post("/api/rooms", tags=["workshop"], response_model=None)
@@ -270,6 +282,7 @@ async def room_page(request: Request, room_id: str) -> Response:
         "steps": MAIN_STEP_IDS,
         "present": False,
         "base": "",
+        "fit": await room_preflight(request),
     }
     return TEMPLATES.TemplateResponse(request, "rooms.html", ctx)
 
