@@ -140,7 +140,7 @@ class LabRegistry:
         self.settings = settings
         self._factory = platform_factory
         self._sessions: dict[str, LabSession] = {}
-        self._lock = asyncio.Lock()
+        self._opening: dict[str, asyncio.Lock] = {}  # one lock per lab id: labs open side by side, each once
 
     def __iter__(self) -> Iterator[LabSession]:
         return iter(list(self._sessions.values()))
@@ -158,7 +158,7 @@ class LabRegistry:
         """The running session of `lab_id`, started now if it is not running (with `platform` if given); a workshop
         learner's lab (`room`) is first isolated by its platform when the platform can (`prepare_learner`)."""
         check_lab_id(lab_id)
-        async with self._lock:
+        async with self._opening.setdefault(lab_id, asyncio.Lock()):
             session = self._sessions.get(lab_id)
             if session is None:
                 settings = lab_settings(self.settings, lab_id)
@@ -176,10 +176,10 @@ class LabRegistry:
 
     async def close(self, lab_id: str) -> None:
         """Stop lab `lab_id` and everything it owns (its processes, tasks and streams)."""
-        async with self._lock:
+        async with self._opening.setdefault(lab_id, asyncio.Lock()):
             session = self._sessions.pop(lab_id, None)
-        if session is not None:
-            await session.close()
+            if session is not None:
+                await session.close()
 
     async def close_all(self) -> None:
         for lab_id in list(self._sessions):

@@ -3,6 +3,7 @@ route, the instructor's grid and actions, exports, and a restart that brings the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,20 @@ def join(client: TestClient, room: dict[str, Any], name: str, **extra: str) -> t
     return response.json(), {"Cookie": secret, **HX}
 
 
+def first_page(client: TestClient, url: str, headers: dict[str, str]) -> str:
+    """The learner's page once their lab is open (right after joining it may still be on its way: 503)."""
+    page = client.get(url, headers=headers)
+    for _ in range(300):  # at most about 30 s
+        if page.status_code != 503:
+            break
+        assert "Your lab is being prepared." in page.text and page.headers["Retry-After"] == "2"
+        assert '<meta http-equiv="refresh" content="2">' in page.text
+        time.sleep(0.1)
+        page = client.get(url, headers=headers)
+    assert page.status_code == 200, page.text
+    return page.text
+
+
 def grid(client: TestClient, room: dict[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = client.get(f"/api/rooms/{room['id']}", headers=INSTRUCTOR).json()
     return body
@@ -88,19 +103,15 @@ def step(client: TestClient, headers: dict[str, str], lab: str, step_id: str) ->
 def test_a_room_of_three_learners_isolated_on_every_route(client: TestClient) -> None:
     room = open_room(client)
     ada, ada_h = join(client, room, "Ada Lovelace")
-    first = client.get(ada["url"], headers=ada_h)  # right after joining, the lab may still be on its way
-    while first.status_code == 503:
-        assert "Your lab is being prepared." in first.text and first.headers["Retry-After"] == "2"
-        assert '<meta http-equiv="refresh" content="2">' in first.text
-        first = client.get(ada["url"], headers=ada_h)
-    assert first.status_code == 200 and "rejoin code" in first.text
+    first = first_page(client, ada["url"], ada_h)
+    assert "rejoin code" in first
     bob, bob_h = join(client, room, "Bob")
     cy, cy_h = join(client, room, "Cy")
     assert ada["lab"].startswith(f"{room['id']}-ada-lovelace")
     ready(client, room, ada["lab"], bob["lab"], cy["lab"])
 
     # each learner reaches their own lab ...
-    assert "Ada Lovelace" in first.text and TOKEN not in first.text
+    assert "Ada Lovelace" in first and TOKEN not in first
     assert "rejoin code" not in client.get(ada["url"], headers=ada_h).text  # shown once
     assert client.get("/", headers=ada_h, follow_redirects=False).headers["location"] == ada["url"]
     # ... and nobody else's: page, API, actions, live stream, guestbook proxy, logs, fragments, the default lab
@@ -189,7 +200,7 @@ def test_wrong_join_codes_are_rate_limited(client: TestClient) -> None:
 def test_rejoin_with_the_personal_code_and_the_lock(client: TestClient, tmp_path: Path) -> None:
     room = open_room(client)
     first, first_h = join(client, room, "Dee")
-    page = client.get(first["url"], headers=first_h).text
+    page = first_page(client, first["url"], first_h)
     rejoin = page.split('class="mono">', 1)[1].split("<", 1)[0]
     again = client.post("/join", headers=HX, json={"room": room["id"], "code": room["join_code"], "name": "dee"})
     assert again.status_code == 403 and "already joined" in again.json()["error"]
