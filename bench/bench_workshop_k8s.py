@@ -11,7 +11,8 @@ opens rooms as the instructor and measures, printing each figure next to its tar
    never a watch per learner namespace.
 2. joins: --learners API clients join the big room at once (`POST /join`); the time until every one has an answer
    and until every learner's lab is provisioned (namespace, isolation, the lab's platform started), provisioning at
-   most 10–20 at once (the dashboard's own peak, from `/api/rooms/<id>`), never a 5xx. Target: all within 60 s.
+   most 10–20 at once (the dashboard's own peak, from `/api/rooms/<id>`, and the most learners' namespaces the double
+   saw between their first and last Namespace/isolation request), never a 5xx. Target: all within 60 s.
    Dashboard CPU (utime+stime of its pid) over the burst: ≤ 1 core.
 3. the lab: ONLY THE LEADER STEP for each learner (10 at a time, through each learner's own session cookie): apply
    redis-leader's Deployment and Service, rollout, the room's pods watch, PING role master through a port-forward,
@@ -27,13 +28,14 @@ opens rooms as the instructor and measures, printing each figure next to its tar
    LIST and ≈ 0 (≤ 0.1) per learner per minute (watch-driven). RSS of the dashboard, and apart of this process
    (the double and its kubelet) and of the redis-servers behind the pods.
 
-Usage: .venv/bin/python bench/bench_workshop_k8s.py [--learners 100] [--steady 20]
+Usage: .venv/bin/python bench/bench_workshop_k8s.py [--learners 100] [--steady 20] [--sample-interval S]
 Loopback only; bounded in count and time; stops only what it started. Exit status 1 if a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import shutil
@@ -118,6 +120,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--learners", type=int, default=100)
     parser.add_argument("--steady", type=float, default=20.0)
+    parser.add_argument("--sample-interval", type=float, default=None, help="the dashboard's (default: its own)")
     args = parser.parse_args()
     learners = max(1, min(args.learners, 100))
     steady_s = max(1.0, min(args.steady, 60.0))
@@ -131,6 +134,8 @@ def main() -> int:
     cmd = [sys.executable, "-m", "dashboard", "--workshop", "--workshop-profile", "--port", str(port)]
     cmd += ["--platform", "kubernetes", "--kubeconfig", str(kubeconfig), "--namespace", "guestbook"]
     cmd += ["--redis-access", "port-forward", "--frontend-port", "0", "--step-timeout", "60"]
+    if args.sample_interval is not None:
+        cmd += ["--sample-interval", str(args.sample_interval)]
     cmd += ["--run-dir", str(tmp / "run"), "--data-dir", str(tmp / "data"), "--max-learners", str(learners)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUESTBOOK_LAB_") and k != "KUBECONFIG"}
     env["GUESTBOOK_LAB_TOKEN"] = TOKEN
@@ -218,8 +223,27 @@ def main() -> int:
             provisioned_s <= 60 and not failed and len(state["learners"]) == learners,
             "≤ 60 s",
         )
-        ok &= report("provisioning at once (peak)", str(peak), peak is not None and peak <= 20, "10–20, queued beyond")
         ok &= report("dashboard CPU during the join burst", f"{burst_cpu:.2f} core", burst_cpu <= 1.0, "≤ 1 core")
+        with double.lock:
+            spans: dict[str, list[float]] = {}
+            for when, namespace in double.provisioned:
+                if namespace.startswith(f"{room['id']}-"):
+                    spans.setdefault(namespace, []).append(when)
+        edges = sorted(e for times in spans.values() for e in ((min(times), 1), (max(times), -1)))
+        overlap = max(itertools.accumulate(step for _, step in edges), default=0)
+        ok &= report(
+            "provisioning at once (peak)",
+            f"{peak} in the workshop's queue; {overlap} as the API server saw it (learners' namespaces between their "
+            f"first and last Namespace/isolation request)",
+            peak is not None and peak <= 20 and overlap <= 20,
+            "10–20, queued beyond",
+        )
+        if overlap < min(10, learners):
+            print(
+                "NOTE  the API server saw the labs provisioned one after another: LabRegistry.open holds one lock "
+                "across every lab's prepare_learner and start (dashboard/session.py)",
+                flush=True,
+            )
         if failed:
             print(f"INFO  first failure: {failed[0]['id']}: {failed[0]['provisioning']}", flush=True)
 
