@@ -33,7 +33,8 @@ What it does (and only that):
 
 By concern: `fixtures` (the recorded responses in `tests/fixtures/k8s/`, Status bodies, merge-patch), `server`
 (the API server: store, controller, REST, watch, auth), `portforward` (the kubelet's side of v4.channel.k8s.io
-over a WebSocket) and `kubelet` (`LoopbackKubelet`: real processes behind the pods). What it derives from
+over a WebSocket), `kubelet` (`LoopbackKubelet`: real processes behind the pods) and `room` (`RoomDouble`: plus what
+workshop mode needs, Namespace and isolation-kind apply and cluster-wide pods and events). What it derives from
 objects (owner, selectors, pod-template hash, endpoints file) it imports from the dashboard, never copies.
 """
 
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 from tests.k8s_double.fixtures import FIXTURES, TOKEN
 from tests.k8s_double.kubelet import Kubelet, LoopbackKubelet
+from tests.k8s_double.room import RoomDouble
 from tests.k8s_double.server import KubernetesApiDouble, running_double
 
-__all__ = ["FIXTURES", "TOKEN", "Kubelet", "KubernetesApiDouble", "LoopbackKubelet", "running_double"]
+__all__ = ["FIXTURES", "TOKEN", "Kubelet", "KubernetesApiDouble", "LoopbackKubelet", "RoomDouble", "running_double"]

@@ -1,0 +1,351 @@
+"""Workshop mode on Kubernetes: a room of --learners (default 100) on one dashboard, against the Kubernetes API double.
+
+The API server is `RoomDouble` (tests/k8s_double/room.py) in this process on 127.0.0.1, with a `LoopbackKubelet`
+behind its pods (each redis pod is a real `redis-server` on loopback, reached through the double's pods/portforward
+WebSocket). The dashboard is a subprocess, `python -m dashboard --workshop --workshop-profile --platform kubernetes
+--kubeconfig <the double's kubeconfig> --redis-access port-forward`, so its CPU and RSS are its own pid's. The bench
+opens rooms as the instructor and measures, printing each figure next to its target:
+
+1. watches: a room of 1 learner, then the big room of --learners; the watch requests the double received since each
+   room opened (by path). Target: the same for both (the room's two cluster-wide watches, pods and events), and
+   never a watch per learner namespace.
+2. joins: --learners API clients join the big room at once (`POST /join`); the time until every one has an answer
+   and until every learner's lab is provisioned (namespace, isolation, the lab's platform started), provisioning at
+   most 10–20 at once (the dashboard's own peak, from `/api/rooms/<id>`, and the most learners' namespaces the double
+   saw between their first and last Namespace/isolation request), never a 5xx. Target: all within 60 s.
+   Dashboard CPU (utime+stime of its pid) over the burst: ≤ 1 core.
+3. the lab: ONLY THE LEADER STEP for each learner (10 at a time, through each learner's own session cookie): apply
+   redis-leader's Deployment and Service, rollout, the room's pods watch, PING role master through a port-forward,
+   the grid. The later steps are left out: the followers need `redis-server --replicaof` per learner (100 × 3
+   redis-servers and 100 frontends are too much for this 2-core machine, and the kubelet's leader Service is one
+   for the whole double, not one per namespace). Instructor grid change → SSE frame: the bench keeps the room's
+   `/rooms/<id>/events` open as the instructor's page does and stamps the arrival of each `grid` event; the lag of
+   a learner is the first frame whose row shows the leader done minus that step's `finished_at` from its JSON (the
+   same machine's clock). Target: p95 ≤ 2 s. This is to the SSE frame, not to pixels: pixels are measured by
+   bench/bench_workshop.py on the local platform.
+4. steady state (--steady seconds, default 20, the grid's stream open, every lab sampling its leader): dashboard
+   CPU ≤ 0.25 core; the requests the double received in the window, by verb, per learner per minute. Target: no
+   LIST and ≈ 0 (≤ 0.1) per learner per minute (watch-driven). RSS of the dashboard, and apart of this process
+   (the double and its kubelet) and of the redis-servers behind the pods.
+
+Usage: .venv/bin/python bench/bench_workshop_k8s.py [--learners 100] [--steady 20] [--sample-interval S]
+Loopback only; bounded in count and time; stops only what it started. Exit status 1 if a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_workshop import cpu_seconds, descendants, free_port, report, rss_mb
+from tests.k8s_double import LoopbackKubelet, RoomDouble
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-instructor-token"
+INSTRUCTOR = {"Authorization": f"Bearer {TOKEN}", "HX-Request": "true"}
+STEP = "leader"
+ROW = re.compile(r'<tr id="learner-([^"]+)">(.*?)</tr>', re.S)
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+class GridStream:
+    """The instructor's `/rooms/<id>/events` in a thread: when each learner's row first showed the leader done."""
+
+    def __init__(self, base: str, room: str) -> None:
+        self.seen: dict[str, float] = {}  # learner id -> arrival (time.time()) of the first frame with leader done
+        self.frames = 0
+        self._client = httpx.Client(base_url=base, timeout=httpx.Timeout(60.0), trust_env=False)
+        self._url = f"/rooms/{room}/events"
+        self._open = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="grid-sse", daemon=True)
+        self._thread.start()
+        if not self._open.wait(10):
+            raise SystemExit("the room's SSE stream did not open in 10 s")
+
+    def _read(self) -> None:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "text/event-stream"}
+        try:
+            with self._client.stream("GET", self._url, headers=headers) as response:
+                self._open.set()
+                event, data = "", []
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].removeprefix(" "))
+                    elif not line:
+                        if event == "grid":
+                            self._frame(time.time(), "\n".join(data))
+                        event, data = "", []
+        except httpx.HTTPError:
+            pass  # closed by close(), or the dashboard went away
+
+    def _frame(self, when: float, html: str) -> None:
+        self.frames += 1
+        for learner, row in ROW.findall(html):
+            cells = re.findall(r'<td class="cell state-(\w+)"', row)
+            if cells and cells[0] == "done" and learner not in self.seen:  # the first cell is step 1, the leader
+                self.seen[learner] = when
+
+    def close(self) -> None:
+        self._client.close()
+        self._thread.join(timeout=5)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--learners", type=int, default=100)
+    parser.add_argument("--steady", type=float, default=20.0)
+    parser.add_argument("--sample-interval", type=float, default=None, help="the dashboard's (default: its own)")
+    args = parser.parse_args()
+    learners = max(1, min(args.learners, 100))
+    steady_s = max(1.0, min(args.steady, 60.0))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-workshop-k8s-"))
+    (tmp / "pods").mkdir()
+    kubelet = LoopbackKubelet(tmp / "pods", frontend="stub")
+    double = RoomDouble(pod_grace=0.1, kubelet=kubelet)
+    double.start()
+    kubeconfig = double.write_kubeconfig(tmp / "kubeconfig")
+    port = free_port()
+    cmd = [sys.executable, "-m", "dashboard", "--workshop", "--workshop-profile", "--port", str(port)]
+    cmd += ["--platform", "kubernetes", "--kubeconfig", str(kubeconfig), "--namespace", "guestbook"]
+    cmd += ["--redis-access", "port-forward", "--frontend-port", "0", "--step-timeout", "60"]
+    if args.sample_interval is not None:
+        cmd += ["--sample-interval", str(args.sample_interval)]
+    cmd += ["--run-dir", str(tmp / "run"), "--data-dir", str(tmp / "data"), "--max-learners", str(learners)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUESTBOOK_LAB_") and k != "KUBECONFIG"}
+    env["GUESTBOOK_LAB_TOKEN"] = TOKEN
+    log = open(tmp / "dashboard.log", "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    ok = True
+    stream: GridStream | None = None
+
+    def watch_paths(since: int) -> list[str]:
+        with double.lock:
+            return sorted(path for _, verb, path in double.requests[since:] if verb == "watch")
+
+    def mark() -> int:
+        with double.lock:
+            return len(double.requests)
+
+    try:
+        client = httpx.Client(base_url=base, timeout=60.0, trust_env=False)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if client.get("/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"the dashboard did not start:\n{(tmp / 'dashboard.log').read_text()}")
+            time.sleep(0.05)
+
+        def open_room(title: str) -> dict[str, Any]:
+            body: dict[str, Any] = client.post("/api/rooms", headers=INSTRUCTOR, json={"title": title}).json()
+            return body
+
+        def grid(room: dict[str, Any]) -> dict[str, Any]:
+            body: dict[str, Any] = client.get(f"/api/rooms/{room['id']}", headers=INSTRUCTOR).json()
+            return body
+
+        def join(room: dict[str, Any], i: int) -> tuple[int, dict[str, Any], str]:
+            with httpx.Client(base_url=base, timeout=60.0, trust_env=False) as c:
+                r = c.post(
+                    "/join",
+                    headers={"HX-Request": "true"},
+                    json={"room": room["id"], "code": room["join_code"], "name": f"Learner {i:03d}"},
+                )
+                body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+                return r.status_code, body, r.headers.get("set-cookie", "").split(";", 1)[0]
+
+        def provisioned(room: dict[str, Any], count: int, limit: float) -> float:
+            start = time.monotonic()
+            while time.monotonic() - start < limit:
+                rows = grid(room)["learners"]
+                if len(rows) == count and all(r["provisioning"] != "queued" for r in rows):
+                    break
+                time.sleep(0.2)
+            return time.monotonic() - start
+
+        # 1a. a room of one learner: the watches it opens
+        before_solo = mark()
+        solo = open_room("bench, 1 learner")
+        solo_join = join(solo, 0)
+        provisioned(solo, 1, 30)
+        time.sleep(1.0)  # room for any further watch a learner would (wrongly) open
+        solo_watches = watch_paths(before_solo)
+
+        # 2. the join burst into the big room, its grid's SSE stream open
+        room = open_room("bench")
+        stream = GridStream(base, room["id"])
+        before_room = mark()
+        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        with ThreadPoolExecutor(max_workers=learners) as pool:
+            joined = list(pool.map(lambda i: join(room, i), range(learners)))
+        joined_s = time.monotonic() - t0
+        statuses = sorted({status for status, _, _ in joined})
+        provisioned(room, learners, 120)
+        provisioned_s = time.monotonic() - t0
+        burst_cpu = (cpu_seconds(proc.pid) - cpu0) / provisioned_s
+        state = grid(room)
+        failed = [r for r in state["learners"] if r["provisioning"] != "ready"]
+        peak = state.get("provisioning", {}).get("peak")
+        ok &= report("joins answered", f"{joined_s:.1f} s, statuses {statuses}", statuses == [200], "all 200")
+        ok &= report(
+            f"{learners} labs provisioned",
+            f"{provisioned_s:.1f} s, {len(failed)} failed",
+            provisioned_s <= 60 and not failed and len(state["learners"]) == learners,
+            "≤ 60 s",
+        )
+        ok &= report("dashboard CPU during the join burst", f"{burst_cpu:.2f} core", burst_cpu <= 1.0, "≤ 1 core")
+        with double.lock:
+            spans: dict[str, list[float]] = {}
+            for when, namespace in double.provisioned:
+                if namespace.startswith(f"{room['id']}-"):
+                    spans.setdefault(namespace, []).append(when)
+        edges = sorted(e for times in spans.values() for e in ((min(times), 1), (max(times), -1)))
+        overlap = max(itertools.accumulate(step for _, step in edges), default=0)
+        ok &= report(
+            "provisioning at once (peak)",
+            f"{peak} in the workshop's queue; {overlap} as the API server saw it (learners' namespaces between their "
+            f"first and last Namespace/isolation request)",
+            peak is not None and peak <= 20 and overlap <= 20,
+            "10–20, queued beyond",
+        )
+        if overlap < min(10, learners):
+            print(
+                "NOTE  the API server saw the labs provisioned one after another: LabRegistry.open holds one lock "
+                "across every lab's prepare_learner and start (dashboard/session.py)",
+                flush=True,
+            )
+        if failed:
+            print(f"INFO  first failure: {failed[0]['id']}: {failed[0]['provisioning']}", flush=True)
+
+        # 3. the leader step for every learner
+        def run_leader(entry: tuple[int, dict[str, Any], str]) -> tuple[str, str, float | None, str]:
+            _, body, cookie = entry
+            if "lab" not in body:
+                return "", "no lab", None, "the join failed"
+            with httpx.Client(base_url=base, timeout=120.0, trust_env=False) as c:
+                r = c.post(f"/labs/{body['lab']}/api/steps/{STEP}", headers={"Cookie": cookie, "HX-Request": "true"})
+                result = r.json()
+            at = result.get("finished_at")
+            return body["lab"], str(result.get("state")), float(at) if at else None, str(result.get("message", ""))
+
+        t1 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            results = list(pool.map(run_leader, joined))
+        lab_s = time.monotonic() - t1
+        done = [(lab, at) for lab, st, at, _ in results if st == "done" and at is not None]
+        ok &= report(
+            f"the {STEP} step of every learner",
+            f"{len(done)}/{learners} done in {lab_s:.1f} s (10 at a time)",
+            len(done) == learners,
+            "all done",
+        )
+        not_done = [(lab, st, msg) for lab, st, _, msg in results if st != "done"]
+        if not_done:
+            print(f"INFO  first not done: {not_done[0]}", flush=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(lab not in stream.seen for lab, _ in done):
+            time.sleep(0.1)
+        lags = sorted(max(0.0, stream.seen[lab] - at) for lab, at in done if lab in stream.seen)
+        if lags:
+            p95 = lags[int(0.95 * (len(lags) - 1))]
+            ok &= report(
+                "instructor grid change → SSE frame",
+                f"p50 {statistics.median(lags):.3f} s, p95 {p95:.3f} s, max {lags[-1]:.3f} s over {len(lags)} "
+                f"changes ({stream.frames} grid frames)",
+                p95 <= 2.0 and len(lags) == len(done),
+                "p95 ≤ 2 s, every change seen",
+            )
+        else:
+            ok &= report("instructor grid change → SSE frame", "no change seen", False, "p95 ≤ 2 s")
+
+        # 4. steady state: the grid's stream open, every lab sampling its leader, nothing else happening
+        time.sleep(2.0)
+        start, cpu1, t2 = mark(), cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(steady_s)
+        steady_cpu = (cpu_seconds(proc.pid) - cpu1) / (time.monotonic() - t2)
+        window = time.monotonic() - t2
+        with double.lock:
+            steady = double.requests[start:]
+        by_verb = Counter(verb for _, verb, _ in steady)
+        per_learner_minute = len(steady) / learners / (window / 60)
+        verbs = ", ".join(f"{verb} {n}" for verb, n in sorted(by_verb.items())) or "none"
+        ok &= report("dashboard CPU in steady state", f"{steady_cpu:.3f} core", steady_cpu <= 0.25, "≤ 0.25 core")
+        ok &= report(
+            f"API requests in steady state ({window:.0f} s)",
+            f"{verbs}; {per_learner_minute:.3f} per learner per minute",
+            by_verb["list"] == 0 and per_learner_minute <= 0.1,
+            "no LIST, ≈ 0 (≤ 0.1) per learner per minute",
+        )
+        if steady:
+            print("INFO  steady requests: " + ", ".join(f"{m} {p}" for m, _, p in steady[:5]), flush=True)
+
+        # 1b. the big room's watches, after the burst, the lab and the steady window
+        room_watches = watch_paths(before_room)
+        prefixes = tuple(f"/namespaces/{r['id']}-" for r in (solo, room))
+        namespaced = [p for p in watch_paths(0) if any(prefix in p for prefix in prefixes)]
+        ok &= report(
+            f"watch requests, room of 1 vs room of {learners}",
+            f"{len(solo_watches)} {solo_watches} vs {len(room_watches)} {room_watches}; per-learner namespace "
+            f"watches {len(namespaced)}",
+            solo_watches == room_watches and not namespaced and solo_join[0] == 200,
+            "the same, none per learner namespace",
+        )
+
+        redis_pids = [p for p in descendants(os.getpid()) if "redis" in comm(p)]
+        redis_rss = sum(rss_mb(p) for p in redis_pids if Path(f"/proc/{p}").exists())
+        print(
+            f"INFO  RSS: dashboard {rss_mb(proc.pid):.0f} MB ({rss_mb(proc.pid) / learners:.1f} MB per learner); "
+            f"this process (the API double and its kubelet) {rss_mb(os.getpid()):.0f} MB; "
+            f"{len(redis_pids)} redis-servers behind the pods {redis_rss:.0f} MB",
+            flush=True,
+        )
+        client.close()
+    finally:
+        if stream is not None:
+            stream.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+        kubelet.close()
+        double.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""`RoomDouble`: the API double plus what workshop mode asks of a real API server that `KubernetesApiDouble` does
+not serve: server-side apply of a Namespace and of the isolation kinds (ResourceQuota, LimitRange, ServiceAccount,
+NetworkPolicy, Role, RoleBinding), and cluster-wide list/watch of pods and events (`/api/v1/pods`,
+`/api/v1/events`, narrowed by `labelSelector`). Used by tests/test_k8s_workshop_double.py and by
+bench/bench_workshop_k8s.py; every request it serves is in `requests` as (method, verb, path), like the double's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import yaml
+
+from dashboard.platforms.kubernetes.objects import selector_matches
+from tests.k8s_double.fixtures import ApiError, status_body
+from tests.k8s_double.server import KubernetesApiDouble
+
+ISOLATION = {"resourcequotas", "limitranges", "serviceaccounts", "networkpolicies", "roles", "rolebindings"}
+
+
+class RoomDouble(KubernetesApiDouble):
+    """The API double plus Namespace/isolation-kind apply and cluster-wide pods and events (list and watch)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)  # the double's own options (pod_grace, kubelet, namespaces)
+        self.isolation: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name) -> object
+        self.provisioned: list[tuple[float, str]] = []  # (time.time(), namespace) of each Namespace/isolation request
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        base = super()._handler()
+
+        class Handler(base):  # type: ignore[misc, valid-type]
+            # TCP_NODELAY, as the API server (Go's net/http) sets it: a keep-alive answer goes out as headers, then
+            # body, and with Nagle on the body waits for the client's delayed ACK, 40 ms per request; a room of 100
+            # learners' provisioning (14 requests each) is then the double's time, not the dashboard's.
+            disable_nagle_algorithm = True
+
+        return Handler
+
+    def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        url = urlparse(handler.path)
+        parts = [p for p in url.path.split("/") if p]
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+        namespace_apply = method == "PATCH" and parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 4
+        isolation = len(rest) == 4 and rest[0] == "namespaces" and rest[2] in ISOLATION
+        cluster_wide = method == "GET" and url.path in ("/api/v1/pods", "/api/v1/events")
+        if not (namespace_apply or isolation or cluster_wide):
+            return super()._serve(handler, method)
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        verb = "watch" if query.get("watch") == "true" else {"GET": "get", "PATCH": "patch"}.get(method, method)
+        if cluster_wide and verb == "get":
+            verb = "list"
+        with self.lock:
+            self.requests.append((method, verb, url.path))
+            if namespace_apply or isolation:
+                self.provisioned.append((time.time(), parts[3] if namespace_apply else rest[1]))
+        try:
+            if namespace_apply:
+                return self._send(handler, 200, self._apply_namespace(parts[3], yaml.safe_load(raw)))
+            if isolation:
+                key = (rest[2], rest[1], rest[3])
+                with self.lock:
+                    if method == "PATCH":
+                        doc = yaml.safe_load(raw)
+                        old = self.isolation.get(key)
+                        rv = str(int(old["metadata"]["resourceVersion"]) + 1) if old else "1"
+                        doc["metadata"] = {**doc["metadata"], "resourceVersion": rv}
+                        self.isolation[key] = doc
+                        return self._send(handler, 200, doc)
+                    if key not in self.isolation:
+                        raise ApiError(404, status_body(404, "NotFound", f'{rest[2]} "{rest[3]}" not found'))
+                    return self._send(handler, 200, self.isolation[key])
+            plural = parts[2]
+            if verb == "watch":
+                return self._watch_all(handler, plural, query)
+            with self.lock:
+                items = [
+                    copy.deepcopy(o)
+                    for (p, _, _), o in sorted(self.store.items())
+                    if p == plural and selector_matches(query.get("labelSelector") or "", o["metadata"].get("labels"))
+                ]
+                meta = {"resourceVersion": str(self.resource_version)}
+            return self._send(handler, 200, {"kind": "List", "apiVersion": "v1", "metadata": meta, "items": items})
+        except ApiError as exc:
+            return self._send(handler, exc.code, exc.body)
+
+    def _apply_namespace(self, name: str, doc: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            if name not in self.namespaces:
+                self.add_namespace(name)
+            namespace = self.namespaces[name]
+            namespace["metadata"]["labels"].update(doc["metadata"].get("labels") or {})
+            return dict(namespace)
+
+    def _watch_all(self, handler: BaseHTTPRequestHandler, plural: str, query: dict[str, str]) -> None:
+        """A watch of `plural` in every namespace, from `resourceVersion`, narrowed by `labelSelector`."""
+        start_rv = int(query.get("resourceVersion") or 0)
+        deadline = time.monotonic() + float(query.get("timeoutSeconds") or 1800)
+        selector = query.get("labelSelector")
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+
+        def chunk(data: bytes) -> None:
+            handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            handler.wfile.flush()
+
+        try:
+            with self.lock:
+                position = next((i for i, h in enumerate(self.history) if h[0] > start_rv), len(self.history))
+            while True:
+                with self.lock:
+                    while position >= len(self.history) and not self._closing and time.monotonic() < deadline:
+                        self.changed.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+                    if self._closing or time.monotonic() >= deadline:
+                        break
+                    pending = self.history[position:]
+                    position = len(self.history)
+                for _, kind, p, _, obj in pending:
+                    if p == plural and (not selector or selector_matches(selector, obj["metadata"].get("labels"))):
+                        chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+            chunk(b"")
+        except OSError:
+            pass
+        handler.close_connection = True
