@@ -8,8 +8,8 @@ of it (tasks, sampler, then the platform with every process or port-forward it s
 The `LabRegistry` holds the sessions by lab id. The single-learner dashboard is the lab `default`, opened with
 the settings as given; any other lab gets settings of its own (`lab_settings`): on the local platform its own run
 dir and a free frontend port, so its processes, ports and data stay apart; on Kubernetes its own namespace
-(named after the lab id, created if missing). Lab ids are DNS labels, so they are safe in paths, topic names and
-namespace names alike.
+(named after the lab id, created if missing); everywhere a sampling interval of at least 1 s. Lab ids are DNS
+labels, so they are safe in paths, topic names and namespace names alike.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ log = logging.getLogger("dashboard")
 DEFAULT_LAB = "default"
 LAB_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 PODS_REFRESH_SECONDS = 1.0
+# A lab other than the default samples its Redis at most once a second: a room of 100 learners' samplers at the
+# default 0.5 s cost the dashboard 0.36 core in steady state, at 1 s 0.18 (bench/bench_workshop_k8s.py).
+LAB_SAMPLE_INTERVAL = 1.0
 PlatformFactory = Callable[[Settings], Platform]
 
 
@@ -59,6 +62,7 @@ def lab_settings(settings: Settings, lab_id: str) -> Settings:
             "frontend_port": 0,
             "namespace": lab_id,
             "create_namespace": True,
+            "sample_interval": max(settings.sample_interval, LAB_SAMPLE_INTERVAL),
         }
     )
 

@@ -119,6 +119,7 @@ def test_lab_settings_give_every_other_lab_its_own_dir_port_and_namespace(tmp_pa
     other = lab_settings(settings, "room-ada")
     assert other.run_dir == tmp_path / "run-lab-room-ada" and other.frontend_port == 0
     assert other.namespace == "room-ada" and other.create_namespace is True
+    assert other.sample_interval == 1.0 and settings.sample_interval == 0.5
     for bad in ("", "UPPER", "-dash", "a" * 41, "../etc", "a/b"):
         with pytest.raises(Exception, match="is not a valid lab id"):
             check_lab_id(bad)
