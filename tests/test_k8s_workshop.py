@@ -10,7 +10,7 @@ made too small — and the step fails at once with one sentence naming the reaso
 lab's objects and keeps the namespace; remove deletes the namespace the dashboard created and never one it did
 not create. Every namespace of the room is deleted at the end, whatever happens.
 
-    eval "$(../shared/k8s/kube-lab env)"; .venv/bin/python -m pytest -m k8s tests/test_k8s_workshop.py
+    bash .ci/run -m k8s tests/test_k8s_workshop.py   # brings the cluster kit up when it sits beside the checkout
 """
 
 from __future__ import annotations
