@@ -94,6 +94,17 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the dashboard this bench started (by its pid), SIGKILL it if it lingers past 60 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def report(name: str, value: str, ok: bool, target: str) -> bool:
     print(f"{'PASS' if ok else 'FAIL'}  {name}: {value}  (target {target})", flush=True)
     return ok
@@ -245,13 +256,7 @@ def main() -> int:
             browser_ctx.stop()
         client.close()
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if ok else 1

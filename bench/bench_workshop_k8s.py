@@ -39,7 +39,6 @@ import itertools
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -55,7 +54,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_workshop import cpu_seconds, descendants, free_port, report, rss_mb
+from bench.bench_workshop import cpu_seconds, descendants, free_port, report, rss_mb, stop
 from tests.k8s_double import LoopbackKubelet, RoomDouble
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -333,13 +332,7 @@ def main() -> int:
     finally:
         if stream is not None:
             stream.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
         log.close()
         kubelet.close()
         double.close()

@@ -128,7 +128,7 @@ def test_openapi_docs(client: TestClient) -> None:
 
 
 def test_token_mode(platform: FakePlatform, tmp_path: Path) -> None:
-    settings = Settings(run_dir=tmp_path, host="0.0.0.0", token="s3cret")
+    settings = Settings(run_dir=tmp_path, host="192.0.2.1", token="s3cret")  # not loopback: a token is required
     with TestClient(create_app(settings, platform), base_url="http://192.0.2.1:8000") as c:
         assert c.get("/api/lab").status_code == 401
         assert c.get("/api/lab", headers={"Authorization": "Bearer s3cret"}).status_code == 200
