@@ -265,9 +265,9 @@ def main() -> int:
         )
     )
     rows.append(("start (median) ms", [f"{v[n]['start_s_median'] * 1000:.0f}" for n in names]))
-    print(f"{'':28}" + "".join(f"{n:>24}" for n in names))
+    print(f"{'':24}" + "".join(f"{n:>32}" for n in names))
     for label, cells in rows:
-        print(f"{label:28}" + "".join(f"{cell:>24}" for cell in cells))
+        print(f"{label:24}" + "".join(f"{cell:>32}" for cell in cells))
     for name, value, ok, target in checks:
         print(f"  new {name:<14} {value:>10}  target {target:<10} {'PASS' if ok else 'FAIL'}")
     return 0 if results["pass"] else 1

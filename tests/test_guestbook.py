@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -320,6 +321,24 @@ def test_concurrent_appends_are_all_kept(fe: Frontend, leader: RedisProc, follow
     for n in range(20):  # each client's own entries stay in its order
         mine = [e for e in got if e.startswith(f"client {n},")]
         assert mine == [f"client {n}, entry {i}" for i in range(10)]
+
+
+def test_concurrent_gets_share_one_follower_read(fe: Frontend, leader: RedisProc, follower: RedisProc) -> None:
+    leader.command("SET", "guestbook", "a,b")
+    synced(leader, follower)
+    fe.get("?cmd=get")  # the follower's connection is open
+    follower.command("CONFIG", "RESETSTAT")
+    follower.command("CLIENT", "PAUSE", "400", "ALL")  # the first GET waits in the pause; the rest arrive meanwhile
+    answers: list[tuple[int, Any]] = []
+    threads = [threading.Thread(target=lambda: answers.append(fe.get("?cmd=get"))) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [(200, {"data": "a,b", "entries": ["a", "b"], "pod": "frontend-test"})] * 20
+    stats = str(follower.command("INFO", "commandstats"))
+    calls = int(re.search(r"cmdstat_get:calls=(\d+)", stats).group(1))  # type: ignore[union-attr]
+    assert 1 <= calls <= 2  # one GET in flight during the pause, at most one more for a late thread
 
 
 def test_guestbook_full_is_refused(fe: Frontend, leader: RedisProc) -> None:

@@ -14,7 +14,7 @@ Entries: non-empty, at most `max_entry_length` characters, no control characters
 tabs included, since an entry is one line); everything else, any Unicode, is kept exactly.
 
 HTTP itself (parsing, keep-alive, pipelining, HEAD, `Expect: 100-continue`, flow control) is uvicorn's; see
-`server.py`. Concurrent `cmd=get`s share one Redis GET (`service.FreshRead`), and the JSON answer is built once
+`server.py`. Concurrent `cmd=get`s share one Redis GET (`service.SingleFlight`), and the JSON answer is built once
 per distinct stored value, so a read costs one dictionary lookup when nothing changed.
 """
 
@@ -32,7 +32,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ReadOnlyError, ResponseError
 
 from dashboard.guestbook.entries import KEY, encode_entry, split_entries
-from dashboard.guestbook.service import FreshRead, RedisService, ServiceUnavailable
+from dashboard.guestbook.service import RedisService, ServiceUnavailable, SingleFlight
 
 LogFn = Callable[[str], None]
 Scope = dict[str, Any]
@@ -175,7 +175,7 @@ class GuestbookApp:
         self._last_raw: bytes | None = None
         self._last_response = Response(200, b"")
         self._static: dict[str, Response] = {}
-        self._reads = FreshRead(self._read_follower)
+        self._reads = SingleFlight(self._read_follower)
         self._append: Any = None  # redis-py's Script for APPEND_SCRIPT (EVALSHA, EVAL when the server lacks it)
         self._load_page()
 
