@@ -1,41 +1,57 @@
 """The lab on either platform, for the behaviour suites that run the same tests on both (`test_lab`, `test_drills`).
 
 `open_lab("local", tmp)` runs the dashboard app on the real local platform (redis-server processes on loopback);
-`open_lab("kubernetes", tmp)` runs it on the Kubernetes platform against `tests/k8s_double/`, through the real
-kubernetes client, with the `LoopbackKubelet`'s real processes behind the pods and Redis and the frontend reached
-only through WebSocket port-forwards (as from a laptop). Tests read the same JSON API on both; what only one
-platform has (the double's objects and port-forwards) is on `Lab.double`.
+`open_lab("kubernetes", tmp)` runs it on the Kubernetes platform against the REAL cluster that
+GUESTBOOK_LAB_TEST_KUBECONFIG names (`k8s` marker; skipped with the reason without it), in a throwaway namespace
+of its own (`guestbook-lab-test-<random>`, always deleted after), with the default `--redis-access auto` (on the
+kit pod IPs answer from this machine, so Redis and the frontend pods are dialled directly; the port-forward path
+is `tests/test_k8s_cluster_portforward.py`). Tests read the same JSON API on both; what only the cluster has (its
+objects, read with the test's own kubernetes client) is on `Lab.v1`/`Lab.apps` in `Lab.namespace`.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from dashboard.settings import Settings
 from dashboard.web import create_app
-from tests.k8s_double import KubernetesApiDouble, LoopbackKubelet
 from tests.polling import wait_until
+from tests.test_k8s_cluster import CONTEXT, KUBECONFIG, cluster_clients, throwaway_namespace, timed
 
-PLATFORMS = ("local", "kubernetes")
+NO_CLUSTER = "set GUESTBOOK_LAB_TEST_KUBECONFIG to a kubeconfig to run the lab on a real cluster"
+PLATFORMS = (
+    pytest.param(
+        "local",
+        id="local",
+        marks=pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
+    ),
+    pytest.param(
+        "kubernetes", id="kubernetes", marks=[pytest.mark.k8s, pytest.mark.skipif(not KUBECONFIG, reason=NO_CLUSTER)]
+    ),
+)
 HX = {"HX-Request": "true"}
 MAIN_STEPS = ("leader", "followers", "frontend", "expose")
 
 
 @dataclass
 class Lab:
-    """One dashboard app on one platform. `double`/`kubelet` are None on the local platform."""
+    """One dashboard app on one platform. `namespace`/`v1`/`apps` (the cluster's, for the test's own reads) are
+    None on the local platform."""
 
     platform: str
     client: TestClient
     settings: Settings
-    double: KubernetesApiDouble | None = None
-    kubelet: LoopbackKubelet | None = None
+    namespace: str | None = None
+    v1: Any = None
+    apps: Any = None
 
     def step(self, step: str) -> dict[str, Any]:
         response = self.client.post(f"/api/steps/{step}", headers=HX)
@@ -57,48 +73,61 @@ class Lab:
         return bool(body["in_sync"]) and len(body["followers"]) == followers
 
     def drill(self, drill_id: str) -> dict[str, Any]:
-        response = self.client.post(f"/api/drills/{drill_id}", headers=HX)
+        with timed(f"drill {drill_id} on {self.platform}"):  # printed: `pytest -s` shows each drill's time
+            response = self.client.post(f"/api/drills/{drill_id}", headers=HX)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         assert body["state"] == "done", (body["state"], body.get("error"), body["message"], body["output"][-5:])
         assert body["message"], body
         return body
 
+    def deployments(self) -> dict[str, Any]:
+        """The cluster's Deployments in the lab's namespace, by name (kubernetes only)."""
+        assert self.apps is not None and self.namespace is not None
+        return {d.metadata.name: d for d in self.apps.list_namespaced_deployment(self.namespace).items}
+
+    def cluster_pods(self) -> list[Any]:
+        """The cluster's pods in the lab's namespace, Terminating ones too (kubernetes only)."""
+        assert self.v1 is not None and self.namespace is not None
+        return list(self.v1.list_namespaced_pod(self.namespace).items)
+
     def pod_processes_gone(self) -> None:
-        """After cleanup: nothing of the lab runs (the kubelet's processes; the local run dir's files)."""
-        if self.kubelet is not None:
-            kubelet = self.kubelet
-            wait_until(lambda: kubelet.running() == [], what="every process behind the pods stopped")
+        """After cleanup: nothing of the lab runs (no pod left in the namespace; the local run dir's files)."""
+        if self.platform == "kubernetes":
+            wait_until(lambda: self.cluster_pods() == [], 60, what="every pod of the lab gone from the namespace")
+            return
         run_dir = Path(self.settings.run_dir)
-        if self.platform == "local":
-            assert not run_dir.exists() or list(run_dir.iterdir()) == [], list(run_dir.iterdir())
+        assert not run_dir.exists() or list(run_dir.iterdir()) == [], list(run_dir.iterdir())
 
 
 @contextmanager
 def open_lab(platform: str, tmp: Path, **overrides: Any) -> Iterator[Lab]:
-    """The dashboard app on `platform` (see the module docstring); every process it started is gone after."""
+    """The dashboard app on `platform` (see the module docstring); every process and pod it started is gone after."""
     if platform == "local":
         settings = Settings(**{"run_dir": tmp / "run", "frontend_port": 0, "sample_interval": 0.1, **overrides})
         # `with`: the app's loop lives in one thread for the whole test (pods die with the thread that started them)
         with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
             yield Lab(platform, client, settings)
         return
-    (tmp / "pods").mkdir()
-    kubelet = LoopbackKubelet(tmp / "pods")
-    try:
-        with KubernetesApiDouble(pod_grace=0.1, kubelet=kubelet) as double:
-            values: dict[str, Any] = {
-                "platform": "kubernetes",
-                "kubeconfig": double.write_kubeconfig(tmp / "kubeconfig"),
-                "namespace": "guestbook",
-                "redis_access": "port-forward",
-                "frontend_port": 0,
-                "step_timeout": 60,
-                "sample_interval": 0.2,
-                "run_dir": tmp / "run",
-            }
-            settings = Settings(**{**values, **overrides})
-            with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
-                yield Lab(platform, client, settings, double, kubelet)
-    finally:
-        kubelet.close()
+    assert KUBECONFIG, NO_CLUSTER
+    v1, apps = cluster_clients(KUBECONFIG, CONTEXT)
+    with throwaway_namespace(v1, timeout=90) as namespace:
+        values: dict[str, Any] = {
+            "platform": "kubernetes",
+            "kubeconfig": Path(KUBECONFIG),
+            "context": CONTEXT,
+            "namespace": namespace,
+            "redis_access": "auto",
+            "frontend_port": 0,
+            "step_timeout": 90,
+            "sample_interval": 0.25,
+            "run_dir": tmp / "run",
+        }
+        settings = Settings(**{**values, **overrides})
+        with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
+            lab = Lab(platform, client, settings, namespace, v1, apps)
+            try:
+                yield lab
+            finally:  # a failed test still leaves nothing running (the namespace goes anyway)
+                if any(s["state"] == "done" for s in client.get("/api/lab").json()["steps"][:4]):
+                    client.post("/api/steps/cleanup", headers=HX)
