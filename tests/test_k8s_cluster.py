@@ -1,22 +1,25 @@
-"""The whole lab against a REAL Kubernetes cluster, through the dashboard's JSON API (`k8s` marker).
+"""The Kubernetes platform on a REAL cluster (`k8s` marker), and the helpers every real-cluster module shares.
 
 Runs only when GUESTBOOK_LAB_TEST_KUBECONFIG names a kubeconfig (its current context, or
-GUESTBOOK_LAB_TEST_CONTEXT). It creates its own throwaway namespace `guestbook-lab-test-<random>` (and refuses
-one that already exists), checks the pre-flight, clicks the five steps through `POST /api/steps/{id}` (with
-`HX-Request: true`, as the page sends), checks what the cluster holds against the tutorial (names, labels,
-selectors, images, replicas), that the replication panel shows the real leader and linked followers, that the
-guestbook answers at the exposed port-forward (a write read back from a follower), and that cleanup deletes
-only the lab's objects (a foreign `app=redis` Service survives). It always deletes the namespace at the end.
-It needs a conformant cluster whose pods can pull the tutorial's images (kind, minikube, k3s, a cloud cluster),
-and an identity that may create namespaces. The same flow runs in CI against the API double:
-`tests/test_lab.py`.
+GUESTBOOK_LAB_TEST_CONTEXT); skipped with that reason otherwise. Each test creates its own throwaway namespace
+`guestbook-lab-test-<random>` (refusing one that already exists) and always deletes it, waiting for it. The tests
+here drive `KubernetesPlatform` itself through the real client: server-side apply (created, unchanged,
+configured; our label on top of the tutorial's; a foreign object with a lab name refused; the API server's own
+409 FieldManagerConflict without force), a missing namespace and `--create-namespace`, a deleted pod replaced,
+endpoints, `--expose loadbalancer` left <pending>, real logs and events, and rollout status. The whole lab through
+the JSON API runs on the real cluster in the behaviour suite (`tests/test_lab.py`, `tests/test_drills.py`,
+parametrised over the local platform and this cluster, `tests/platform_labs.py`). It needs a conformant cluster
+whose pods can pull the tutorial's images (the kit, kind, minikube, k3s, a cloud cluster), and an identity that
+may create namespaces.
 
-    GUESTBOOK_LAB_TEST_KUBECONFIG=~/.kube/config .venv/bin/python -m pytest -m k8s tests/test_k8s_cluster.py
+    GUESTBOOK_LAB_TEST_KUBECONFIG=~/.kube/config .venv/bin/python -m pytest -m k8s tests/
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import os
 import re
 import secrets
@@ -25,12 +28,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import yaml
 
-from tests.k8s_helpers import poll
+from dashboard.errors import BadRequest, PlatformError, PlatformUnavailable
+from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform
+from dashboard.platforms.kubernetes.objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
+from dashboard.settings import Settings
+from tests.k8s_helpers import poll, run
+from tests.polling import until
 
 KUBECONFIG = os.environ.get("GUESTBOOK_LAB_TEST_KUBECONFIG")
 CONTEXT = os.environ.get("GUESTBOOK_LAB_TEST_CONTEXT") or None
@@ -183,111 +191,244 @@ def apiserver_counter(api_client: Any, metric: str, **labels: str) -> float:
     return total
 
 
-@pytest.fixture(scope="module")
-def core() -> Any:
+# ------------------------------------------------------------------------- the platform on the real cluster
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    assert KUBECONFIG
+    v1, _ = cluster_clients(KUBECONFIG, CONTEXT)
+    with throwaway_namespace(v1, timeout=90) as name:
+        yield name
+
+
+@pytest.fixture
+def core() -> tuple[Any, Any]:
     assert KUBECONFIG
     return cluster_clients(KUBECONFIG, CONTEXT)
 
 
-@pytest.fixture(scope="module")
-def namespace(core: Any) -> Iterator[str]:
-    with throwaway_namespace(core[0]) as name:
-        yield name
-
-
-def test_the_whole_lab_on_a_real_cluster(core: Any, namespace: str, tmp_path: Path) -> None:
+def cluster_settings(namespace: str, tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for the Kubernetes platform on the real cluster, in `namespace` (pod IPs dialled: auto)."""
     assert KUBECONFIG
-    run_whole_lab(core, namespace, Path(KUBECONFIG), CONTEXT, tmp_path)
-
-
-def run_whole_lab(
-    core: Any,
-    namespace: str,
-    kubeconfig: Path,
-    context: str | None,
-    tmp_path: Path,
-    redis_access: Literal["auto", "direct", "port-forward"] = "auto",
-) -> None:
-    """The five steps through the JSON API, then what the cluster holds; also run on the API double in CI (with
-    port-forward: the double's pod IPs are stand-ins)."""
-    import httpx
-    from fastapi.testclient import TestClient
-
-    from dashboard.settings import Settings
-    from dashboard.web import create_app
-
-    v1, apps = core
-    # Someone else's object with the tutorial's labels (no lab label): cleanup must leave it alone.
-    foreign = {
-        "metadata": {"name": "redis-cache", "labels": {"app": "redis"}},
-        "spec": {"ports": [{"port": 6379}]},
+    values: dict[str, Any] = {
+        "platform": "kubernetes",
+        "kubeconfig": Path(KUBECONFIG),
+        "context": CONTEXT,
+        "namespace": namespace,
+        "redis_access": "auto",
+        "frontend_port": 0,
+        "step_timeout": 60,
+        "run_dir": tmp_path,
     }
-    v1.create_namespaced_service(namespace, foreign)
-    settings = Settings(
-        platform="kubernetes",
-        kubeconfig=kubeconfig.expanduser(),
-        context=context,
-        namespace=namespace,
-        redis_access=redis_access,
-        frontend_port=0,
-        run_dir=tmp_path,
-    )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
-        lab = client.get("/api/lab").json()
-        assert lab["platform"] == "kubernetes"
-        preflight = client.get("/api/preflight").json()
-        assert preflight["ok"] is True, preflight  # an identity that may run the lab in its own namespace
-        assert preflight["server_version"] and preflight["namespace"]["exists"] is True
-        for step in ("leader", "followers", "frontend", "expose"):
-            response = client.post(f"/api/steps/{step}", headers=HX)
-            assert response.status_code == 200, response.text
-            assert response.json()["state"] == "done", response.json()
+    values.update(overrides)
+    return Settings(**values)
 
-        deployments = {d.metadata.name: d for d in apps.list_namespaced_deployment(namespace).items}
-        assert sorted(deployments) == ["frontend", "redis-follower", "redis-leader"]
-        assert deployments["redis-leader"].spec.replicas == 1
-        assert deployments["redis-follower"].spec.replicas == 2
-        assert deployments["frontend"].spec.replicas == 3
-        assert deployments["redis-follower"].spec.selector.match_labels == {"app": "redis"}
-        assert deployments["frontend"].spec.template.spec.containers[0].image.endswith("gb-frontend:v5")
-        for deployment in deployments.values():
-            assert deployment.metadata.labels["app.kubernetes.io/managed-by"] == "guestbook-lab"
-        services = {s.metadata.name: s for s in v1.list_namespaced_service(namespace).items}
-        assert sorted(services) == ["frontend", "redis-cache", "redis-follower", "redis-leader"]
-        assert services["frontend"].spec.selector == {"app": "guestbook", "tier": "frontend"}
 
-        pods = client.get("/api/pods").json()
-        assert sorted(p["component"] for p in pods) == ["frontend"] * 3 + ["redis-follower"] * 2 + ["redis-leader"]
-        assert all(p["ready"] for p in pods)
+async def apply_all(platform: KubernetesPlatform) -> list[str]:
+    lines: list[str] = []
+    for manifest in LAB_MANIFESTS:
+        lines += await platform.apply(manifest)
+    return lines
 
-        def replicated() -> dict[str, Any] | None:
-            rep: dict[str, Any] = client.get("/api/replication").json()
-            links = [f["link"] for f in rep["followers"]]
-            return rep if rep["leader"] and rep["leader"]["role"] == "master" and links == ["up", "up"] else None
 
-        replication = poll(replicated, 60, "the replication panel: the leader and two linked followers", interval=0.5)
-        assert replication is not None
-        redis_pods = {p["name"] for p in pods if p["component"] != "frontend"}
-        assert {replication["leader"]["name"], *(f["name"] for f in replication["followers"])} == redis_pods
+async def ready_pods(platform: KubernetesPlatform, count: int) -> bool:
+    pods = await platform.get_pods()
+    return len(pods) == count and all(p.ready for p in pods)
 
-        # The guestbook answers at the exposed URL (a port-forward): a write to the leader is read from a follower.
-        url = client.get("/api/lab").json()["frontend_url"]
-        assert url
-        marker = f"hello-{secrets.token_hex(4)}"
-        written = httpx.get(f"{url}/guestbook.php", params={"cmd": "set", "key": "messages", "value": marker})
-        assert written.status_code == 200, written.text
 
-        def read_back() -> bool:
-            answer = httpx.get(f"{url}/guestbook.php", params={"cmd": "get", "key": "messages"}, timeout=10)
-            return answer.status_code == 200 and marker in answer.text
+def test_apply_creates_then_reapply_is_unchanged(core: Any, namespace: str, tmp_path: Path) -> None:
+    _, apps = core
+    platform = KubernetesPlatform(cluster_settings(namespace, tmp_path))
 
-        poll(read_back, 60, "the entry read back through the frontend (from a follower)", interval=0.5)
-        events = client.get("/api/events").json()
-        assert {"Scheduled", "ScalingReplicaSet"} & {e["reason"] for e in events}, events[:5]
+    async def body() -> None:
+        with pytest.raises(BadRequest):
+            await platform.apply("../../etc/passwd")
+        with pytest.raises(BadRequest):
+            await platform.apply("kustomization.yaml")
+        assert await apply_all(platform) == [
+            "deployment.apps/redis-leader created",
+            "service/redis-leader created",
+            "deployment.apps/redis-follower created",
+            "service/redis-follower created",
+            "deployment.apps/frontend created",
+            "service/frontend created",
+        ]
+        assert all(line.endswith(" unchanged") for line in await apply_all(platform))
+        await until(lambda: ready_pods(platform, 6), 60, what="six pods Ready")
+        pods = await platform.get_pods()
+        assert sorted(p.component for p in pods) == ["frontend"] * 3 + ["redis-follower"] * 2 + ["redis-leader"]
+        assert all(p.ready and p.status == "Running" for p in pods)
 
-        response = client.post("/api/steps/cleanup", headers=HX)
-        assert response.status_code == 200 and response.json()["state"] == "done", response.text
-        assert apps.list_namespaced_deployment(namespace).items == []
-        assert [s.metadata.name for s in v1.list_namespaced_service(namespace).items] == ["redis-cache"]
-        assert [p for p in v1.list_namespaced_pod(namespace).items if p.metadata.deletion_timestamp is None] == []
-        assert client.get("/api/lab").json()["frontend_url"] is None
+    run(platform, body)
+    deployments = {d.metadata.name: d for d in apps.list_namespaced_deployment(namespace).items}
+    frontend = deployments["frontend"]
+    assert frontend.metadata.labels == {LAB_LABEL_KEY: LAB_LABEL_VALUE}  # ours on top, nothing else
+    assert frontend.spec.template.metadata.labels == {"app": "guestbook", "tier": "frontend"}
+    appliers = [m.manager for m in frontend.metadata.managed_fields if m.operation == "Apply"]
+    assert appliers == ["guestbook-lab"], frontend.metadata.managed_fields
+    assert deployments["redis-leader"].metadata.labels == {
+        "app": "redis",
+        "role": "leader",
+        "tier": "backend",
+        LAB_LABEL_KEY: LAB_LABEL_VALUE,
+    }
+
+
+def test_image_override_reapply_is_configured_and_a_third_manager_meets_a_409(
+    core: Any, namespace: str, tmp_path: Path
+) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    _, apps = core
+    first = KubernetesPlatform(cluster_settings(namespace, tmp_path, field_manager="other-tool"))
+
+    async def create() -> None:
+        assert await first.apply("redis-leader-deployment.yaml") == ["deployment.apps/redis-leader created"]
+
+    run(first, create)
+    # Our label is on it (applied by a dashboard with another field manager): same lab. The platform always
+    # forces, so a new image applies; the image does not exist (no registry on the kit), the pod is still made.
+    second = KubernetesPlatform(cluster_settings(namespace, tmp_path, leader_image="mirror.example/redis:7"))
+
+    async def override() -> None:
+        assert await second.apply("redis-leader-deployment.yaml") == ["deployment.apps/redis-leader configured"]
+        await until(lambda: any(p.image == "mirror.example/redis:7" for p in second._pods), 30, what="new image")
+
+    run(second, override)
+    leader = apps.read_namespaced_deployment("redis-leader", namespace)
+    assert leader.spec.template.spec.containers[0].image == "mirror.example/redis:7"
+    # Without force, the API server itself reports the conflict with the managers that own .spec.replicas.
+    doc = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "redis-leader"}, "spec": {"replicas": 5}}
+    with pytest.raises(ApiException) as caught:
+        apps.patch_namespaced_deployment(
+            "redis-leader", namespace, doc, field_manager="third", _content_type="application/apply-patch+yaml"
+        )
+    assert caught.value.status == 409, caught.value
+    assert json.loads(caught.value.body)["details"]["causes"][0]["reason"] == "FieldManagerConflict"
+    assert apps.read_namespaced_deployment("redis-leader", namespace).spec.replicas == 1
+
+
+def test_apply_refuses_a_foreign_object_using_a_lab_name(core: Any, namespace: str, tmp_path: Path) -> None:
+    _, apps = core
+    labels = {"app": "shop"}
+    container = {"name": "shop", "image": "registry.k8s.io/pause:3.10"}
+    theirs = {
+        "metadata": {"name": "frontend"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
+    }
+    apps.create_namespaced_deployment(namespace, theirs, field_manager="kubectl-client-side-apply")
+    platform = KubernetesPlatform(cluster_settings(namespace, tmp_path))
+
+    async def body() -> None:
+        with pytest.raises(PlatformError) as caught:
+            await platform.apply("frontend-deployment.yaml")
+        assert caught.value.message.startswith(
+            f"deployment.apps/frontend already exists in namespace {namespace} and was not created by this dashboard "
+            "(managed by: "
+        ), caught.value.message
+        assert "kubectl-client-side-apply" in caught.value.message
+        assert f"kubectl delete deployment frontend -n {namespace}" in caught.value.hint
+        with pytest.raises(PlatformError):
+            await platform.scale("frontend", 2)
+
+    run(platform, body)
+    frontend = apps.read_namespaced_deployment("frontend", namespace)
+    assert frontend.spec.replicas == 1 and frontend.metadata.generation == 1  # never patched, nor scaled
+    assert LAB_LABEL_KEY not in (frontend.metadata.labels or {})
+
+
+def test_namespace_missing_and_create_namespace(core: Any, tmp_path: Path) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    v1, _ = core
+    name = f"guestbook-lab-test-{secrets.token_hex(3)}"
+    missing = KubernetesPlatform(cluster_settings(name, tmp_path))
+    with pytest.raises(PlatformUnavailable) as caught:
+        asyncio.run(missing.start())
+    assert caught.value.message == f"Namespace {name} does not exist."
+    created = KubernetesPlatform(cluster_settings(name, tmp_path, create_namespace=True))
+
+    async def body() -> None:
+        assert await created.apply("redis-leader-service.yaml") == ["service/redis-leader created"]
+
+    try:
+        run(created, body)
+        assert v1.read_namespace(name).metadata.labels[LAB_LABEL_KEY] == LAB_LABEL_VALUE
+    finally:
+        try:
+            v1.delete_namespace(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def test_delete_pod_is_replaced_and_only_lab_pods_can_be_deleted(namespace: str, tmp_path: Path) -> None:
+    platform = KubernetesPlatform(cluster_settings(namespace, tmp_path))
+
+    async def body() -> None:
+        await platform.apply("redis-leader-deployment.yaml")
+        await until(lambda: ready_pods(platform, 1), 60, what="the leader")
+        (victim,) = [p.name for p in await platform.get_pods()]
+        assert await platform.delete_pod(victim) == [f'pod "{victim}" deleted']
+        await until(
+            lambda: victim not in {p.name for p in platform._pods} and len(platform._pods) == 1, 60, what="replacement"
+        )
+        with pytest.raises(PlatformError, match="not one of the lab's pods"):
+            await platform.delete_pod("kube-apiserver")
+
+    run(platform, body)
+
+
+def test_endpoints_expose_logs_and_events(core: Any, namespace: str, tmp_path: Path) -> None:
+    v1, _ = core
+    platform = KubernetesPlatform(cluster_settings(namespace, tmp_path, expose_mode="loadbalancer", step_timeout=2))
+
+    async def body() -> None:
+        await apply_all(platform)
+        await until(lambda: ready_pods(platform, 6), 60, what="six pods Ready")
+        pods = {p.name: p for p in await platform.get_pods()}
+        endpoints = await platform.redis_endpoints()
+        assert [e.component for e in endpoints] == ["redis-leader", "redis-follower", "redis-follower"]
+        assert all(e.port == 6379 and e.host == pods[e.name].ip for e in endpoints), endpoints
+        assert len(await platform.frontend_endpoints()) == 3
+        url = await platform.expose()  # no load-balancer provider on the kit: <pending>, then a port-forward
+        assert url.startswith("http://127.0.0.1:") and platform.frontend_url() == url
+        note = str(platform.expose_status()["note"])
+        assert "EXTERNAL-IP is still <pending>" in note
+        logs = await platform.logs(endpoints[0].name, tail=3)
+        assert len(logs) == 3 and all(line.text and line.pod == endpoints[0].name for line in logs), logs
+
+        async def scheduled() -> bool:
+            rows = await platform.events()
+            return sum(1 for r in rows if r.reason == "Scheduled" and r.involved.startswith("pod/frontend-")) >= 3
+
+        await until(scheduled, 30, what="the scheduler's events for the three frontends")
+        rows = await platform.events()
+        assert rows[-1].time >= rows[0].time
+
+    run(platform, body)
+    assert v1.read_namespaced_service("frontend", namespace).spec.type == "LoadBalancer"
+
+
+def test_rollout_status_waits_for_the_deployment_then_the_service_endpoints(namespace: str, tmp_path: Path) -> None:
+    platform = KubernetesPlatform(cluster_settings(namespace, tmp_path))
+
+    async def status_becomes(expected: str | None) -> None:
+        deadline = time.monotonic() + 60
+        while (got := await platform.rollout_status("redis-leader", "redis-leader")) != expected:
+            assert time.monotonic() < deadline, f"rollout status stayed {got!r}, expected {expected!r}"
+            await asyncio.sleep(0.1)
+
+    async def body() -> None:
+        await status_becomes('deployment "redis-leader" does not exist')
+        await platform.apply("redis-leader-deployment.yaml")
+        await status_becomes('service "redis-leader" has no ready endpoints yet')  # rolled out, no Service yet
+        await platform.apply("redis-leader-service.yaml")
+        await status_becomes(None)
+
+    run(platform, body)
