@@ -140,3 +140,40 @@ def test_a_nodeport_nobody_serves_falls_back_to_a_port_forward(namespace: str, t
         answer = httpx.get(f"{url}/guestbook.php", params={"cmd": "get", "key": "messages"}, timeout=10)
         assert answer.status_code == 200 and "data" in answer.json(), answer.text
         assert client.post("/api/steps/cleanup", headers=HX).json()["state"] == "done"
+
+
+def test_the_preflight_page_says_what_a_missing_right_blocks(namespace: str, tmp_path: Path) -> None:
+    """The Role minus pods/portforward and minus `delete` on Services: which checks fail, and what they block."""
+    assert KUBECONFIG
+    admin = admin_api_client(KUBECONFIG, CONTEXT)
+    rules = [
+        {**r, "verbs": [v for v in r["verbs"] if v != "delete"]} if r["resources"] == ["services"] else r
+        for r in rules_without_portforward()
+    ]
+    kubeconfig = identity_kubeconfig(
+        admin, KUBECONFIG, CONTEXT, namespace, "no-cleanup", rules, tmp_path / "kubeconfig"
+    )
+    settings = lab_settings(kubeconfig, namespace, tmp_path, redis_access="auto")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
+        report = client.get("/api/preflight").json()
+        assert report["platform"] == "kubernetes" and report["server_version"].startswith("v1."), report
+        # a Role cannot grant `get` on the (cluster-scoped) Namespace: its state is unknown, not "missing"
+        assert report["namespace"]["name"] == namespace and report["namespace"]["will_create"] is False, report
+        assert report["ok"] is False
+        denied = {(c["verb"], c["resource"]): c["blocks"] for c in report["checks"] if c["allowed"] is False}
+        assert denied == {
+            ("get", "pods/portforward"): ["replication panel (port-forward)", "frontend check", "expose"],
+            ("create", "pods/portforward"): ["replication panel (port-forward)", "frontend check", "expose"],
+            ("delete", "services"): ["cleanup"],
+        }, denied
+        assert all(c["blocks"] == [] for c in report["checks"] if c["allowed"])
+        assert set(report["blocked"]) == {"replication panel (port-forward)", "frontend check", "expose", "cleanup"}
+
+        page = client.get("/preflight")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        html = page.text
+        assert 'href="/static/kubernetes.css"' in html and report["server_version"] in html and "✗ not ready" in html
+        assert "pods/portforward" in html and "✗ no" in html and "Blocked:" in html
+        assert client.get("/static/kubernetes.css").status_code == 200
+        index = client.get("/").text
+        assert 'href="/preflight"' in index and 'id="panel-events"' in index and 'sse-swap="events"' in index

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -225,3 +226,20 @@ def test_no_periodic_list_while_the_dashboard_is_viewed(
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+def test_403_on_the_pod_watch_fails_start_with_the_verb(admin: Any, namespace: str, tmp_path: Path) -> None:
+    """An identity that may apply but not list pods: the platform cannot start its pod watch, and says which verb."""
+    assert KUBECONFIG
+    from dashboard.errors import PlatformError
+    from dashboard.platforms.kubernetes import KubernetesPlatform
+
+    rules = [r for r in dashboard_role_rules() if r["resources"] != ["pods"]]
+    rules.append({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]})  # no list, no watch
+    kubeconfig = identity_kubeconfig(admin, KUBECONFIG, CONTEXT, namespace, "no-pod-list", rules, tmp_path / "kc")
+    settings = Settings(
+        platform="kubernetes", kubeconfig=kubeconfig, namespace=namespace, redis_access="auto", run_dir=tmp_path
+    )
+    platform = KubernetesPlatform(settings)
+    with pytest.raises(PlatformError, match=f"no-pod-list may not list pods in namespace {namespace}"):
+        asyncio.run(platform.start())

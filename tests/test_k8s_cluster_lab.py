@@ -1,16 +1,17 @@
-"""The whole lab on a REAL cluster, as an instructor runs it (`k8s` marker; see `test_k8s_cluster.py` for the setup).
+"""The lab on a REAL cluster next to someone else's objects (`k8s` marker; see `test_k8s_cluster.py` for the setup).
 
 One throwaway namespace for the module, holding someone else's objects the lab did not create: an `app=redis`
 Deployment with its pod, an `app=redis` Service, and a bare `app=redis` pod. Then, in file order, through the
 dashboard's JSON API (in-process app, the default `--redis-access auto`): the pre-flight, the four steps
-(each timed), the pods board (only the lab's pods), the replication panel, the events and the pods' real logs,
-the probe and a bounded write load, every failure drill (each timed), and cleanup, which must leave the foreign
-objects untouched. `pytest -s` prints each step's time on this cluster.
+(each timed), the pods board (only the lab's pods), the events timeline (the cluster's events, and a new one
+pushed by the events watch), one pod's real log, and cleanup, which must leave the foreign objects untouched.
+`pytest -s` prints each step's time on this cluster. The replication panel, the probe, the write load, every
+drill and the side-by-side logs run on the real cluster in the behaviour suite (`tests/test_lab.py`,
+`tests/test_drills.py`, `kubernetes` parameter).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,13 +21,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from dashboard import drills
 from dashboard.settings import Settings
 from dashboard.web import create_app
 from tests.k8s_helpers import poll
 from tests.test_k8s_cluster import CONTEXT, HX, KUBECONFIG, TIMES, cluster_clients, throwaway_namespace, timed
 
-REDIS_LINE = re.compile(r"^\d+:[XCSM] \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d\.\d+ [.\-*#] ")
 LEADER_IMAGE = "registry.k8s.io/redis@sha256:cb111d1bd870a6a471385a4a69ad17469d326e9dd91e0e455350cacf36e1b3ee"
 FOREIGN_LABELS = {"app": "redis", "owner": "someone-else"}
 
@@ -46,31 +45,12 @@ class Lab:
     v1: Any
     apps: Any
 
-    def replication(self) -> dict[str, Any]:
-        body: dict[str, Any] = self.client.get("/api/replication").json()
-        return body
-
-    def in_sync(self, followers: int = 2) -> bool:
-        body = self.replication()
-        links = [f["link"] for f in body["followers"]]
-        return bool(body["in_sync"]) and links == ["up"] * followers and body["leader"] is not None
-
     def step(self, step_id: str) -> dict[str, Any]:
         with timed(f"step {step_id}"):
             response = self.client.post(f"/api/steps/{step_id}", headers=HX)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         assert body["state"] == "done", body
-        return body
-
-    def drill(self, drill_id: str) -> dict[str, Any]:
-        poll(self.in_sync, 60, "the leader and two followers in sync before the drill", interval=0.5)
-        with timed(f"drill {drill_id}"):
-            response = self.client.post(f"/api/drills/{drill_id}", headers=HX)
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        assert body["state"] == "done", (body["state"], body.get("error"), body["message"], body["output"][-5:])
-        assert body["message"], body
         return body
 
 
@@ -158,14 +138,6 @@ def test_the_pods_board_shows_only_the_labs_pods(lab: Lab) -> None:
     poll(lambda: len(foreign_pods(lab)) == 2, 60, "the foreign pods created", interval=0.5)
 
 
-def test_replication_panel_shows_the_real_leader_and_followers(lab: Lab) -> None:
-    poll(lab.in_sync, 60, "the leader and two linked followers", interval=0.5)
-    replication = lab.replication()
-    assert replication["leader"]["role"] == "master"
-    assert replication["redis_access"]["using"] == "direct", replication["redis_access"]  # pod IPs answer on the kit
-    assert all(f["role"] == "slave" or f["role"] == "replica" for f in replication["followers"]), replication
-
-
 def test_events_timeline_holds_the_clusters_events(lab: Lab) -> None:
     def events() -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = lab.client.get("/api/events").json()
@@ -173,7 +145,31 @@ def test_events_timeline_holds_the_clusters_events(lab: Lab) -> None:
 
     rows = poll(events, 30, "Scheduled, ScalingReplicaSet and Started events", interval=0.5)
     assert any(e["reason"] == "Scheduled" and "kl-node-1" in e["message"] for e in rows), rows[:5]
-    assert "Scheduled" in lab.client.get("/fragments/events").text
+    assert set(rows[0]) == {"time", "type", "reason", "object", "message", "count"}
+    assert [r["time"] for r in rows] == sorted((r["time"] for r in rows), reverse=True)  # newest first
+    assert len(lab.client.get("/api/events", params={"limit": 3}).json()) == 3
+    fragment = lab.client.get("/fragments/events").text
+    assert '<table class="events">' in fragment and "Scheduled" in fragment
+
+    # A new Event in the namespace reaches the timeline through the events watch (the live topic moves).
+    state = lab.client.app.state.labs.get("default")  # type: ignore[attr-defined]
+    version = state.hub.versions["events"]
+    message = f"Scaled up replica set redis-leader-abc to 1 ({lab.namespace})"
+    lab.v1.create_namespaced_event(
+        lab.namespace,
+        {
+            "metadata": {"name": "redis-leader.guestbook-lab-test"},
+            "involvedObject": {"kind": "Deployment", "name": "redis-leader", "namespace": lab.namespace},
+            "reason": "ScalingReplicaSet",
+            "message": message,
+            "type": "Normal",
+            "firstTimestamp": "2099-01-01T00:00:00Z",
+            "lastTimestamp": "2099-01-01T00:00:00Z",
+        },
+    )
+    poll(lambda: state.hub.versions["events"] > version, 30, "the events topic published by the watch", interval=0.2)
+    assert lab.client.get("/api/events").json()[0]["message"] == message
+    assert message in lab.client.get("/fragments/events").text
 
 
 def test_logs_are_the_pods_real_logs(lab: Lab) -> None:
@@ -183,81 +179,6 @@ def test_logs_are_the_pods_real_logs(lab: Lab) -> None:
         lines = lab.client.get(f"/api/logs/{leader}").json()
     assert lines and all(abs(line["time"] - time.time()) < 900 for line in lines), lines[:3]
     assert any("Ready to accept connections" in line["text"] for line in lines), lines[-5:]
-
-    def side_by_side() -> list[dict[str, Any]]:
-        columns: list[dict[str, Any]] = lab.client.get("/api/logs-side").json()
-        text = "\n".join(line["text"] for c in columns[1:] for line in c["lines"])
-        return columns if "MASTER <-> REPLICA sync: Finished with success" in text else []
-
-    columns = poll(side_by_side, 30, "both followers' logs with a finished sync", interval=0.5)
-    assert [c["component"] for c in columns] == ["redis-leader", "redis-follower", "redis-follower"]
-    for column in columns:
-        assert all(REDIS_LINE.match(line["text"]) for line in column["lines"]), column["lines"][:3]
-
-
-def test_probe_reaches_every_follower(lab: Lab) -> None:
-    poll(lab.in_sync, 60, "in sync", interval=0.5)
-    with timed("probe"):
-        response = lab.client.post("/api/probe", headers=HX)
-    assert response.status_code == 200, response.text
-    result = response.json()
-    assert result["all_arrived"] and result["followers"] == 2 and result["acknowledged"] == 2, result
-    assert all(n["error"] is None for n in result["nodes"]), result["nodes"]
-    print(f"[k8s timing] probe: max follower {result['max_follower_ms']} ms")
-
-
-def test_write_load_is_accounted_for_on_every_follower(lab: Lab) -> None:
-    response = lab.client.post("/api/load", json={"rate": 20, "seconds": 3}, headers=HX)
-    assert response.status_code == 202, response.text
-
-    def finished() -> dict[str, Any] | None:
-        body: dict[str, Any] = lab.client.get("/api/load").json()
-        return body if body["state"] not in ("running", "checking") else None
-
-    with timed("write load 20/s for 3 s"):
-        done = poll(finished, 60, "the write load to finish", interval=0.5)
-    assert done is not None and done["state"] == "done", done
-    assert done["ok"] == done["planned"] == 60 and done["failed"] == 0, done
-    assert all(n["found"] == 60 and n["missing"] == 0 and n["error"] is None for n in done["nodes"]), done
-
-
-def test_network_blip_is_a_partial_resync(lab: Lab) -> None:
-    body = lab.drill("network-blip")
-    assert "PARTIAL" in body["message"], body["message"]
-
-
-def test_pause_replication_makes_lag_grow_then_drain(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(drills, "PAUSE_SECONDS", 2.0)
-    body = lab.drill("pause-replication")
-    assert "gap grew to" in body["message"] and "holds every entry" in body["message"], body["message"]
-
-
-def test_delete_follower_comes_back_with_a_full_resync(lab: Lab) -> None:
-    before = {f["name"] for f in lab.replication()["followers"]}
-    body = lab.drill("delete-follower")
-    assert "FULL sync" in body["message"], body["message"]
-    poll(lab.in_sync, 60, "in sync with the replacement", interval=0.5)
-    assert len({f["name"] for f in lab.replication()["followers"]} - before) == 1
-
-
-def test_scale_followers_to_three_and_back(lab: Lab) -> None:
-    body = lab.drill("scale-followers")
-    assert "Scaled to 3" in body["message"], body["message"]
-    follower = lab.apps.read_namespaced_deployment("redis-follower", lab.namespace)
-    assert follower.spec.replicas == 2
-
-
-def test_scale_frontend_to_five_and_back(lab: Lab) -> None:
-    body = lab.drill("scale-frontend")
-    assert "5 frontend replicas answered" in body["message"], body["message"]
-
-
-def test_delete_leader_is_shown_as_data_loss(lab: Lab) -> None:
-    leader = lab.replication()["leader"]["name"]
-    body = lab.drill("delete-leader")
-    assert "DATA LOSS" in body["message"] and "now hold 0 entries" in body["message"], body["message"]
-    poll(lab.in_sync, 60, "the followers in sync with the new leader", interval=0.5)
-    assert lab.replication()["leader"]["name"] != leader
 
 
 def test_cleanup_spares_the_foreign_objects(lab: Lab) -> None:
