@@ -29,12 +29,6 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def rfc3339_nano(when: datetime) -> str:
-    """`2026-11-26T04:39:57.123456000Z`, as `kubectl logs --timestamps` prints the container runtime's time."""
-    when = when.astimezone(UTC)
-    return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond:06d}000Z"
-
-
 def status_body(code: int, reason: str, message: str, details: JSON | None = None) -> JSON:
     body: JSON = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message}
     body["reason"] = reason

@@ -1,27 +1,16 @@
-"""What runs behind the double's pods: the `Kubelet` protocol and `LoopbackKubelet` (real processes on loopback),
-with `ServiceProxy` standing in for kube-proxy."""
+"""What runs behind the double's pods: the `Kubelet` protocol and `LoopbackKubelet` (real processes on loopback)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
-import select
-import socket
-import subprocess
 import threading
-from collections import deque
-from collections.abc import Callable
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
-from dashboard.platforms.local.process import atomic_write_json, frontend_argv
-from dashboard.settings import PROJECT_ROOT, Settings
 from tests.k8s_double.fixtures import JSON
 from tests.k8s_double.portforward import Address
-from tests.redis_helpers import RedisProc, free_port, start_redis, stop_process, wait_until
+from tests.redis_helpers import RedisProc, start_redis
 
 
 class Kubelet(Protocol):
@@ -35,136 +24,25 @@ class Kubelet(Protocol):
         """Stop what `run_pod` started for this pod (by pid)."""
         ...
 
-    def logs(self, pod: JSON) -> list[tuple[datetime, str]]:
-        """What the pod's process(es) wrote so far: (when, line), oldest first."""
-        ...
-
-
-class ServiceProxy:
-    """A Service's virtual IP as kube-proxy makes it, on 127.0.0.1: each new connection goes to the endpoint
-    `pick()` names at that moment (none: closed at once); an open connection stays with the endpoint it reached
-    and ends when that endpoint goes away. So a client of the Service reaches a replacement pod when it reconnects.
-    """
-
-    def __init__(self, name: str, pick: Callable[[], Address | None]) -> None:
-        self.name = name
-        self.pick = pick
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.address: Address = ("127.0.0.1", int(self._listener.getsockname()[1]))
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept, name=f"service {name}", daemon=True).start()
-
-    def close(self) -> None:
-        self._closed.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        with self._lock:
-            for sock in list(self._open):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        target = self.pick()
-        upstream = None
-        try:
-            if target is None:
-                return
-            try:
-                upstream = socket.create_connection(target, timeout=2)
-            except OSError:
-                return
-            with self._lock:
-                if self._closed.is_set():
-                    return
-                self._open.update((conn, upstream))
-            pair = {conn: upstream, upstream: conn}
-            while True:
-                readable, _, _ = select.select(list(pair), [], [])
-                for sock in readable:
-                    try:
-                        data = sock.recv(65536)
-                        if data:
-                            pair[sock].sendall(data)
-                    except OSError:
-                        data = b""
-                    if not data:
-                        return
-        finally:
-            with self._lock:
-                self._open.discard(conn)
-                if upstream is not None:
-                    self._open.discard(upstream)
-            for end in (conn, upstream):
-                if end is not None:
-                    with contextlib.suppress(OSError):
-                        end.shutdown(socket.SHUT_RDWR)
-                    end.close()
-
-
-_REDIS_STAMP = re.compile(r"^\d+:[XCSM] (\d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d\.\d+) ")
-
-
-def redis_log_lines(path: Path) -> list[tuple[datetime, str]]:
-    """A redis-server log file as (when, line): each line's own local timestamp, carried over to lines without."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    out: list[tuple[datetime, str]] = []
-    when = datetime.fromtimestamp(path.stat().st_mtime, UTC) if text else datetime.now(UTC)
-    for line in text.splitlines():
-        match = _REDIS_STAMP.match(line)
-        if match:
-            with contextlib.suppress(ValueError):
-                when = datetime.strptime(match.group(1), "%d %b %Y %H:%M:%S.%f").astimezone(UTC)
-        if line.strip():
-            out.append((when, line))
-    return out
-
 
 class LoopbackKubelet:
-    """A `Kubelet` that runs the lab's pods as real processes on 127.0.0.1, as the local platform would.
+    """A `Kubelet` that runs the lab's pods on 127.0.0.1, reached only through the double's port-forward.
 
-    redis-leader pods: `redis-server`; redis-follower pods: `redis-server --replicaof` the redis-leader Service
-    (as the follower image does), here a `ServiceProxy` to the newest running leader, so that followers find a
-    replacement leader; frontend pods: the project's Python guestbook frontend (`python -m dashboard.guestbook
-    --endpoints FILE`), or with `frontend="stub"` a tiny in-thread HTTP server answering
-    `GET /guestbook.php?cmd=get` with `{"data": "<pod name>"}`. The endpoints file plays the Services for the
-    frontend (ready leader and followers). `logs(pod)` is what the pod's process wrote: redis-server's log file,
-    the frontend's stdout and stderr (each line stamped when it was read, as a container runtime does).
-    Everything it starts it stops, by pid, in `stop_pod()` or `close()`.
+    redis-leader pods: `redis-server`; redis-follower pods: `redis-server --replicaof` the newest running leader
+    (as the follower image does through the redis-leader Service); frontend pods: a tiny in-thread HTTP server
+    answering `GET /guestbook.php?cmd=get` with `{"data": "<pod name>"}` (so a test tells which pod answered).
+    Everything it starts it stops, by pid, in `stop_pod()` or `close()`. The real guestbook, its PHP frontend and
+    the pods' logs are on the real cluster (`tests/test_k8s_cluster*.py`, the behaviour suite).
     """
 
-    def __init__(self, workdir: Path, frontend: str = "guestbook") -> None:
+    def __init__(self, workdir: Path, frontend: str = "stub") -> None:
+        if frontend != "stub":
+            raise ValueError(f"frontend={frontend!r}: only the stub frontend runs here (the real ones on the cluster)")
         self.workdir = workdir
-        self.frontend = frontend
-        self.endpoints_file = workdir / "endpoints.json"
         self.lock = threading.Lock()
         self.redis: dict[str, RedisProc] = {}  # pod name -> process
         self.roles: dict[str, str] = {}
-        self.frontends: dict[str, subprocess.Popen[bytes] | ThreadingHTTPServer] = {}
-        self.output: dict[str, deque[tuple[datetime, str]]] = {}  # frontend pod name -> its stdout/stderr lines
-        self.started: list[str] = []
-        self.stopped: list[str] = []
-        self.leader_service = ServiceProxy("redis-leader", self._leader_address)
-        self._write_endpoints()
-
-    def _leader_address(self) -> Address | None:
-        """The redis-leader Service's endpoint: the newest leader process that runs (a replacement, not the old)."""
-        with self.lock:
-            leaders = [p for n, p in self.redis.items() if self.roles[n] == "leader" and p.alive()]
-        return ("127.0.0.1", leaders[-1].port) if leaders else None
+        self.frontends: dict[str, ThreadingHTTPServer] = {}
 
     def run_pod(self, pod: JSON) -> dict[int, Address]:
         name = pod["metadata"]["name"]
@@ -176,101 +54,39 @@ class LoopbackKubelet:
                     leaders = [p for n, p in self.redis.items() if self.roles[n] == "leader" and p.alive()]
                 if not leaders:
                     raise RuntimeError("redis-leader:6379 does not answer (no leader pod runs)")
-                leader = self.leader_service.address
+                leader = ("127.0.0.1", leaders[-1].port)
             proc = start_redis(replicaof=leader)
             with self.lock:
                 self.redis[name] = proc
                 self.roles[name] = str(labels.get("role"))
-                self.started.append(name)
-                self._write_endpoints()
             return {6379: ("127.0.0.1", proc.port)}
-        if self.frontend == "stub":
-            server = ThreadingHTTPServer(("127.0.0.1", 0), _stub_frontend(name))
-            server.daemon_threads = True
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-            with self.lock:
-                self.frontends[name] = server
-                self.started.append(name)
-            return {80: ("127.0.0.1", int(server.server_address[1]))}
-        port = free_port()
-        argv = frontend_argv(name, port, self.endpoints_file, Settings().max_entry_length)
-        proc_ = subprocess.Popen(
-            argv, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        output: deque[tuple[datetime, str]] = deque(maxlen=5000)
-        assert proc_.stdout is not None
-        threading.Thread(target=_read_output, args=(proc_.stdout, output), daemon=True).start()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _stub_frontend(name))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
         with self.lock:
-            self.frontends[name] = proc_
-            self.output[name] = output
-            self.started.append(name)
-
-        def listening() -> bool:
-            if proc_.poll() is not None:
-                raise RuntimeError(f"the guestbook frontend exited with {proc_.returncode}")
-            with socket.socket() as probe:
-                return probe.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_until(listening, 15, what=f"frontend {name} listening on {port}")
-        return {80: ("127.0.0.1", port)}
+            self.frontends[name] = server
+        return {80: ("127.0.0.1", int(server.server_address[1]))}
 
     def stop_pod(self, pod: JSON) -> None:
         name = pod["metadata"]["name"]
         with self.lock:
             proc = self.redis.pop(name, None)
             frontend = self.frontends.pop(name, None)
-            self.output.pop(name, None)
-            self.stopped.append(name)
-            self._write_endpoints()
         if proc is not None:
             proc.stop()
-        if isinstance(frontend, ThreadingHTTPServer):
+        if frontend is not None:
             frontend.shutdown()
             frontend.server_close()
-        elif frontend is not None:
-            stop_process(frontend)
-
-    def logs(self, pod: JSON) -> list[tuple[datetime, str]]:
-        name = pod["metadata"]["name"]
-        with self.lock:
-            proc = self.redis.get(name)
-            output = list(self.output.get(name) or ())
-        if proc is not None:
-            return redis_log_lines(Path(proc.workdir) / "redis.log")
-        return output
-
-    def running(self) -> list[str]:
-        with self.lock:
-            return sorted([*self.redis, *self.frontends])
 
     def close(self) -> None:
-        self.leader_service.close()
         with self.lock:
             procs, self.redis = list(self.redis.values()), {}
             frontends, self.frontends = list(self.frontends.values()), {}
         for proc in procs:
             proc.stop()
         for frontend in frontends:
-            if isinstance(frontend, ThreadingHTTPServer):
-                frontend.shutdown()
-                frontend.server_close()
-            else:
-                stop_process(frontend)
-
-    def _write_endpoints(self) -> None:
-        services: dict[str, list[list[object]]] = {"redis-leader": [], "redis-follower": []}
-        for name, proc in self.redis.items():
-            services[f"redis-{self.roles[name]}"].append(["127.0.0.1", proc.port])
-        atomic_write_json(self.endpoints_file, services)
-
-
-def _read_output(stream: BinaryIO, into: deque[tuple[datetime, str]]) -> None:
-    """A process's stdout, line by line, each stamped when read (until the process closes it)."""
-    with contextlib.suppress(OSError, ValueError):
-        for raw in iter(stream.readline, b""):
-            into.append((datetime.now(UTC), raw.decode("utf-8", "replace").rstrip("\r\n")))
-    with contextlib.suppress(OSError):
-        stream.close()
+            frontend.shutdown()
+            frontend.server_close()
 
 
 def _stub_frontend(pod: str) -> type[BaseHTTPRequestHandler]:
