@@ -1,9 +1,11 @@
 """The Kubernetes platform through its real client code path (kubeconfig, ApiClient, urllib3, watch streams)
 against `tests/k8s_double/`, an HTTP-level double of the API server, for what a real cluster cannot be made to
 show on demand: every open watch ended with 410 Gone (as after an API server restart or an etcd compaction) and
-the relist after it; a watch resumed from its resourceVersion without a relist; a rejected (expired) token, an
-API server that refuses the connection, a missing kubeconfig or context; a NodePort that answers (the kit has no
-kube-proxy); and the exact count of requests that many viewers cause (none). What a real cluster shows (apply,
+the relist after it; a watch resumed from its resourceVersion without a relist; a 503 with Retry-After (an
+overloaded or restarting API server) and the recovery after it; the namespace and everything in it deleted at
+once under a running dashboard; a rejected (expired) token, an API server that refuses the connection, a missing
+kubeconfig or context; a NodePort that answers (the kit has no kube-proxy); and the exact count of requests that
+many viewers cause (none). What a real cluster shows (apply,
 cleanup, 403s, namespaces, pods, endpoints, logs, events, rollout status) is `tests/test_k8s_cluster*.py`.
 
 Each test writes a kubeconfig into tmp_path that points at the double's http://127.0.0.1:PORT, builds its own
@@ -137,5 +139,42 @@ def test_many_viewers_cost_no_requests(double: KubernetesApiDouble, tmp_path: Pa
                 *(platform.get_pods() for _ in range(50)), *(platform.redis_endpoints() for _ in range(50))
             )
         assert len(double.requests) == before
+
+    run(platform, body)
+
+
+def test_503_with_retry_after_says_when_to_retry_and_the_step_recovers(
+    double: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    """An API server that is overloaded or restarting: one sentence with its Retry-After; then it answers again."""
+    platform = KubernetesPlatform(settings_for(double, tmp_path))
+
+    async def body() -> None:
+        double.fail("patch", "deployments", 503, retry_after="7")
+        with pytest.raises(PlatformUnavailable) as caught:
+            await platform.apply("redis-leader-deployment.yaml")
+        assert caught.value.message == (
+            "The API server did not answer patch deployment.apps/redis-leader in namespace guestbook in time "
+            "(503 ServiceUnavailable)."
+        ), caught.value.message
+        assert caught.value.hint.startswith("Retry in 7 seconds"), caught.value.hint
+        double.heal()
+        assert await platform.apply("redis-leader-deployment.yaml") == ["deployment.apps/redis-leader created"]
+
+    run(platform, body)
+
+
+def test_the_namespace_deleted_under_the_dashboard(double: KubernetesApiDouble, tmp_path: Path) -> None:
+    """Someone deletes the lab's namespace while the dashboard runs: the board empties, the next step says why."""
+    platform = KubernetesPlatform(settings_for(double, tmp_path))
+
+    async def body() -> None:
+        await platform.apply("redis-leader-deployment.yaml")
+        await until(lambda: len(platform._pods) == 1, what="the leader pod")
+        double.delete_namespace("guestbook")
+        await until(lambda: platform._pods == [], what="the board emptied by the watch's DELETED events")
+        with pytest.raises(PlatformUnavailable) as caught:
+            await platform.apply("redis-leader-deployment.yaml")
+        assert caught.value.message == "Namespace guestbook does not exist."
 
     run(platform, body)

@@ -18,6 +18,8 @@ What it does (and only that):
 - a tiny controller: a Deployment's pods appear Running and Ready (IPs 127.0.0.x, never a fixture's 10.244.x)
   and are deleted with it (Terminating first, then DELETED after `pod_grace` seconds); a deleted pod is replaced;
 - auth: a bearer token (401 otherwise); every SelfSubjectAccessReview is allowed (real RBAC is the cluster's);
+- faults: `fail(verb, plural, code, retry_after)` answers 429/5xx with the Status shape and a Retry-After header
+  until `heal()`; `delete_namespace(name)` removes a namespace and its objects at once (DELETED events);
 - `requests`: every request as (method, verb, path) for counting;
 - pods/portforward over WebSocket, as the API server (and the kubelet behind it) serves it to the python client:
   a GET upgrade offering `v5.channel.k8s.io,v4.channel.k8s.io`, answered 101 with `v4.channel.k8s.io`

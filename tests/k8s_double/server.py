@@ -48,6 +48,7 @@ class KubernetesApiDouble:
         self.store: dict[tuple[str, str, str], JSON] = {}  # (plural, namespace, name) -> object
         self.history: list[tuple[int, str, str, str, JSON]] = []  # (rv, type, plural, namespace, object)
         self.requests: list[tuple[str, str, str]] = []
+        self.faults: dict[tuple[str, str], tuple[int, str | None]] = {}  # (verb, plural) -> (code, Retry-After)
         self.token = TOKEN
         self.pod_grace = pod_grace
         self.compacted = 0
@@ -103,6 +104,23 @@ class KubernetesApiDouble:
         }
         path.write_text(yaml.safe_dump(config))
         return path
+
+    def fail(self, verb: str, plural: str, code: int, retry_after: str | None = None) -> None:
+        """Answer `verb` on `plural` with `code` (429, 5xx: the recorded Status shape), Retry-After if given, until
+        `heal()`; as an overloaded or restarting API server does."""
+        with self.lock:
+            self.faults[(verb, plural)] = (code, retry_after)
+
+    def heal(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def delete_namespace(self, name: str) -> None:
+        """The namespace and everything in it gone at once (someone ran `kubectl delete namespace` meanwhile)."""
+        with self.lock:
+            del self.namespaces[name]
+            for key in [k for k in self.store if k[1] == name]:
+                self._remove(*key)
 
     def expire_watches(self) -> None:
         """Send every open watch the recorded 410 Gone ERROR event and close it (as after an API server restart)."""
@@ -402,6 +420,21 @@ class KubernetesApiDouble:
                         {"name": namespace, "kind": "namespaces"},
                     ),
                 )
+            with self.lock:
+                fault = self.faults.get((verb, plural))
+            if fault is not None:
+                code, retry_after = fault
+                reason = {429: "TooManyRequests", 503: "ServiceUnavailable"}.get(code, "InternalError")
+                body = status_body(code, reason, f"the server is {reason}", {"retryAfterSeconds": 1})
+                data = json.dumps(body).encode()
+                handler.send_response(code)
+                handler.send_header("Content-Type", "application/json")
+                if retry_after is not None:
+                    handler.send_header("Retry-After", retry_after)
+                handler.send_header("Content-Length", str(len(data)))
+                handler.end_headers()
+                handler.wfile.write(data)
+                return None
             if plural == "pods" and sub == "portforward":
                 return self._portforward(handler, namespace, name, query)
             if verb == "watch":
@@ -527,9 +560,8 @@ class KubernetesApiDouble:
                     ),
                 )
             if method == "DELETE":
-                ns = self.namespaces.pop(name)
-                for key in [k for k in self.store if k[1] == name]:
-                    self._remove(*key)
+                ns = self.namespaces[name]
+                self.delete_namespace(name)
                 return 200, ns
             return 200, self.namespaces[name]
 
