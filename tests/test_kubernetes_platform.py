@@ -143,7 +143,7 @@ def test_many_viewers_cost_no_requests(double: KubernetesApiDouble, tmp_path: Pa
     run(platform, body)
 
 
-def test_503_with_retry_after_says_when_to_retry_and_the_step_recovers(
+def test_503_and_429_with_retry_after_say_when_to_retry_and_the_step_recovers(
     double: KubernetesApiDouble, tmp_path: Path
 ) -> None:
     """An API server that is overloaded or restarting: one sentence with its Retry-After; then it answers again."""
@@ -158,6 +158,14 @@ def test_503_with_retry_after_says_when_to_retry_and_the_step_recovers(
             "(503 ServiceUnavailable)."
         ), caught.value.message
         assert caught.value.hint.startswith("Retry in 7 seconds"), caught.value.hint
+        double.fail("patch", "deployments", 429, retry_after="3")  # API Priority and Fairness rejecting the request
+        with pytest.raises(PlatformUnavailable) as caught:
+            await platform.apply("redis-leader-deployment.yaml")
+        assert caught.value.message == (
+            "The API server is throttling requests and did not patch deployment.apps/redis-leader in namespace "
+            "guestbook (429 Too Many Requests)."
+        ), caught.value.message
+        assert caught.value.hint.startswith("Retry in 3 seconds"), caught.value.hint
         double.heal()
         assert await platform.apply("redis-leader-deployment.yaml") == ["deployment.apps/redis-leader created"]
 

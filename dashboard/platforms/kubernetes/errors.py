@@ -126,6 +126,14 @@ def translate_status(
             f"The API server rejected {what or 'the object'} as invalid ({summary}).",
             "Fix that field in the manifest (or the image override) and apply again.",
         )
+    if code == 429 or reason == "TooManyRequests":
+        wait = retry_after or str(details.get("retryAfterSeconds") or "") or "a few"
+        return PlatformUnavailable(
+            f"The API server is throttling requests and did not {verb or 'answer'} {what}{where} "
+            "(429 Too Many Requests).",
+            f"Retry in {wait} seconds; if it persists, the cluster's API Priority and Fairness limits this identity "
+            "(kubectl get flowschemas).",
+        )
     if code in (500, 502, 503, 504) or reason in ("Timeout", "ServerTimeout", "ServiceUnavailable"):
         wait = retry_after or str(details.get("retryAfterSeconds") or "") or "a few"
         return PlatformUnavailable(
