@@ -25,6 +25,21 @@ ws_client: Any = _ws_client  # kubernetes.stream.ws_client is untyped
 REQUEST_TIMEOUT = (5.0, 30.0)
 
 
+class _PortForward(ws_client.PortForward):  # type: ignore[misc]
+    """The client's `PortForward`, whose proxy thread closes the websocket and its ends of the socket pairs however
+    it ends. The client's `_proxy` closes them when a side closes cleanly, but when it raises (a reset websocket makes
+    its `send` raise `ConnectionResetError`; a frame it does not expect is a `RuntimeError`) the thread ends with the
+    websocket's TCP socket still open, left for the garbage collector to close with a `ResourceWarning`."""
+
+    def _proxy(self) -> None:
+        try:
+            super()._proxy()
+        finally:
+            self.websocket.shutdown()  # closes the socket now if it is still open, else does nothing
+            for port in self.local_ports.values():
+                port.python.close()
+
+
 class Api:
     """Raw JSON requests through the client's ApiClient; every error leaves as a `DashboardError`."""
 
@@ -155,7 +170,7 @@ class Api:
             raise portforward_refusal(code, body, pod, translated) or translated from exc
         except (WebSocketException, k8s_client.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise connection_error(self.cluster.server, str(exc)) from exc
-        return ws_client.PortForward(websocket, [port])
+        return _PortForward(websocket, [port])
 
 
 def api_path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
