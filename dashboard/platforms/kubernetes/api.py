@@ -26,10 +26,11 @@ REQUEST_TIMEOUT = (5.0, 30.0)
 
 
 class _PortForward(ws_client.PortForward):  # type: ignore[misc]
-    """The client's `PortForward`, whose proxy thread closes the websocket and its ends of the socket pairs however
-    it ends. The client's `_proxy` closes them when a side closes cleanly, but when it raises (a reset websocket makes
-    its `send` raise `ConnectionResetError`; a frame it does not expect is a `RuntimeError`) the thread ends with the
-    websocket's TCP socket still open, left for the garbage collector to close with a `ResourceWarning`."""
+    """The client's `PortForward`, whose proxy thread closes the websocket's TCP socket and its ends of the socket
+    pairs however it ends. When the API server closes the websocket first, websocket-client answers its close frame
+    with `send_close`, which marks the websocket disconnected; the client's `_proxy` then ends with
+    `websocket.close()`, which does nothing on a disconnected websocket, and left the socket open for the garbage
+    collector to close with a `ResourceWarning`. The same when `_proxy` raises (a reset, a frame it does not expect)."""
 
     def _proxy(self) -> None:
         try:
