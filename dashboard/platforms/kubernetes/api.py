@@ -25,6 +25,22 @@ ws_client: Any = _ws_client  # kubernetes.stream.ws_client is untyped
 REQUEST_TIMEOUT = (5.0, 30.0)
 
 
+class _PortForward(ws_client.PortForward):  # type: ignore[misc]
+    """The client's `PortForward`, whose proxy thread closes the websocket's TCP socket and its ends of the socket
+    pairs however it ends. When the API server closes the websocket first, websocket-client answers its close frame
+    with `send_close`, which marks the websocket disconnected; the client's `_proxy` then ends with
+    `websocket.close()`, which does nothing on a disconnected websocket, and left the socket open for the garbage
+    collector to close with a `ResourceWarning`. The same when `_proxy` raises (a reset, a frame it does not expect)."""
+
+    def _proxy(self) -> None:
+        try:
+            super()._proxy()
+        finally:
+            self.websocket.shutdown()  # closes the socket now if it is still open, else does nothing
+            for port in self.local_ports.values():
+                port.python.close()
+
+
 class Api:
     """Raw JSON requests through the client's ApiClient; every error leaves as a `DashboardError`."""
 
@@ -155,7 +171,7 @@ class Api:
             raise portforward_refusal(code, body, pod, translated) or translated from exc
         except (WebSocketException, k8s_client.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise connection_error(self.cluster.server, str(exc)) from exc
-        return ws_client.PortForward(websocket, [port])
+        return _PortForward(websocket, [port])
 
 
 def api_path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
