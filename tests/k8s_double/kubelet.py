@@ -137,63 +137,89 @@ class LoopbackKubelet:
     """A `Kubelet` that runs the lab's pods as real processes on 127.0.0.1, as the local platform would.
 
     redis-leader pods: `redis-server`; redis-follower pods: `redis-server --replicaof` the redis-leader Service
-    (as the follower image does), here a `ServiceProxy` to the newest running leader, so that followers find a
-    replacement leader; frontend pods: the project's Python guestbook frontend (`python -m dashboard.guestbook
-    --endpoints FILE`), or with `frontend="stub"` a tiny in-thread HTTP server answering
-    `GET /guestbook.php?cmd=get` with `{"data": "<pod name>"}`. The endpoints file plays the Services for the
-    frontend (ready leader and followers). `logs(pod)` is what the pod's process wrote: redis-server's log file,
-    the frontend's stdout and stderr (each line stamped when it was read, as a container runtime does).
+    (as the follower image does), here a `ServiceProxy` to the newest running leader of the pod's namespace, so
+    that followers find a replacement leader; frontend pods: the project's Python guestbook frontend (`python -m
+    dashboard.guestbook --endpoints FILE`), or with `frontend="stub"` a tiny in-thread HTTP server answering
+    `GET /guestbook.php?cmd=get` with `{"data": "<pod name>"}`. The endpoints file (one per namespace) plays the
+    Services for the frontend (ready leader and followers). Every namespace has Services of its own, as on a
+    cluster: a room's learners' followers replicate from their own leader and their frontends use their own Redis.
+    `logs(pod)` is what the pod's process wrote: redis-server's log file, the frontend's stdout and stderr (each
+    line stamped when it was read, as a container runtime does).
     Everything it starts it stops, by pid, in `stop_pod()` or `close()`.
     """
 
     def __init__(self, workdir: Path, frontend: str = "guestbook") -> None:
         self.workdir = workdir
         self.frontend = frontend
-        self.endpoints_file = workdir / "endpoints.json"
+        self.endpoints_file = self.endpoints_file_of("guestbook")
         self.lock = threading.Lock()
-        self.redis: dict[str, RedisProc] = {}  # pod name -> process
-        self.roles: dict[str, str] = {}
-        self.frontends: dict[str, subprocess.Popen[bytes] | ThreadingHTTPServer] = {}
-        self.output: dict[str, deque[tuple[datetime, str]]] = {}  # frontend pod name -> its stdout/stderr lines
+        # (namespace, pod name) -> what runs behind that pod
+        self.redis: dict[tuple[str, str], RedisProc] = {}
+        self.roles: dict[tuple[str, str], str] = {}
+        self.frontends: dict[tuple[str, str], subprocess.Popen[bytes] | ThreadingHTTPServer] = {}
+        self.output: dict[tuple[str, str], deque[tuple[datetime, str]]] = {}  # a frontend's stdout/stderr lines
         self.started: list[str] = []
         self.stopped: list[str] = []
-        self.leader_service = ServiceProxy("redis-leader", self._leader_address)
-        self._write_endpoints()
+        self.leader_services: dict[str, ServiceProxy] = {}  # namespace -> its redis-leader Service
+        self.leader_service = self._leader_service("guestbook")
+        self._write_endpoints("guestbook")
 
-    def _leader_address(self) -> Address | None:
-        """The redis-leader Service's endpoint: the newest leader process that runs (a replacement, not the old)."""
+    def endpoints_file_of(self, namespace: str) -> Path:
+        """The endpoints file of a namespace's Services (the default namespace's is `endpoints.json`)."""
+        return self.workdir / ("endpoints.json" if namespace == "guestbook" else f"endpoints-{namespace}.json")
+
+    def _leader_service(self, namespace: str) -> ServiceProxy:
         with self.lock:
-            leaders = [p for n, p in self.redis.items() if self.roles[n] == "leader" and p.alive()]
+            service = self.leader_services.get(namespace)
+            if service is None:
+                service = ServiceProxy(f"{namespace}/redis-leader", lambda: self._leader_address(namespace))
+                self.leader_services[namespace] = service
+            return service
+
+    def _leaders(self, namespace: str) -> list[RedisProc]:
+        """The namespace's leader processes that run, oldest first (call with the lock held)."""
+        return [p for k, p in self.redis.items() if k[0] == namespace and self.roles[k] == "leader" and p.alive()]
+
+    def _leader_address(self, namespace: str) -> Address | None:
+        """The namespace's redis-leader Service's endpoint: its newest leader process that runs (a replacement,
+        not the old)."""
+        with self.lock:
+            leaders = self._leaders(namespace)
         return ("127.0.0.1", leaders[-1].port) if leaders else None
 
     def run_pod(self, pod: JSON) -> dict[int, Address]:
         name = pod["metadata"]["name"]
+        namespace = pod["metadata"].get("namespace") or "guestbook"
+        key = (namespace, name)
         labels = pod["metadata"].get("labels") or {}
         if labels.get("app") == "redis":
             leader = None
             if labels.get("role") == "follower":
                 with self.lock:
-                    leaders = [p for n, p in self.redis.items() if self.roles[n] == "leader" and p.alive()]
+                    leaders = self._leaders(namespace)
                 if not leaders:
                     raise RuntimeError("redis-leader:6379 does not answer (no leader pod runs)")
-                leader = self.leader_service.address
+                leader = self._leader_service(namespace).address
             proc = start_redis(replicaof=leader)
             with self.lock:
-                self.redis[name] = proc
-                self.roles[name] = str(labels.get("role"))
+                self.redis[key] = proc
+                self.roles[key] = str(labels.get("role"))
                 self.started.append(name)
-                self._write_endpoints()
+                self._write_endpoints(namespace)
             return {6379: ("127.0.0.1", proc.port)}
         if self.frontend == "stub":
             server = ThreadingHTTPServer(("127.0.0.1", 0), _stub_frontend(name))
             server.daemon_threads = True
             threading.Thread(target=server.serve_forever, daemon=True).start()
             with self.lock:
-                self.frontends[name] = server
+                self.frontends[key] = server
                 self.started.append(name)
             return {80: ("127.0.0.1", int(server.server_address[1]))}
         port = free_port()
-        argv = frontend_argv(name, port, self.endpoints_file, Settings().max_entry_length)
+        with self.lock:
+            if not self.endpoints_file_of(namespace).exists():
+                self._write_endpoints(namespace)
+        argv = frontend_argv(name, port, self.endpoints_file_of(namespace), Settings().max_entry_length)
         proc_ = subprocess.Popen(
             argv, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
@@ -201,8 +227,8 @@ class LoopbackKubelet:
         assert proc_.stdout is not None
         threading.Thread(target=_read_output, args=(proc_.stdout, output), daemon=True).start()
         with self.lock:
-            self.frontends[name] = proc_
-            self.output[name] = output
+            self.frontends[key] = proc_
+            self.output[key] = output
             self.started.append(name)
 
         def listening() -> bool:
@@ -211,17 +237,28 @@ class LoopbackKubelet:
             with socket.socket() as probe:
                 return probe.connect_ex(("127.0.0.1", port)) == 0
 
-        wait_until(listening, 15, what=f"frontend {name} listening on {port}")
+        try:  # 60 s: a room's frontends start 30 at a time on a 2-core machine
+            wait_until(listening, 60, what=f"frontend {name} listening on {port}")
+        except Exception:
+            with self.lock:
+                if self.frontends.get(key) is proc_:
+                    del self.frontends[key]
+                    self.output.pop(key, None)
+            stop_process(proc_)  # never left running behind a pod that did not start
+            raise
         return {80: ("127.0.0.1", port)}
 
     def stop_pod(self, pod: JSON) -> None:
         name = pod["metadata"]["name"]
+        namespace = pod["metadata"].get("namespace") or "guestbook"
+        key = (namespace, name)
         with self.lock:
-            proc = self.redis.pop(name, None)
-            frontend = self.frontends.pop(name, None)
-            self.output.pop(name, None)
+            proc = self.redis.pop(key, None)
+            self.roles.pop(key, None)
+            frontend = self.frontends.pop(key, None)
+            self.output.pop(key, None)
             self.stopped.append(name)
-            self._write_endpoints()
+            self._write_endpoints(namespace)
         if proc is not None:
             proc.stop()
         if isinstance(frontend, ThreadingHTTPServer):
@@ -231,20 +268,23 @@ class LoopbackKubelet:
             stop_process(frontend)
 
     def logs(self, pod: JSON) -> list[tuple[datetime, str]]:
-        name = pod["metadata"]["name"]
+        key = (pod["metadata"].get("namespace") or "guestbook", pod["metadata"]["name"])
         with self.lock:
-            proc = self.redis.get(name)
-            output = list(self.output.get(name) or ())
+            proc = self.redis.get(key)
+            output = list(self.output.get(key) or ())
         if proc is not None:
             return redis_log_lines(Path(proc.workdir) / "redis.log")
         return output
 
     def running(self) -> list[str]:
         with self.lock:
-            return sorted([*self.redis, *self.frontends])
+            return sorted(name for _, name in [*self.redis, *self.frontends])
 
     def close(self) -> None:
-        self.leader_service.close()
+        with self.lock:
+            services, self.leader_services = list(self.leader_services.values()), {}
+        for service in services:
+            service.close()
         with self.lock:
             procs, self.redis = list(self.redis.values()), {}
             frontends, self.frontends = list(self.frontends.values()), {}
@@ -257,11 +297,13 @@ class LoopbackKubelet:
             else:
                 stop_process(frontend)
 
-    def _write_endpoints(self) -> None:
+    def _write_endpoints(self, namespace: str) -> None:
+        """The namespace's endpoints file: its own leader and followers (call with the lock held)."""
         services: dict[str, list[list[object]]] = {"redis-leader": [], "redis-follower": []}
-        for name, proc in self.redis.items():
-            services[f"redis-{self.roles[name]}"].append(["127.0.0.1", proc.port])
-        atomic_write_json(self.endpoints_file, services)
+        for key, proc in self.redis.items():
+            if key[0] == namespace:
+                services[f"redis-{self.roles[key]}"].append(["127.0.0.1", proc.port])
+        atomic_write_json(self.endpoints_file_of(namespace), services)
 
 
 def _read_output(stream: BinaryIO, into: deque[tuple[datetime, str]]) -> None:

@@ -312,11 +312,20 @@ class KubernetesApiDouble:
         assert self.kubelet is not None
         meta = pod["metadata"]
         key = ("pods", meta["namespace"], meta["name"])
+
+        def deleted() -> bool:
+            with self.lock:
+                current = self.store.get(key)
+                return current is None or bool(current["metadata"].get("deletionTimestamp"))
+
+        if deleted():  # deleted before its containers started (a scale-down right after an apply): nothing to run
+            return
         try:
             routes = self.kubelet.run_pod(copy.deepcopy(pod))
             failure = None
         except Exception as exc:
-            log.warning("kubelet could not start %s: %s", meta["name"], exc)
+            # A pod deleted while it started had its process stopped under it (`_kill`): no warning for that.
+            (log.debug if deleted() else log.warning)("kubelet could not start %s: %s", meta["name"], exc)
             routes, failure = {}, str(exc)
         with self.lock:
             current = self.store.get(key)
@@ -373,8 +382,8 @@ class KubernetesApiDouble:
     def _kill(self, sessions: list[PortForwardSession], pod: JSON) -> None:
         for session in sessions:
             session.cut()
-        if self.kubelet is not None and pod["status"].get("phase") == "Running":
-            self.kubelet.stop_pod(pod)
+        if self.kubelet is not None and pod["status"].get("phase") in ("Running", "Pending"):
+            self.kubelet.stop_pod(pod)  # a Pending pod's process may be starting: stopped now, not once it is up
 
     # ---------------------------------------------------------------------------- HTTP plumbing
 
