@@ -121,8 +121,8 @@ class Api:
         return response.response  # the urllib3 response, unread
 
     def portforward(self, pod: str, port: int) -> Any:
-        """A `kubernetes.stream.ws_client.PortForward` to pod:port: a websocket (`v4.channel.k8s.io`) through the
-        API server's pods/portforward subresource, as `kubectl port-forward` opens it.
+        """A websocket (`v4.channel.k8s.io`, connected) to pod:port through the API server's pods/portforward
+        subresource, as `kubectl port-forward` opens it; `portforward.relay` carries a connection over it.
 
         Built from the client's own pieces rather than with `kubernetes.stream.portforward`, which swaps
         `call_api` on the *shared* ApiClient while the websocket opens: a request another thread makes meanwhile
@@ -155,7 +155,7 @@ class Api:
             raise portforward_refusal(code, body, pod, translated) or translated from exc
         except (WebSocketException, k8s_client.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise connection_error(self.cluster.server, str(exc)) from exc
-        return ws_client.PortForward(websocket, [port])
+        return websocket
 
 
 def api_path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
