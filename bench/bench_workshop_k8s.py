@@ -230,6 +230,8 @@ def main() -> int:
         state = grid(room)
         failed = [r for r in state["learners"] if r["provisioning"] != "ready"]
         peak = state.get("provisioning", {}).get("peak")
+        time.sleep(1.0)  # as for the solo room
+        room_watches = watch_paths(before_room)
         ok &= report("joins answered", f"{joined_s:.1f} s, statuses {statuses}", statuses == [200], "all 200")
         ok &= report(
             f"{learners} labs provisioned",
@@ -383,15 +385,18 @@ def main() -> int:
         if steady:
             print("INFO  steady requests: " + ", ".join(f"{m} {p}" for m, _, p in steady[:5]), flush=True)
 
-        # 1b. the big room's watches, after the burst, the lab and the steady window
-        room_watches = watch_paths(before_room)
+        # 1b. the big room's watches: as many as the solo room's once provisioned; later only the same paths again
+        # (each watch is renewed when the server ends it after timeoutSeconds, ~290 s) and never a learner's own
+        later = [p for p in watch_paths(before_room) if not p.startswith("/api/v1/namespaces/guestbook/")]
+        renewed = len(later) - len(room_watches)
         prefixes = tuple(f"/namespaces/{r['id']}-" for r in (solo, room))
         namespaced = [p for p in watch_paths(0) if any(prefix in p for prefix in prefixes)]
         ok &= report(
             f"watch requests, room of 1 vs room of {learners}",
-            f"{len(solo_watches)} {solo_watches} vs {len(room_watches)} {room_watches}; per-learner namespace "
-            f"watches {len(namespaced)}",
-            solo_watches == room_watches and not namespaced and solo_join[0] == 200,
+            f"{len(solo_watches)} {solo_watches} vs {len(room_watches)} {room_watches}; by the end "
+            f"{sorted(set(later))} ({renewed} renewals after timeoutSeconds); per-learner namespace watches "
+            f"{len(namespaced)}",
+            solo_watches == room_watches and set(later) == set(room_watches) and not namespaced and solo_join[0] == 200,
             "the same, none per learner namespace",
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import select
+import selectors
 import socket
 import subprocess
 import threading
@@ -89,17 +89,21 @@ class ServiceProxy:
                     return
                 self._open.update((conn, upstream))
             pair = {conn: upstream, upstream: conn}
-            while True:
-                readable, _, _ = select.select(list(pair), [], [])
-                for sock in readable:
-                    try:
-                        data = sock.recv(65536)
-                        if data:
-                            pair[sock].sendall(data)
-                    except OSError:
-                        data = b""
-                    if not data:
-                        return
+            # A selector (epoll), not select(): a room's double holds more than 1024 descriptors.
+            with selectors.DefaultSelector() as selector:
+                for sock in pair:
+                    selector.register(sock, selectors.EVENT_READ)
+                while True:
+                    for key, _ in selector.select():
+                        sock = key.fileobj  # type: ignore[assignment]
+                        try:
+                            data = sock.recv(65536)
+                            if data:
+                                pair[sock].sendall(data)
+                        except OSError:
+                            data = b""
+                        if not data:
+                            return
         finally:
             with self._lock:
                 self._open.discard(conn)
