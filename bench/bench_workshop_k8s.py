@@ -1,34 +1,42 @@
 """Workshop mode on Kubernetes: a room of --learners (default 100) on one dashboard, against the Kubernetes API double.
 
 The API server is `RoomDouble` (tests/k8s_double/room.py) in this process on 127.0.0.1, with a `LoopbackKubelet`
-behind its pods (each redis pod is a real `redis-server` on loopback, reached through the double's pods/portforward
-WebSocket). The dashboard is a subprocess, `python -m dashboard --workshop --workshop-profile --platform kubernetes
---kubeconfig <the double's kubeconfig> --redis-access port-forward`, so its CPU and RSS are its own pid's. The bench
-opens rooms as the instructor and measures, printing each figure next to its target:
+behind its pods: each redis pod is a real `redis-server` on loopback, each frontend pod the project's real Python
+guestbook frontend, reached through the double's pods/portforward WebSocket. Every learner namespace has Services
+of its own (its followers replicate from its own leader, its frontend uses its own Redis). The dashboard is a
+subprocess, `python -m dashboard --workshop --workshop-profile --platform kubernetes --kubeconfig <the double's
+kubeconfig> --redis-access port-forward`, so its CPU and RSS are its own pid's. The bench opens rooms as the
+instructor and measures, printing each figure next to its target:
 
 1. watches: a room of 1 learner, then the big room of --learners; the watch requests the double received since each
-   room opened (by path). Target: the same for both (the room's two cluster-wide watches, pods and events), and
-   never a watch per learner namespace.
+   room opened (by path), 1 s after its labs are provisioned. Target: the same for both (the room's two
+   cluster-wide watches, pods and events), never a watch per learner namespace, and by the end only those paths
+   again (each watch is renewed when the server ends it after timeoutSeconds, ~290 s).
 2. joins: --learners API clients join the big room at once (`POST /join`); the time until every one has an answer
    and until every learner's lab is provisioned (namespace, isolation, the lab's platform started), provisioning at
    most 10–20 at once (the dashboard's own peak, from `/api/rooms/<id>`, and the most learners' namespaces the double
    saw between their first and last Namespace/isolation request), never a 5xx. Target: all within 60 s.
    Dashboard CPU (utime+stime of its pid) over the burst: ≤ 1 core.
-3. the lab: ONLY THE LEADER STEP for each learner (10 at a time, through each learner's own session cookie): apply
-   redis-leader's Deployment and Service, rollout, the room's pods watch, PING role master through a port-forward,
-   the grid. The later steps are left out: the followers need `redis-server --replicaof` per learner (100 × 3
-   redis-servers and 100 frontends are too much for this 2-core machine, and the kubelet's leader Service is one
-   for the whole double, not one per namespace). Instructor grid change → SSE frame: the bench keeps the room's
-   `/rooms/<id>/events` open as the instructor's page does and stamps the arrival of each `grid` event; the lag of
-   a learner is the first frame whose row shows the leader done minus that step's `finished_at` from its JSON (the
-   same machine's clock). Target: p95 ≤ 2 s. This is to the SSE frame, not to pixels: pixels are measured by
-   bench/bench_workshop.py on the local platform.
-4. steady state (--steady seconds, default 20, the grid's stream open, every lab sampling its leader): dashboard
-   CPU ≤ 0.25 core; the requests the double received in the window, by verb, per learner per minute. Target: no
-   LIST and ≈ 0 (≤ 0.1) per learner per minute (watch-driven). RSS of the dashboard, and apart of this process
-   (the double and its kubelet) and of the redis-servers behind the pods.
+3. the lab: the whole lab for every learner, 10 learners at a time, each through its own session cookie: leader,
+   followers (both `master_link_status:up` to that learner's leader), frontend (the workshop profile: applied, then
+   scaled to 1 replica), expose (a port-forward). Reported: the time until every lab is done (the bench's own bound,
+   ≤ 300 s: the issue sets none), click → green per step (p50/p95/max), every learner's grid row showing all steps
+   done (in the SSE stream and in `/api/rooms/<id>`), and each learner's guestbook on its own Redis (an entry
+   appended through every exposed frontend; each frontend then shows exactly its own). Instructor grid change →
+   SSE frame: the bench keeps the room's `/rooms/<id>/events` open as the instructor's page does and stamps the
+   arrival of each `grid` event; the lag of a step is the first frame whose row shows it done minus that step's
+   `finished_at` from its JSON (the same machine's clock). Target: p95 ≤ 2 s. This is to the SSE frame, not to
+   pixels: pixels are measured by bench/bench_workshop.py on the local platform.
+4. steady state (--steady seconds, default 20, the grid's stream open, every lab running, its sampler reading its
+   three Redis nodes, no learner page open): dashboard CPU ≤ 0.25 core; the requests the double received in the
+   window, by verb, per learner per minute. Target: no LIST and ≈ 0 (≤ 0.1) per learner per minute
+   (watch-driven). RSS of the dashboard, and apart of this process (the double and its kubelet) and of the
+   redis-servers and frontends behind the pods.
+5. unless --no-cleanup: the cleanup step of every lab, 10 at a time; nothing left running behind the pods.
 
-Usage: .venv/bin/python bench/bench_workshop_k8s.py [--learners 100] [--steady 20] [--sample-interval S]
+A run on this 2-core machine: see bench/README.md.
+
+Usage: .venv/bin/python bench/bench_workshop_k8s.py [--learners 100] [--steady 20] [--sample-interval S] [--no-cleanup]
 Loopback only; bounded in count and time; stops only what it started. Exit status 1 if a target is missed.
 """
 
