@@ -39,6 +39,7 @@ from tests.k8s_double.kubelet import Kubelet
 from tests.k8s_double.portforward import PORTFORWARD_PROTOCOL, WS_GUID, Address, PortForwardSession
 
 log = logging.getLogger(__name__)
+KUBELET_ATTEMPTS = 3  # starts of a pod's process before the kubelet gives up (RunContainerError)
 
 
 class KubernetesApiDouble:
@@ -318,15 +319,23 @@ class KubernetesApiDouble:
                 current = self.store.get(key)
                 return current is None or bool(current["metadata"].get("deletionTimestamp"))
 
-        if deleted():  # deleted before its containers started (a scale-down right after an apply): nothing to run
-            return
-        try:
-            routes = self.kubelet.run_pod(copy.deepcopy(pod))
-            failure = None
-        except Exception as exc:
-            # A pod deleted while it started had its process stopped under it (`_kill`): no warning for that.
-            (log.debug if deleted() else log.warning)("kubelet could not start %s: %s", meta["name"], exc)
-            routes, failure = {}, str(exc)
+        routes: dict[int, Address] = {}
+        failure: str | None = None
+        for attempt in range(KUBELET_ATTEMPTS):  # a container that fails to start is restarted, as a kubelet does
+            if deleted():  # deleted before its containers (re)started (a scale-down right after an apply)
+                return
+            try:
+                routes, failure = self.kubelet.run_pod(copy.deepcopy(pod)), None
+                break
+            except Exception as exc:
+                # A pod deleted while it started had its process stopped under it (`_kill`): no warning for that.
+                last = attempt == KUBELET_ATTEMPTS - 1 or deleted()
+                say = log.warning if last and not deleted() else log.debug
+                say("kubelet could not start %s: %s", meta["name"], exc)
+                failure = str(exc)
+                if last:
+                    break
+                time.sleep(attempt + 1)
         with self.lock:
             current = self.store.get(key)
             if current is None or current["metadata"].get("deletionTimestamp"):
