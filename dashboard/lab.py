@@ -25,6 +25,7 @@ from typing import Generic, TypeVar
 
 import httpx
 import yaml
+from redis.exceptions import RedisError
 
 from dashboard.errors import DashboardError, PlatformRefused, PrerequisiteMissing, StepFailed, UnknownStep
 from dashboard.models import Listener, Step, StepStatus
@@ -256,6 +257,10 @@ class Lab:
                 raise  # waiting will not change it: fail now, with its sentence and fix
             except DashboardError as exc:
                 outcome = exc.message
+            except (RedisError, OSError, httpx.HTTPError) as exc:
+                # A node that is slow or goes away mid-check (a loaded machine, a pod being replaced) is "not yet",
+                # not the end of the step: e.g. redis-py's "Timed out closing connection after 0.5" with 100 labs.
+                outcome = f"{type(exc).__name__}: {exc}"
             if outcome is None:
                 return
             reason = outcome

@@ -37,6 +37,7 @@ class Hub:
         self._cache: dict[str, tuple[int, str]] = {}
         self.renders: dict[str, int] = dict.fromkeys(topics, 0)  # how often each topic was rendered (benchmarks)
         self._rendering: dict[str, asyncio.Lock] = {topic: asyncio.Lock() for topic in topics}
+        self.viewers = 0  # open live streams (browser tabs) on this lab
 
     @property
     def topics(self) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -97,7 +98,8 @@ class Sampler:
     `snapshot` is the latest `ReplicationSnapshot`; `version` increases only when its content changes
     (not its `sampled_at`), and listeners are called then. `history` is the `LagHistory` for charts.
     `one_section_info`: ask every node one `INFO` per section from the start, as a Redis older than 7.0 needs
-    (otherwise found out per node from its first reply).
+    (otherwise found out per node from its first reply). `idle_interval` with `watched`: while `watched()` is
+    false, ticks come every `idle_interval` seconds instead (a `poke()` still samples at once).
     """
 
     def __init__(
@@ -111,9 +113,13 @@ class Sampler:
         history_size: int = 300,
         clock: Callable[[], float] = time.time,
         one_section_info: bool = False,
+        idle_interval: float | None = None,
+        watched: Callable[[], bool] | None = None,
     ) -> None:
         self.platform = platform
         self.interval = interval
+        self.idle_interval = idle_interval
+        self.watched = watched
         self.key_limit = key_limit
         self.socket_timeout = socket_timeout
         self.connect_timeout = connect_timeout
@@ -168,6 +174,14 @@ class Sampler:
         """The (host, port) of every Redis client currently kept open."""
         return list(self._clients)
 
+    def current_interval(self) -> float:
+        """The time between two ticks now: `interval`, or `idle_interval` (± 20 %, at random) while nobody needs the
+        samples. The spread keeps a room's idle labs, whose steps ended together, from reading their Redis nodes
+        all at the same instant: a burst of reads through the port-forwards on a loaded machine timed some out."""
+        if self.idle_interval is not None and self.watched is not None and not self.watched():
+            return max(self.interval, self.idle_interval) * random.uniform(0.8, 1.2)
+        return self.interval
+
     def poke(self) -> None:
         """Wake the loop now instead of at the end of the interval (after a step, when pods changed)."""
         self._wake.set()
@@ -191,7 +205,7 @@ class Sampler:
                 raise
             except Exception:  # a bug must not stop the sampling; it is logged once per tick
                 log.exception("Redis sampling tick failed")
-            delay = max(0.0, self.interval - (loop.time() - started))
+            delay = max(0.0, self.current_interval() - (loop.time() - started))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()

@@ -8,7 +8,8 @@ of it (tasks, sampler, then the platform with every process or port-forward it s
 The `LabRegistry` holds the sessions by lab id. The single-learner dashboard is the lab `default`, opened with
 the settings as given; any other lab gets settings of its own (`lab_settings`): on the local platform its own run
 dir and a free frontend port, so its processes, ports and data stay apart; on Kubernetes its own namespace
-(named after the lab id, created if missing); everywhere a sampling interval of at least 1 s. Lab ids are DNS
+(named after the lab id, created if missing); everywhere a sampling interval of at least 1 s, and of 5 s while
+nobody needs the samples (no page open on the lab, no step, drill, probe or write load running). Lab ids are DNS
 labels, so they are safe in paths, topic names and namespace names alike.
 """
 
@@ -38,6 +39,9 @@ PODS_REFRESH_SECONDS = 1.0
 # A lab other than the default samples its Redis at most once a second: a room of 100 learners' samplers at the
 # default 0.5 s cost the dashboard 0.36 core in steady state, at 1 s 0.18 (bench/bench_workshop_k8s.py).
 LAB_SAMPLE_INTERVAL = 1.0
+# ... and while nobody needs its samples (no page open on it, nothing running), every 5 s: a room of 100 learners'
+# 300 Redis nodes read every second held the dashboard at ~0.5 core with nobody looking (bench/bench_workshop_k8s.py).
+LAB_IDLE_SAMPLE_INTERVAL = 5.0
 PlatformFactory = Callable[[Settings], Platform]
 
 
@@ -76,7 +80,8 @@ class LabSession:
         self.platform = platform
         self.hub = Hub()
         self.lab = Lab(settings, platform)
-        self.sampler = Sampler(platform, interval=settings.sample_interval)
+        idle = LAB_IDLE_SAMPLE_INTERVAL if lab_id != DEFAULT_LAB else None
+        self.sampler = Sampler(platform, interval=settings.sample_interval, idle_interval=idle, watched=self._watched)
         self.experiments = Experiments(platform, self.sampler, self.hub.publish)
         self.drills = Drills(self.lab, self.experiments, self.sampler)
         self.lab.before_cleanup.append(self.experiments.stop_load)
@@ -111,6 +116,12 @@ class LabSession:
         self._tasks = []
         await self.sampler.stop()
         await self.platform.close()
+
+    def _watched(self) -> bool:
+        """Does anyone need this lab's samples now: a page open on it, or a step, drill, probe or load running?"""
+        experiments = self.experiments
+        load = experiments.load
+        return bool(self.hub.viewers or self.lab.busy or experiments.probing or (load is not None and load.running))
 
     def _pods_changed(self) -> None:
         self.hub.publish("pods")

@@ -152,11 +152,15 @@ def start_redis(port: int | None = None, replicaof: tuple[str, int] | None = Non
                 def linked(port: int = use_port) -> bool:
                     return replication_info(port).get("master_link_status") == "up"
 
-                wait_until(
-                    linked,
-                    max(0.1, deadline - time.monotonic()),
-                    what=f"replica on {use_port} to link to {replicaof[0]}:{replicaof[1]}",
-                )
+                try:
+                    wait_until(
+                        linked,
+                        max(0.1, deadline - time.monotonic()),
+                        what=f"replica on {use_port} to link to {replicaof[0]}:{replicaof[1]}",
+                    )
+                except BaseException:
+                    server.stop()  # never left running when it did not link up
+                    raise
             return server
         exited = not server.alive()
         try:

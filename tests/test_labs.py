@@ -123,3 +123,17 @@ def test_lab_settings_give_every_other_lab_its_own_dir_port_and_namespace(tmp_pa
     for bad in ("", "UPPER", "-dash", "a" * 41, "../etc", "a/b"):
         with pytest.raises(Exception, match="is not a valid lab id"):
             check_lab_id(bad)
+
+
+def test_a_lab_nobody_watches_samples_every_5_s_and_a_viewer_brings_it_back_to_1_s(client: TestClient) -> None:
+    from dashboard.session import LAB_IDLE_SAMPLE_INTERVAL, LAB_SAMPLE_INTERVAL
+
+    assert client.portal is not None
+    second = client.portal.call(labs(client).open, "second")
+    assert LAB_IDLE_SAMPLE_INTERVAL == 5.0  # no page open, nothing running: every 4 to 6 s (spread at random)
+    assert 4.0 <= second.sampler.current_interval() <= 6.0
+    second.hub.viewers += 1  # what a live stream (/labs/second/events) counts while it is open
+    assert second.sampler.current_interval() == LAB_SAMPLE_INTERVAL == 1.0
+    second.hub.viewers -= 1
+    assert 4.0 <= second.sampler.current_interval() <= 6.0
+    assert labs(client).get("default").sampler.current_interval() == 0.1  # the default lab: as configured

@@ -284,6 +284,9 @@ def test_the_room_pre_flight_says_whether_the_labs_fit_this_machine(client: Test
     assert room["learners"] == 5 and room["per_learner"] == {"memory_mb": 74, "ports": 5, "processes": 4}
     assert room["fits"] is True and room["message"].startswith("5 learners fit")
     assert "Pre-flight for the room: 5 learners fit" in client.get("/rooms", headers=INSTRUCTOR).text
+    page = client.get("/preflight", headers=INSTRUCTOR).text  # the same sentence, on the pre-flight page too
+    assert 'id="h-room"' in page and '<p class="message" id="room-fit">5 learners fit: about 370 MB of the' in page
+    assert '<dt>A learner</dt><dd class="mono">74 MB of memory, 5 ports, 4 processes</dd>' in page
     small = room_fit(30, 3, available_mb=1000, free_ports=28000)
     assert small["fits"] is False and small["most_learners"] == 6
     assert small["message"] == (

@@ -20,6 +20,8 @@ from dashboard.platforms.kubernetes.objects import selector_matches
 from tests.k8s_double.fixtures import ApiError, status_body
 from tests.k8s_double.server import KubernetesApiDouble
 
+# A roomy node: 100 learners of the workshop profile (4 pods, 400m CPU, 400Mi each) fit.
+ALLOCATABLE = {"cpu": "64", "memory": "256Gi", "pods": "1000"}
 ISOLATION = {"resourcequotas", "limitranges", "serviceaccounts", "networkpolicies", "roles", "rolebindings"}
 
 
@@ -30,6 +32,7 @@ class RoomDouble(KubernetesApiDouble):
         super().__init__(**options)  # the double's own options (pod_grace, kubelet, namespaces)
         self.isolation: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name) -> object
         self.provisioned: list[tuple[float, str]] = []  # (time.time(), namespace) of each Namespace/isolation request
+        self.allocatable = dict(ALLOCATABLE)  # the one node's, as `kubectl get node -o jsonpath={.status.allocatable}`
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         base = super()._handler()
@@ -90,6 +93,13 @@ class RoomDouble(KubernetesApiDouble):
             return self._send(handler, 200, {"kind": "List", "apiVersion": "v1", "metadata": meta, "items": items})
         except ApiError as exc:
             return self._send(handler, exc.code, exc.body)
+
+    def _nodes(self) -> dict[str, Any]:
+        nodes = super()._nodes()
+        for node in nodes["items"]:
+            node["status"]["allocatable"] = dict(self.allocatable)
+            node["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        return nodes
 
     def _apply_namespace(self, name: str, doc: dict[str, Any]) -> dict[str, Any]:
         with self.lock:

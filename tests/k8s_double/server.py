@@ -36,6 +36,7 @@ from tests.k8s_double.kubelet import Kubelet
 from tests.k8s_double.portforward import PORTFORWARD_PROTOCOL, WS_GUID, Address, PortForwardSession
 
 log = logging.getLogger(__name__)
+KUBELET_ATTEMPTS = 3  # starts of a pod's process before the kubelet gives up (RunContainerError)
 
 
 class KubernetesApiDouble:
@@ -275,12 +276,29 @@ class KubernetesApiDouble:
         assert self.kubelet is not None
         meta = pod["metadata"]
         key = ("pods", meta["namespace"], meta["name"])
-        try:
-            routes = self.kubelet.run_pod(copy.deepcopy(pod))
-            failure = None
-        except Exception as exc:
-            log.warning("kubelet could not start %s: %s", meta["name"], exc)
-            routes, failure = {}, str(exc)
+
+        def deleted() -> bool:
+            with self.lock:
+                current = self.store.get(key)
+                return current is None or bool(current["metadata"].get("deletionTimestamp"))
+
+        routes: dict[int, Address] = {}
+        failure: str | None = None
+        for attempt in range(KUBELET_ATTEMPTS):  # a container that fails to start is restarted, as a kubelet does
+            if deleted():  # deleted before its containers (re)started (a scale-down right after an apply)
+                return
+            try:
+                routes, failure = self.kubelet.run_pod(copy.deepcopy(pod)), None
+                break
+            except Exception as exc:
+                # A pod deleted while it started had its process stopped under it (`_kill`): no warning for that.
+                last = attempt == KUBELET_ATTEMPTS - 1 or deleted()
+                say = log.warning if last and not deleted() else log.debug
+                say("kubelet could not start %s: %s", meta["name"], exc)
+                failure = str(exc)
+                if last:
+                    break
+                time.sleep(attempt + 1)
         with self.lock:
             current = self.store.get(key)
             if current is None or current["metadata"].get("deletionTimestamp"):
@@ -336,8 +354,8 @@ class KubernetesApiDouble:
     def _kill(self, sessions: list[PortForwardSession], pod: JSON) -> None:
         for session in sessions:
             session.cut()
-        if self.kubelet is not None and pod["status"].get("phase") == "Running":
-            self.kubelet.stop_pod(pod)
+        if self.kubelet is not None and pod["status"].get("phase") in ("Running", "Pending"):
+            self.kubelet.stop_pod(pod)  # a Pending pod's process may be starting: stopped now, not once it is up
 
     # ---------------------------------------------------------------------------- HTTP plumbing
 

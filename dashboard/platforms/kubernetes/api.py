@@ -25,22 +25,6 @@ ws_client: Any = _ws_client  # kubernetes.stream.ws_client is untyped
 REQUEST_TIMEOUT = (5.0, 30.0)
 
 
-class _PortForward(ws_client.PortForward):  # type: ignore[misc]
-    """The client's `PortForward`, whose proxy thread closes the websocket's TCP socket and its ends of the socket
-    pairs however it ends. When the API server closes the websocket first, websocket-client answers its close frame
-    with `send_close`, which marks the websocket disconnected; the client's `_proxy` then ends with
-    `websocket.close()`, which does nothing on a disconnected websocket, and left the socket open for the garbage
-    collector to close with a `ResourceWarning`. The same when `_proxy` raises (a reset, a frame it does not expect)."""
-
-    def _proxy(self) -> None:
-        try:
-            super()._proxy()
-        finally:
-            self.websocket.shutdown()  # closes the socket now if it is still open, else does nothing
-            for port in self.local_ports.values():
-                port.python.close()
-
-
 class Api:
     """Raw JSON requests through the client's ApiClient; every error leaves as a `DashboardError`."""
 
@@ -137,8 +121,8 @@ class Api:
         return response.response  # the urllib3 response, unread
 
     def portforward(self, pod: str, port: int) -> Any:
-        """A `kubernetes.stream.ws_client.PortForward` to pod:port: a websocket (`v4.channel.k8s.io`) through the
-        API server's pods/portforward subresource, as `kubectl port-forward` opens it.
+        """A websocket (`v4.channel.k8s.io`, connected) to pod:port through the API server's pods/portforward
+        subresource, as `kubectl port-forward` opens it; `portforward.relay` carries a connection over it.
 
         Built from the client's own pieces rather than with `kubernetes.stream.portforward`, which swaps
         `call_api` on the *shared* ApiClient while the websocket opens: a request another thread makes meanwhile
@@ -171,7 +155,7 @@ class Api:
             raise portforward_refusal(code, body, pod, translated) or translated from exc
         except (WebSocketException, k8s_client.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise connection_error(self.cluster.server, str(exc)) from exc
-        return _PortForward(websocket, [port])
+        return websocket
 
 
 def api_path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:

@@ -1,15 +1,25 @@
 """`kubectl port-forward` in-process: a listener on 127.0.0.1 whose connections go through the API server's pod
-port-forward, either to one pod or to whichever matching pod is ready when a connection arrives."""
+port-forward, either to one pod or to whichever matching pod is ready when a connection arrives.
+
+Each connection is relayed by one thread straight between its socket and the port-forward's websocket
+(`v4.channel.k8s.io`), waiting on both with a selector (epoll). Not with the client library's
+`ws_client.PortForward`: its proxy thread waits in `select()`, which fails ("filedescriptor out of range") once
+the process holds 1024 descriptors, as a workshop room's dashboard does (100 labs × 3 Redis forwards, each a
+listener, a connection, a websocket and the library's socket pair), and it took a second thread and two more
+descriptors per connection."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import select
+import selectors
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from websocket import ABNF, WebSocketConnectionClosedException, WebSocketException
 
 from dashboard.errors import DashboardError, PlatformError
 from dashboard.platforms.kubernetes.api import Api
@@ -76,11 +86,9 @@ class PortForward:
                 self.error = PlatformError("No ready pod to forward to.", "Wait until the pods are Ready.")
                 return
             forward = self.api.portforward(pod, self.remote_port)
-            remote = forward.socket(self.remote_port)
             self.connections += 1
-            _pump(conn, remote, self._closed)
             # The kubelet reports a failed dial inside the pod on the port's error channel, then closes.
-            failure = forward.error(self.remote_port)
+            failure = relay(conn, forward, self._closed)
             if failure:
                 raise PlatformError(
                     f"The port-forward to pod {pod} port {self.remote_port} failed: {failure.strip()}.",
@@ -98,20 +106,56 @@ class PortForward:
             with contextlib.suppress(OSError):
                 conn.close()
             if forward is not None:
-                with contextlib.suppress(Exception):
-                    forward.close()
+                close_websocket(forward)
 
 
-def _pump(local: socket.socket, remote: Any, closed: threading.Event) -> None:
-    """Copy bytes both ways until either side closes."""
-    sockets = [local, remote]
-    while not closed.is_set():
-        readable, _, _ = select.select(sockets, [], [], 1.0)
-        for sock in readable:
-            try:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                (remote if sock is local else local).sendall(data)
-            except OSError:  # a reset or a pipe the other side closed ends the copy like an EOF
-                return
+def close_websocket(websocket: Any) -> None:
+    """Close the websocket and its TCP socket. After the API server's close frame, websocket-client has answered it
+    (`send_close`) and marked the websocket disconnected, so its `close()` does nothing and the socket would be left
+    for the garbage collector (a ResourceWarning at a random later point); `shutdown()` closes the socket itself."""
+    with contextlib.suppress(Exception):
+        websocket.close()
+    with contextlib.suppress(Exception):
+        websocket.shutdown()
+
+
+def relay(local: socket.socket, websocket: Any, closed: threading.Event) -> str | None:
+    """Copy bytes both ways between `local` and a one-port port-forward `websocket` until either side closes (or
+    `closed` is set); what the port's error channel said, if anything.
+
+    `v4.channel.k8s.io` for one port: channel 0 carries the data, channel 1 the errors; the server opens each with
+    one frame of the port number (2 bytes, little-endian), and every client frame is [0, data...].
+    """
+    errors: list[str] = []
+    opened = [False, False]
+    with selectors.DefaultSelector() as selector:
+        selector.register(local, selectors.EVENT_READ, "local")
+        selector.register(websocket.sock, selectors.EVENT_READ, "remote")
+        while not closed.is_set():
+            for key, _ in selector.select(1.0):
+                try:
+                    if key.data == "local":
+                        data = local.recv(65536)
+                        if not data:
+                            return "".join(errors) or None
+                        websocket.send_binary(b"\x00" + data)
+                        continue
+                    while True:  # every whole frame the websocket holds (TLS may have decrypted more than one)
+                        opcode, frame = websocket.recv_data_frame(True)
+                        if opcode == ABNF.OPCODE_CLOSE:
+                            return "".join(errors) or None
+                        if opcode == ABNF.OPCODE_BINARY and frame.data and frame.data[0] in (0, 1):
+                            channel, payload = frame.data[0], frame.data[1:]
+                            if not opened[channel]:
+                                opened[channel] = True
+                                payload = payload[2:]  # the port number that opens the channel
+                            if payload and channel == 0:
+                                local.sendall(payload)
+                            elif payload:
+                                errors.append(payload.decode("utf-8", "replace"))
+                        sock = websocket.sock
+                        if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                            break
+                except (OSError, WebSocketConnectionClosedException, WebSocketException):
+                    return "".join(errors) or None  # a reset or a closed side ends the copy like an EOF
+    return "".join(errors) or None

@@ -24,19 +24,24 @@ async def events(request: Request, session: Lab) -> StreamingResponse:
 
     async def stream() -> AsyncIterator[str]:
         seen: dict[str, int] = {}
-        yield "retry: 1000\n\n"
-        while True:
-            changed = await hub.wait_for_change(seen, KEEPALIVE_SECONDS)
-            if await request.is_disconnected():
-                return
-            if not changed:
-                yield ": keep-alive\n\n"
-                continue
-            for topic in changed:
-                version, html = await shared_fragment(session, topic)
-                seen[topic] = version
-                data = "\n".join(f"data: {line}" for line in html.splitlines() or [""])
-                yield f"event: {topic}\n{data}\n\n"
+        hub.viewers += 1
+        session.sampler.poke()  # a lab nobody watched samples slowly: fresh figures for this viewer now
+        try:
+            yield "retry: 1000\n\n"
+            while True:
+                changed = await hub.wait_for_change(seen, KEEPALIVE_SECONDS)
+                if await request.is_disconnected():
+                    return
+                if not changed:
+                    yield ": keep-alive\n\n"
+                    continue
+                for topic in changed:
+                    version, html = await shared_fragment(session, topic)
+                    seen[topic] = version
+                    data = "\n".join(f"data: {line}" for line in html.splitlines() or [""])
+                    yield f"event: {topic}\n{data}\n\n"
+        finally:
+            hub.viewers -= 1
 
     return StreamingResponse(
         stream(),
