@@ -7,6 +7,7 @@ must all answer, so nothing depends on the source tree (or on /app) being on sys
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -29,6 +30,14 @@ with TestClient(create_app(Settings(run_dir=sys.argv[2])), base_url="http://127.
         assert answer.status_code == 200, (path, answer.status_code)
 print("ok")
 """
+
+
+PIP_INSTALL = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index"]
+
+
+def ours_installed() -> list[str]:
+    """guestbook-lab as installed in this environment (the editable install of `./dev`), or nothing."""
+    return [d.metadata["Name"] for d in importlib.metadata.distributions() if d.metadata["Name"] == "guestbook-lab"]
 
 
 def tracked(folder: str) -> set[str]:
@@ -62,13 +71,16 @@ def test_the_wheel_ships_templates_static_and_manifests_and_the_installed_app_us
     assert wanted and wanted <= data, f"missing from the wheel: {sorted(wanted - data)}"
 
     prefix = tmp_path / "prefix"
+    installed = ours_installed()
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--prefix", str(prefix), str(wheel)],
+        [*PIP_INSTALL, "--ignore-installed", "--prefix", str(prefix), str(wheel)],
         check=True,
         env=env,
         capture_output=True,
     )
     site = next(prefix.glob("lib/python*/site-packages"))
+    # `--ignore-installed`: without it pip uninstalls the venv's own (editable) guestbook-lab to "replace" it
+    assert ours_installed() == installed, "installing the wheel into a prefix removed the environment's guestbook-lab"
     run = subprocess.run(
         [sys.executable, "-c", CHECK, str(prefix), str(tmp_path / "run")],
         cwd=tmp_path,
