@@ -94,6 +94,22 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path, within: float = 30.0) -> httpx.Client:
+    """A client of the dashboard at `base` once its /healthz answers 200; exit with its log if it does not."""
+    client = httpx.Client(base_url=base, timeout=60.0, trust_env=False)
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if client.get("/healthz").status_code == 200:
+                return client
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            client.close()
+            raise SystemExit(f"the dashboard did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the dashboard this bench started (by its pid), SIGKILL it if it lingers past 60 s."""
     if proc.poll() is None:
@@ -129,17 +145,7 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     ok = True
     try:
-        client = httpx.Client(base_url=base, timeout=60.0, trust_env=False)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"the dashboard did not start:\n{(tmp / 'dashboard.log').read_text()}")
-            time.sleep(0.05)
+        client = wait_healthy(base, proc, tmp / "dashboard.log")
         room = client.post("/api/rooms", headers=INSTRUCTOR, json={"title": "bench"}).json()
 
         # 1. the join burst

@@ -63,7 +63,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_workshop import cpu_seconds, descendants, free_port, report, rss_mb, stop
+from bench.bench_workshop import cpu_seconds, descendants, free_port, report, rss_mb, stop, wait_healthy
 from tests.k8s_double import LoopbackKubelet, RoomDouble
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,17 +176,7 @@ def main() -> int:
             return len(double.requests)
 
     try:
-        client = httpx.Client(base_url=base, timeout=60.0, trust_env=False)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"the dashboard did not start:\n{(tmp / 'dashboard.log').read_text()}")
-            time.sleep(0.05)
+        client = wait_healthy(base, proc, tmp / "dashboard.log")
 
         def open_room(title: str) -> dict[str, Any]:
             body: dict[str, Any] = client.post("/api/rooms", headers=INSTRUCTOR, json={"title": title}).json()
