@@ -315,3 +315,12 @@ def browser() -> Iterator[Any]:
             yield instance
         finally:
             instance.close()
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    """A throwaway namespace on the real test cluster, for the `k8s` tests (`tests/k8s_cluster.py`)."""
+    from tests.k8s_cluster import namespace_on_cluster
+
+    with namespace_on_cluster() as name:
+        yield name

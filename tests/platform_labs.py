@@ -23,21 +23,27 @@ from fastapi.testclient import TestClient
 
 from dashboard.settings import Settings
 from dashboard.web import create_app
+from tests.k8s_cluster import (
+    CLUSTER,
+    CONTEXT,
+    HX,
+    KUBECONFIG,
+    NO_CLUSTER,
+    cluster_clients,
+    cluster_settings,
+    namespace_on_cluster,
+    timed,
+)
 from tests.polling import wait_until
-from tests.test_k8s_cluster import CONTEXT, KUBECONFIG, cluster_clients, throwaway_namespace, timed
 
-NO_CLUSTER = "set GUESTBOOK_LAB_TEST_KUBECONFIG to a kubeconfig to run the lab on a real cluster"
 PLATFORMS = (
     pytest.param(
         "local",
         id="local",
         marks=pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
     ),
-    pytest.param(
-        "kubernetes", id="kubernetes", marks=[pytest.mark.k8s, pytest.mark.skipif(not KUBECONFIG, reason=NO_CLUSTER)]
-    ),
+    pytest.param("kubernetes", id="kubernetes", marks=CLUSTER),
 )
-HX = {"HX-Request": "true"}
 MAIN_STEPS = ("leader", "followers", "frontend", "expose")
 
 
@@ -111,19 +117,9 @@ def open_lab(platform: str, tmp: Path, **overrides: Any) -> Iterator[Lab]:
         return
     assert KUBECONFIG, NO_CLUSTER
     v1, apps = cluster_clients(KUBECONFIG, CONTEXT)
-    with throwaway_namespace(v1, timeout=90) as namespace:
-        values: dict[str, Any] = {
-            "platform": "kubernetes",
-            "kubeconfig": Path(KUBECONFIG),
-            "context": CONTEXT,
-            "namespace": namespace,
-            "redis_access": "auto",
-            "frontend_port": 0,
-            "step_timeout": 90,
-            "sample_interval": 0.25,
-            "run_dir": tmp / "run",
-        }
-        settings = Settings(**{**values, **overrides})
+    with namespace_on_cluster() as namespace:
+        values = {"step_timeout": 90, "sample_interval": 0.25, "run_dir": tmp / "run"}
+        settings = cluster_settings(namespace, tmp, **{**values, **overrides})
         with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
             lab = Lab(platform, client, settings, namespace, v1, apps)
             try:

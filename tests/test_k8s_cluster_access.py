@@ -1,4 +1,4 @@
-"""How the dashboard reaches Redis on a REAL cluster (`k8s` marker; setup in `test_k8s_cluster.py`).
+"""How the dashboard reaches Redis on a REAL cluster (`k8s` marker; setup in `tests/k8s_cluster.py`).
 
 `--redis-access auto` from outside the cluster tries the first ready Redis pod's IP (a TCP connect with a short
 deadline) and uses port-forward only when pod IPs do not answer. On the kit pod IPs answer from this machine, so
@@ -12,7 +12,6 @@ falls back to a port-forward within a few seconds and says so. Each test has its
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,33 +21,20 @@ from fastapi.testclient import TestClient
 
 from dashboard.settings import Settings
 from dashboard.web import create_app
-from tests.test_k8s_cluster import (
+from tests.k8s_cluster import (
+    CLUSTER,
     CONTEXT,
     HX,
     KUBECONFIG,
     admin_api_client,
     cluster_clients,
+    cluster_settings,
+    dashboard_role_rules,
     identity_kubeconfig,
-    throwaway_namespace,
     timed,
 )
-from tests.test_k8s_cluster_identity import dashboard_role_rules
 
-pytestmark = [
-    pytest.mark.k8s,
-    pytest.mark.timeout(180),
-    pytest.mark.skipif(
-        not KUBECONFIG, reason="set GUESTBOOK_LAB_TEST_KUBECONFIG to a kubeconfig to run the lab on a real cluster"
-    ),
-]
-
-
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    assert KUBECONFIG
-    v1, _ = cluster_clients(KUBECONFIG, CONTEXT)
-    with throwaway_namespace(v1, timeout=90) as name:
-        yield name
+pytestmark = [*CLUSTER, pytest.mark.timeout(180)]
 
 
 def rules_without_portforward() -> list[dict[str, Any]]:
@@ -64,17 +50,9 @@ def no_portforward_kubeconfig(namespace: str, path: Path) -> Path:
 
 
 def lab_settings(kubeconfig: Path, namespace: str, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "platform": "kubernetes",
-        "kubeconfig": kubeconfig,
-        "namespace": namespace,
-        "frontend_port": 0,
-        "step_timeout": 90,
-        "sample_interval": 0.25,
-        "run_dir": tmp_path / "run",
-    }
-    values.update(overrides)
-    return Settings(**values)
+    """The dashboard as the identity of `kubeconfig` (its own current context)."""
+    values = {"context": None, "step_timeout": 90, "sample_interval": 0.25, "run_dir": tmp_path / "run"}
+    return cluster_settings(namespace, tmp_path, kubeconfig=kubeconfig, **{**values, **overrides})
 
 
 def test_auto_dials_pod_ips_when_they_answer_and_says_why(namespace: str, tmp_path: Path) -> None:

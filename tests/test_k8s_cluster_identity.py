@@ -1,4 +1,4 @@
-"""Identities on a REAL cluster (`k8s` marker; setup in `test_k8s_cluster.py`): what RBAC and the API server say.
+"""Identities on a REAL cluster (`k8s` marker; setup in `tests/k8s_cluster.py`): what RBAC and the API server say.
 
 - A forbidden identity: a ServiceAccount whose Role lacks `patch` on Deployments, its token from the TokenRequest
   API in a kubeconfig of its own; the leader step fails with one sentence naming the verb and the resource, and
@@ -22,41 +22,29 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 
-from dashboard.settings import MANIFESTS_DIR, Settings
+from dashboard.settings import Settings
 from dashboard.web import create_app
 from tests.conftest import StartDashboard
-from tests.k8s_helpers import poll
-from tests.test_k8s_cluster import (
+from tests.k8s_cluster import (
+    CLUSTER,
     CONTEXT,
     HX,
     KUBECONFIG,
     admin_api_client,
     apiserver_counter,
-    cluster_clients,
+    dashboard_role_rules,
     identity_kubeconfig,
-    throwaway_namespace,
+    namespace_on_cluster,
     timed,
 )
+from tests.k8s_helpers import poll
 
 VIEW_SECONDS = 8.0
 DISPATCHED = "apiserver_flowcontrol_dispatched_requests_total"
 
-pytestmark = [
-    pytest.mark.k8s,
-    pytest.mark.timeout(180),
-    pytest.mark.skipif(
-        not KUBECONFIG, reason="set GUESTBOOK_LAB_TEST_KUBECONFIG to a kubeconfig to run the lab on a real cluster"
-    ),
-]
-
-
-def dashboard_role_rules() -> list[dict[str, Any]]:
-    """The rules of manifests/dashboard/role.yaml, exactly."""
-    role = yaml.safe_load((MANIFESTS_DIR / "dashboard" / "role.yaml").read_text())
-    return list(role["rules"])
+pytestmark = [*CLUSTER, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +54,8 @@ def admin() -> Any:
 
 
 @pytest.fixture(scope="module")
-def namespace() -> Iterator[str]:
-    assert KUBECONFIG
-    v1, _ = cluster_clients(KUBECONFIG, CONTEXT)
-    with throwaway_namespace(v1, timeout=90) as name:
+def namespace() -> Iterator[str]:  # one for the module (the conftest's is one per test)
+    with namespace_on_cluster() as name:
         yield name
 
 

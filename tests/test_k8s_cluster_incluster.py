@@ -1,4 +1,4 @@
-"""The in-cluster identity on a REAL cluster (`k8s` marker; setup in `test_k8s_cluster.py`).
+"""The in-cluster identity on a REAL cluster (`k8s` marker; setup in `tests/k8s_cluster.py`).
 
 The dashboard runs with the in-cluster configuration exactly as in a pod of `manifests/dashboard/`: no kubeconfig,
 `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT` pointing at the API server, and the ServiceAccount's token
@@ -26,34 +26,27 @@ from fastapi.testclient import TestClient
 
 from dashboard.settings import Settings
 from dashboard.web import create_app
-from tests.k8s_helpers import poll
-from tests.test_k8s_cluster import (
+from tests.k8s_cluster import (
+    CLUSTER,
     CONTEXT,
     HX,
     KUBECONFIG,
     admin_api_client,
     cluster_clients,
+    dashboard_role_rules,
     identity_kubeconfig,
-    throwaway_namespace,
+    namespace_on_cluster,
     timed,
 )
-from tests.test_k8s_cluster_identity import dashboard_role_rules
+from tests.k8s_helpers import poll
 
-pytestmark = [
-    pytest.mark.k8s,
-    pytest.mark.timeout(180),
-    pytest.mark.skipif(
-        not KUBECONFIG, reason="set GUESTBOOK_LAB_TEST_KUBECONFIG to a kubeconfig to run the lab on a real cluster"
-    ),
-]
+pytestmark = [*CLUSTER, pytest.mark.timeout(180)]
 LAB_STEPS = ("leader", "followers", "frontend", "expose")
 
 
 @pytest.fixture(scope="module")
-def namespace() -> Iterator[str]:
-    assert KUBECONFIG
-    v1, _ = cluster_clients(KUBECONFIG, CONTEXT)
-    with throwaway_namespace(v1, timeout=90) as name:
+def namespace() -> Iterator[str]:  # one for the module (the conftest's is one per test)
+    with namespace_on_cluster() as name:
         yield name
 
 

@@ -1,4 +1,4 @@
-"""The lab on a REAL cluster next to someone else's objects (`k8s` marker; see `test_k8s_cluster.py` for the setup).
+"""The lab on a REAL cluster next to someone else's objects (`k8s` marker; setup in `tests/k8s_cluster.py`).
 
 One throwaway namespace for the module, holding someone else's objects the lab did not create: an `app=redis`
 Deployment with its pod, an `app=redis` Service, and a bare `app=redis` pod. Then, in file order, through the
@@ -15,27 +15,29 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from dashboard.settings import Settings
 from dashboard.web import create_app
+from tests.k8s_cluster import (
+    CLUSTER,
+    CONTEXT,
+    HX,
+    KUBECONFIG,
+    TIMES,
+    cluster_clients,
+    cluster_settings,
+    namespace_on_cluster,
+    timed,
+)
 from tests.k8s_helpers import poll
-from tests.test_k8s_cluster import CONTEXT, HX, KUBECONFIG, TIMES, cluster_clients, throwaway_namespace, timed
 
 LEADER_IMAGE = "registry.k8s.io/redis@sha256:cb111d1bd870a6a471385a4a69ad17469d326e9dd91e0e455350cacf36e1b3ee"
 FOREIGN_LABELS = {"app": "redis", "owner": "someone-else"}
 
-pytestmark = [
-    pytest.mark.k8s,
-    pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        not KUBECONFIG, reason="set GUESTBOOK_LAB_TEST_KUBECONFIG to a kubeconfig to run the lab on a real cluster"
-    ),
-]
+pytestmark = [*CLUSTER, pytest.mark.timeout(240)]
 
 
 @dataclass
@@ -85,19 +87,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     assert KUBECONFIG
     v1, apps = cluster_clients(KUBECONFIG, CONTEXT)
     tmp = tmp_path_factory.mktemp("k8s-cluster-lab")
-    with throwaway_namespace(v1, timeout=90) as namespace:
+    with namespace_on_cluster() as namespace:
         foreign_objects(namespace, v1, apps)
-        settings = Settings(
-            platform="kubernetes",
-            kubeconfig=Path(KUBECONFIG),
-            context=CONTEXT,
-            namespace=namespace,
-            redis_access="auto",  # the default: pod IPs on the kit (port-forward is covered by the other modules)
-            frontend_port=0,
-            step_timeout=90,
-            sample_interval=0.25,
-            run_dir=tmp,
-        )
+        # redis_access auto, the default: pod IPs on the kit (port-forward is covered by the other modules)
+        settings = cluster_settings(namespace, tmp, step_timeout=90, sample_interval=0.25)
         with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
             yield Lab(client, namespace, v1, apps)
             if any(s["state"] == "done" for s in client.get("/api/lab").json()["steps"][:4]):

@@ -15,7 +15,6 @@ not create. Every namespace of the room is deleted at the end, whatever happens.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -24,23 +23,15 @@ from typing import Any
 
 import pytest
 
+from tests.k8s_cluster import CLUSTER, CONTEXT, HX, KUBECONFIG
 from tests.k8s_helpers import poll
 
-KUBECONFIG = os.environ.get("GUESTBOOK_LAB_TEST_KUBECONFIG")
-CONTEXT = os.environ.get("GUESTBOOK_LAB_TEST_CONTEXT") or None
 TOKEN = "instructor-token-for-k8s-tests"
 INSTRUCTOR = {"Authorization": f"Bearer {TOKEN}", "HX-Request": "true"}
-HX = {"HX-Request": "true"}
 ROOM_LABEL = "guestbook-lab/room"
 FAST = 30.0  # an admission refusal must reach the step well before the 300 s step timeout
 
-pytestmark = [
-    pytest.mark.k8s,
-    pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        not KUBECONFIG, reason="set GUESTBOOK_LAB_TEST_KUBECONFIG to a kubeconfig to run workshop mode on a cluster"
-    ),
-]
+pytestmark = [*CLUSTER, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
