@@ -130,9 +130,13 @@ def relay(local: socket.socket, websocket: Any, closed: threading.Event) -> str 
     opened = [False, False]
     with selectors.DefaultSelector() as selector:
         selector.register(local, selectors.EVENT_READ, "local")
-        selector.register(websocket.sock, selectors.EVENT_READ, "remote")
+        remote = selector.register(websocket.sock, selectors.EVENT_READ, "remote")
         while not closed.is_set():
-            for key, _ in selector.select(1.0):
+            # Frames TLS has already decrypted wake no selector: the handshake's read can take the server's first
+            # frames with it (the API server sends them with its 101 when the kubelet answered at once), and one
+            # TLS record can hold several frames. Those are read before waiting on the sockets.
+            ready = [(remote, 0)] if tls_buffered(websocket.sock) else selector.select(1.0)
+            for key, _ in ready:
                 try:
                     if key.data == "local":
                         data = local.recv(65536)
@@ -140,22 +144,23 @@ def relay(local: socket.socket, websocket: Any, closed: threading.Event) -> str 
                             return "".join(errors) or None
                         websocket.send_binary(b"\x00" + data)
                         continue
-                    while True:  # every whole frame the websocket holds (TLS may have decrypted more than one)
-                        opcode, frame = websocket.recv_data_frame(True)
-                        if opcode == ABNF.OPCODE_CLOSE:
-                            return "".join(errors) or None
-                        if opcode == ABNF.OPCODE_BINARY and frame.data and frame.data[0] in (0, 1):
-                            channel, payload = frame.data[0], frame.data[1:]
-                            if not opened[channel]:
-                                opened[channel] = True
-                                payload = payload[2:]  # the port number that opens the channel
-                            if payload and channel == 0:
-                                local.sendall(payload)
-                            elif payload:
-                                errors.append(payload.decode("utf-8", "replace"))
-                        sock = websocket.sock
-                        if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-                            break
+                    opcode, frame = websocket.recv_data_frame(True)
+                    if opcode == ABNF.OPCODE_CLOSE:
+                        return "".join(errors) or None
+                    if opcode == ABNF.OPCODE_BINARY and frame.data and frame.data[0] in (0, 1):
+                        channel, payload = frame.data[0], frame.data[1:]
+                        if not opened[channel]:
+                            opened[channel] = True
+                            payload = payload[2:]  # the port number that opens the channel
+                        if payload and channel == 0:
+                            local.sendall(payload)
+                        elif payload:
+                            errors.append(payload.decode("utf-8", "replace"))
                 except (OSError, WebSocketConnectionClosedException, WebSocketException):
                     return "".join(errors) or None  # a reset or a closed side ends the copy like an EOF
     return "".join(errors) or None
+
+
+def tls_buffered(sock: socket.socket) -> bool:
+    """Whether TLS holds decrypted bytes of `sock` that reading the socket would return without waiting."""
+    return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
