@@ -10,14 +10,16 @@ are used, so the drills work on every platform.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from functools import partial
 
 from dashboard.errors import PrerequisiteMissing, StepFailed
 from dashboard.experiments import Experiments
 from dashboard.guestbook.entries import split_entries
 from dashboard.lab import ActionTable, Lab, Outcome, frontends_answer
 from dashboard.models import RedisEndpoint, Step
-from dashboard.probe import command, redis_client, split_nodes
+from dashboard.probe import ask, split_nodes
 from dashboard.redis_nodes import SyncCounters, converged, node_info, node_state, resync_words, sync_counters
 from dashboard.replication_chart import human_bytes
 from dashboard.sampler import Sampler
@@ -66,15 +68,19 @@ class Drills:
             self.lab.say(step, f"Before the drill: {reason} (it may still be catching up).")
         return leader, followers
 
+    async def _kubectl(self, step: Step, args: str, action: Awaitable[list[str]]) -> None:
+        """Show `$ kubectl <args>` in the activity, then each line the platform answers as it does it."""
+        self.lab.say(step, f"$ kubectl {args}", "command")
+        for line in await action:
+            self.lab.say(step, line)
+
     @DRILL_ACTIONS("delete-follower")
     async def delete_follower(self, step: Step) -> Outcome:
         leader, followers = await self._followers(step)
         victim = followers[0]
         before = await sync_counters(leader)
         started = time.monotonic()
-        self.lab.say(step, f"$ kubectl delete pod {victim.name}", "command")
-        for line in await self.platform.delete_pod(victim.name):
-            self.lab.say(step, line)
+        await self._kubectl(step, f"delete pod {victim.name}", self.platform.delete_pod(victim.name))
         self.x.mark("drill", f"deleted {victim.name}", victim.name)
 
         async def back() -> str | None:
@@ -106,12 +112,8 @@ class Drills:
         victim = followers[0]
         before = await sync_counters(leader)
         self.lab.say(step, f"$ redis-cli -h {victim.name} CLIENT KILL TYPE master", "command")
-        client = redis_client(victim)
-        try:
-            killed = await command(client, "CLIENT", "KILL", "TYPE", "master")
-            cut = time.monotonic()
-        finally:
-            await client.aclose()
+        killed = await ask(victim, "CLIENT", "KILL", "TYPE", "master")
+        cut = time.monotonic()
         self.lab.say(step, f"(integer) {killed}")
         self.x.mark("link_down", "link cut (CLIENT KILL TYPE master)", victim.name)
         relinked: list[float] = []
@@ -151,11 +153,7 @@ class Drills:
             load = self.x.start_load(PAUSE_LOAD_RATE, PAUSE_SECONDS + 1)
         assert load is not None
         self.lab.say(step, f"$ redis-cli -h {victim.name} CLIENT PAUSE {pause_ms} WRITE", "command")
-        client = redis_client(victim)
-        try:
-            await command(client, "CLIENT", "PAUSE", pause_ms, "WRITE")
-        finally:
-            await client.aclose()
+        await ask(victim, "CLIENT", "PAUSE", pause_ms, "WRITE")
         paused_at = time.monotonic()
         resume_at = paused_at + PAUSE_SECONDS
         self.x.mark("drill", f"writes paused for {PAUSE_SECONDS:g} s", victim.name)
@@ -213,9 +211,7 @@ class Drills:
         lost = len(split_entries(raw))
         started = time.time()
         self.lab.say(step, f"The leader holds {lost} entries and has no persistence.")
-        self.lab.say(step, f"$ kubectl delete pod {leader.name}", "command")
-        for line in await self.platform.delete_pod(leader.name):
-            self.lab.say(step, line)
+        await self._kubectl(step, f"delete pod {leader.name}", self.platform.delete_pod(leader.name))
         self.x.mark("drill", f"deleted the leader {leader.name}", None)
 
         async def resynced() -> str | None:
@@ -268,28 +264,18 @@ class Drills:
         leader, followers = await self._followers(step)
         back_to = self.lab.desired["redis-follower"]
         before = await sync_counters(leader)
-        self.lab.say(step, "$ kubectl scale deployment redis-follower --replicas=3", "command")
-        for line in await self.platform.scale("redis-follower", 3):
-            self.lab.say(step, line)
-
-        async def three() -> str | None:
-            return await converged(self.platform, 3)
-
-        await self.lab.wait(step, three, "Three followers linking up and catching up")
+        shown = "scale deployment redis-follower --replicas=3"
+        await self._kubectl(step, shown, self.platform.scale("redis-follower", 3))
+        await self.lab.wait(step, partial(converged, self.platform, 3), "Three followers linking up and catching up")
         _, full, _ = resync_words(before, await sync_counters(leader))
         _, grown = await split_nodes(self.platform)
         new = sorted({e.name for e in grown} - {e.name for e in followers})
         for name in new:
             self.x.mark("full_resync" if full else "drill", "joined", name)
         self.lab.say(step, f"3 followers in sync; {', '.join(new) or 'the new one'} joined with {full} full sync(s).")
-        self.lab.say(step, f"$ kubectl scale deployment redis-follower --replicas={back_to}", "command")
-        for line in await self.platform.scale("redis-follower", back_to):
-            self.lab.say(step, line)
-
-        async def back() -> str | None:
-            return await converged(self.platform, back_to)
-
-        await self.lab.wait(step, back, f"{back_to} followers left, in sync")
+        shown = f"scale deployment redis-follower --replicas={back_to}"
+        await self._kubectl(step, shown, self.platform.scale("redis-follower", back_to))
+        await self.lab.wait(step, partial(converged, self.platform, back_to), f"{back_to} followers left, in sync")
         _, shrunk = await split_nodes(self.platform)
         gone = sorted({e.name for e in grown} - {e.name for e in shrunk})
         message = (
@@ -302,19 +288,11 @@ class Drills:
     async def scale_frontend(self, step: Step) -> Outcome:
         leader, _ = await split_nodes(self.platform)
         before = len(split_entries((await node_state(leader))[1]))
-
-        async def answering(want: int) -> str | None:
-            return await frontends_answer(self.platform, want)
-
         for replicas in (5, 2):
-            self.lab.say(step, f"$ kubectl scale deployment frontend --replicas={replicas}", "command")
-            for line in await self.platform.scale("frontend", replicas):
-                self.lab.say(step, line)
-
-            async def probe(n: int = replicas) -> str | None:
-                return await answering(n)
-
-            await self.lab.wait(step, probe, f"{replicas} frontend replicas answering")
+            shown = f"scale deployment frontend --replicas={replicas}"
+            await self._kubectl(step, shown, self.platform.scale("frontend", replicas))
+            answering = partial(frontends_answer, self.platform, replicas)
+            await self.lab.wait(step, answering, f"{replicas} frontend replicas answering")
             self.lab.say(step, f"{replicas} frontend replicas answer the guestbook API.", "ok")
         after = len(split_entries((await node_state((await split_nodes(self.platform))[0]))[1]))
         if after < before:
