@@ -236,9 +236,7 @@ class KeyDiff:
     @property
     def same(self) -> bool:
         """As far as we can tell: equal digests when compared, else equal key counts."""
-        if not self.compared:
-            return self.counts_equal
-        return not self.missing and not self.extra and not self.differing
+        return not (self.missing or self.extra or self.differing) if self.compared else self.counts_equal
 
     def to_json(self) -> dict[str, object]:
         lists = {"missing": list(self.missing), "extra": list(self.extra), "differing": list(self.differing)}
@@ -737,12 +735,9 @@ class LagHistory:
         else:
             self._events(now, node, link, track)
         track.last_seen_tick = self._tick
-        seconds: float | None
         if gap is not None and gap <= 0:
             track.caught_up_at = now
-            seconds = 0.0
-        else:
-            seconds = round(max(0.0, now - track.caught_up_at), 3)
+        seconds = round(max(0.0, now - track.caught_up_at), 3)
         track.samples.append(LagSample(now, gap, seconds, link))
         return seconds
 
@@ -781,18 +776,10 @@ class LagHistory:
             track.new_episode(None)
         elif restarted and link == "up":
             # up before and up now, yet another process: it restarted between two samples, and resynced
-            self._emit(
-                LagEvent(
-                    now,
-                    name,
-                    "link_down",
-                    "inferred: its process restarted between two samples (new run_id)",
-                    inferred=True,
-                )
-            )
-            self._emit(
-                LagEvent(now, name, "link_up", "inferred: its new process is linked to the leader", inferred=True)
-            )
+            gone = "inferred: its process restarted between two samples (new run_id)"
+            linked = "inferred: its new process is linked to the leader"
+            self._emit(LagEvent(now, name, "link_down", gone, inferred=True))
+            self._emit(LagEvent(now, name, "link_up", linked, inferred=True))
             track.restarted_in_episode = True
             kind, detail = self._resync_kind(track, full_reasons)
             track.restarted_in_episode = False
@@ -870,21 +857,13 @@ class LagHistory:
         elif len(seen) == 1:
             name, how = seen[0].name, "the only follower"
         else:
-            self._emit(
-                LagEvent(
-                    item.time,
-                    self._leader_name or "leader",
-                    item.kind,
-                    f"inferred: the leader counted {what} ({counter} grew); which follower made it could not be told",
-                    inferred=True,
-                    attributed=False,
-                )
-            )
+            unknown = f"inferred: the leader counted {what} ({counter} grew); which follower made it could not be told"
+            leader = self._leader_name or "leader"
+            self._emit(LagEvent(item.time, leader, item.kind, unknown, inferred=True, attributed=False))
             return
         detail = f"inferred: the leader counted {what} ({counter} grew) no sample of this follower showed; {how}"
-        self._emit(LagEvent(item.time, name, "link_down", detail, inferred=True))
-        self._emit(LagEvent(item.time, name, "link_up", detail, inferred=True))
-        self._emit(LagEvent(item.time, name, item.kind, detail, inferred=True))
+        for kind in ("link_down", "link_up", item.kind):
+            self._emit(LagEvent(item.time, name, kind, detail, inferred=True))
 
     def _emit(self, event: LagEvent) -> None:
         """Append `event`, keeping the events in time order (an attributed one may be a second or two late)."""
