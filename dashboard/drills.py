@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from functools import partial
 
 from dashboard.errors import PrerequisiteMissing, StepFailed
@@ -38,15 +37,6 @@ def counter_facts(before: SyncCounters, after: SyncCounters) -> dict[str, object
         "sync_partial_ok_before": before.partial,
         "sync_partial_ok_after": after.partial,
     }
-
-
-@dataclass
-class PauseSeen:
-    """What the pause drill observed on the paused follower."""
-
-    max_gap: int = 0
-    link_down: bool = False
-    caught_up: float | None = None  # seconds after the pause ended
 
 
 class Drills:
@@ -154,40 +144,39 @@ class Drills:
         assert load is not None
         self.lab.say(step, f"$ redis-cli -h {victim.name} CLIENT PAUSE {pause_ms} WRITE", "command")
         await ask(victim, "CLIENT", "PAUSE", pause_ms, "WRITE")
-        paused_at = time.monotonic()
-        resume_at = paused_at + PAUSE_SECONDS
+        resume_at = time.monotonic() + PAUSE_SECONDS
         self.x.mark("drill", f"writes paused for {PAUSE_SECONDS:g} s", victim.name)
-        seen = PauseSeen()
+        max_gap, link_down = 0, False  # what the paused follower showed
+        caught_up: float | None = None  # seconds after the pause ended
 
         async def drained() -> str | None:
+            nonlocal max_gap, link_down, caught_up
             leader_info = await node_info(leader, "replication")
             info = await node_info(victim, "replication")
             gap = int(leader_info.get("master_repl_offset", 0)) - int(info.get("slave_repl_offset", 0))
-            seen.max_gap = max(seen.max_gap, gap)
-            if info.get("master_link_status") != "up":
-                seen.link_down = True
+            max_gap = max(max_gap, gap)
+            link_down = link_down or info.get("master_link_status") != "up"
             clock = time.monotonic()
             if clock < resume_at:
                 return f"{victim.name} is paused, {gap} bytes behind"
             if gap > 0:
                 return f"{victim.name} is {gap} bytes behind"
-            if seen.caught_up is None:
-                seen.caught_up = clock - resume_at
+            if caught_up is None:
+                caught_up = clock - resume_at
             if own_load and load.running:
                 return "the write load is still running"
             return await converged(self.platform, len(followers))
 
         await self.lab.wait(step, drained, f"{victim.name} falling behind and catching up")
         self.x.mark("drill", "pause over, caught up", victim.name)
-        max_gap = seen.max_gap
         if max_gap <= 0:
             raise StepFailed(
                 f"{victim.name}'s gap never grew while it was paused.",
                 "Check that writes reach the leader (the frontend pods are ready), then run the drill again.",
             )
         behind = max((s.seconds_behind or 0.0) for s in self.sampler.history.samples(victim.name)[-40:])
-        caught = seen.caught_up or 0.0
-        link = "went down" if seen.link_down else "stayed up"
+        caught = caught_up or 0.0
+        link = "went down" if link_down else "stayed up"
         wrote = f"{load.ok} entries were written" if own_load else "the running write load went on"
         message = (
             f"{victim.name}'s writes were paused for {PAUSE_SECONDS:g} s while {wrote} through the frontend: its "
@@ -198,7 +187,7 @@ class Drills:
             "follower": victim.name,
             "max_gap_bytes": max_gap,
             "seconds_behind": round(behind, 3),
-            "link_down": seen.link_down,
+            "link_down": link_down,
             "caught_up_ms": round(caught * 1000, 1),
             "entries_written": load.ok if own_load else None,
         }
