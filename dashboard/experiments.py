@@ -120,8 +120,8 @@ class Experiments:
             with contextlib.suppress(Exception):
                 await self.refresh_logs()
 
-    async def refresh_logs(self) -> bool:
-        """Read the leader's and followers' logs; publish `logs` when they changed. Returns whether they did."""
+    async def refresh_logs(self) -> None:
+        """Read the leader's and followers' logs; publish `logs` when they changed."""
         pods = [p for p in await self.platform.get_pods() if p.component != "frontend" and not p.deleting]
         pods.sort(key=lambda p: (p.component != "redis-leader", p.created_at, p.name))
         results = await asyncio.gather(*(self.platform.logs(p.name, LOG_TAIL) for p in pods), return_exceptions=True)
@@ -134,11 +134,9 @@ class Experiments:
         def signature(items: list[tuple[str, str, list[LogLine]]]) -> list[tuple[str, int, str]]:
             return [(n, len(ls), ls[-1].text if ls else "") for n, _, ls in items]
 
-        if signature(logs) == signature(self.logs):
-            return False
-        self.logs = logs
-        self.publish("logs")
-        return True
+        if signature(logs) != signature(self.logs):
+            self.logs = logs
+            self.publish("logs")
 
     # -- probe and load ---------------------------------------------------------------------------------------
 

@@ -264,7 +264,7 @@ async def _watch(
         await asyncio.sleep(0 if clock - started < TIGHT_SECONDS else POLL_SECONDS)
 
 
-async def run_probe(platform: Platform, *, deadline: float = PROBE_DEADLINE) -> dict[str, Any]:
+async def run_probe(platform: Platform) -> dict[str, Any]:
     """Write one marked entry through the frontend and time its arrival on every node (see the module docstring)."""
     leader, followers = await split_nodes(platform)
     bases = await frontend_bases(platform)
@@ -283,7 +283,7 @@ async def run_probe(platform: Platform, *, deadline: float = PROBE_DEADLINE) -> 
             with contextlib.suppress(*HTTP_ERRORS):
                 await http.get(f"{bases[0]}/healthz", {})  # warm the HTTP connection
             writer = FrontendWriter(platform, http)
-            end = time.monotonic() + deadline
+            end = time.monotonic() + PROBE_DEADLINE
             watchers = [
                 asyncio.create_task(_watch(e, clients[e.name], marker_bytes, timings[e.name], end)) for e in nodes
             ]

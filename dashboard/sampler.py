@@ -63,11 +63,6 @@ class EndpointSource(Protocol):
     async def redis_endpoints(self) -> list[RedisEndpoint]: ...
 
 
-def _raw_info(response: Any, **options: Any) -> Any:
-    """Keep `INFO` replies as raw bytes: `dashboard.replication.parse_info` parses them."""
-    return response
-
-
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     if isinstance(exc, TimeoutError) and not text:
@@ -214,8 +209,7 @@ class Sampler:
         now = time.time()
         errors: list[tuple[str, str]] = []
         try:
-            endpoints = list(await self.platform.redis_endpoints())
-            self._endpoints = endpoints
+            self._endpoints = endpoints = list(await self.platform.redis_endpoints())
         except Exception as exc:  # any platform failure is shown in the snapshot, never raised
             endpoints = self._endpoints  # keep showing the last known nodes, and say why they may be stale
             errors.append(("platform", _describe(exc)))
@@ -250,7 +244,7 @@ class Sampler:
                 retry=Retry(NoBackoff(), 0),  # the next tick is the retry
                 max_connections=2,
             )
-            client.set_response_callback("INFO", _raw_info)
+            client.set_response_callback("INFO", lambda response, **options: response)  # raw: parse_info parses it
             self._clients[address] = client
         return client
 
