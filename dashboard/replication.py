@@ -567,10 +567,7 @@ class _FollowerTrack:
     caught_up_at: float
     last_seen_tick: int
     link: Link
-    replid: str | None
-    offset: int | None
-    sync_in_progress: bool
-    run_id: str | None
+    last: NodeReplication  # its latest answer (with the last replication id and run_id known)
     down_since: float | None = None
     full_in_episode: bool = False
     reported_down: bool = False  # the follower itself said master_link_status:down during this outage
@@ -621,12 +618,7 @@ class LagHistory:
         self._tracks: dict[str, _FollowerTrack] = {}
         self.events: deque[LagEvent] = deque(maxlen=max_events)
         self._tick = 0
-        self._leader_replid: str | None = None
-        self._leader_offset: int | None = None
-        self._leader_name: str | None = None
-        self._leader_run_id: str | None = None
-        self._sync_full: int | None = None
-        self._sync_partial: int | None = None
+        self._leader: NodeReplication | None = None  # its latest answer (with the last run_id known)
         self._replicas: dict[tuple[str, int | None], ConnectedFollower] | None = None
         self._replica_resets: dict[tuple[str, int | None], int] = {}  # replica address → tick of its last reset
         self._counted: list[_Resync] = []  # resyncs the leader counted that no follower event explains yet
@@ -651,38 +643,33 @@ class LagHistory:
     def _record_leader(self, now: float, leader: NodeReplication | None) -> None:
         if leader is None or leader.error is not None:
             return
-        same_name = leader.name == self._leader_name
+        # the same leader's previous answer, None for another leader
+        last = self._leader if self._leader is not None and self._leader.name == leader.name else None
         reasons: list[str] = []
-        if same_name and self._leader_run_id and leader.run_id and leader.run_id != self._leader_run_id:
+        if last is not None and last.run_id and leader.run_id and leader.run_id != last.run_id:
             reasons.append("its run_id changed: a new process")
         # Only a step back of the offset counts: Redis also changes a fresh leader's replication id when it creates
         # the backlog for its first follower, which is no restart.
         if (
-            same_name
-            and self._leader_replid is not None
+            last is not None
+            and last.master_replid is not None
             and leader.master_replid is not None
-            and self._leader_offset is not None
+            and last.offset is not None
             and leader.offset is not None
-            and leader.offset < self._leader_offset
+            and leader.offset < last.offset
         ):
             reasons.append("its replication offset went back")
         if reasons:
             self._emit(LagEvent(now, leader.name, "leader_restarted", ", ".join(reasons)))
-        same_leader = same_name and not reasons
-        if same_leader:
-            self._count_resyncs(now, "full_resync", self._sync_full, leader.sync_full)
-            self._count_resyncs(now, "partial_resync", self._sync_partial, leader.sync_partial_ok)
-        else:  # another leader, or a new process: its counters start afresh, and so does the matching
+        if last is None or reasons:  # another leader, or a new process: counters and matching start afresh
             self._counted.clear()
             self._claimed.clear()
             self._replica_resets.clear()
-        self._record_replicas(leader, same_leader)
-        self._leader_name = leader.name
-        self._leader_replid = leader.master_replid
-        self._leader_offset = leader.offset
-        self._leader_run_id = leader.run_id or (self._leader_run_id if same_name else None)
-        self._sync_full = leader.sync_full
-        self._sync_partial = leader.sync_partial_ok
+        else:
+            self._count_resyncs(now, "full_resync", last.sync_full, leader.sync_full)
+            self._count_resyncs(now, "partial_resync", last.sync_partial_ok, leader.sync_partial_ok)
+        self._record_replicas(leader, same_leader=last is not None and not reasons)
+        self._leader = replace(leader, run_id=leader.run_id or (last.run_id if last is not None else None))
 
     def _count_resyncs(self, now: float, kind: ResyncKind, before: int | None, after: int | None) -> None:
         """The leader served `after - before` resyncs of `kind` since the last sample: match each with a follower
@@ -723,10 +710,7 @@ class LagHistory:
                 caught_up_at=now,
                 last_seen_tick=self._tick,
                 link=link,
-                replid=node.master_replid,
-                offset=node.offset,
-                sync_in_progress=node.sync_in_progress,
-                run_id=node.run_id,
+                last=node,
                 down_since=now if link == "down" else None,
             )
             self._tracks[node.name] = track
@@ -743,14 +727,15 @@ class LagHistory:
 
     def _events(self, now: float, node: NodeReplication, link: Link, track: _FollowerTrack) -> None:
         name = node.name
-        restarted = node.error is None and bool(node.run_id and track.run_id and node.run_id != track.run_id)
+        last = track.last
+        restarted = node.error is None and bool(node.run_id and last.run_id and node.run_id != last.run_id)
         full_reasons: list[str] = []
         if node.error is None:
-            if node.sync_in_progress and not track.sync_in_progress:
+            if node.sync_in_progress and not last.sync_in_progress:
                 full_reasons.append("sync in progress")
-            if node.master_replid and track.replid and node.master_replid != track.replid:
+            if node.master_replid and last.master_replid and node.master_replid != last.master_replid:
                 full_reasons.append("replication id changed")
-            if node.offset is not None and track.offset is not None and node.offset < track.offset:
+            if node.offset is not None and last.offset is not None and node.offset < last.offset:
                 full_reasons.append("offset went back")
         if track.link == "up" and link == "down":
             why = node.error or "master_link_status:down"
@@ -786,10 +771,8 @@ class LagHistory:
             self._resync_event(now, name, kind or "full_resync", f"inferred: {detail}", inferred=True)
         track.link = link
         if node.error is None:
-            track.replid = node.master_replid or track.replid
-            track.offset = node.offset
-            track.sync_in_progress = node.sync_in_progress
-            track.run_id = node.run_id or track.run_id
+            replid, run_id = node.master_replid or last.master_replid, node.run_id or last.run_id
+            track.last = replace(node, master_replid=replid, run_id=run_id)
 
     def _resync_kind(self, track: _FollowerTrack, full_reasons: Sequence[str]) -> tuple[ResyncKind | None, str]:
         """Which resync ended an outage: what the follower showed, else what the leader counted meanwhile."""
@@ -818,7 +801,8 @@ class LagHistory:
 
     def _claim(self, now: float, kind: ResyncKind, strict: bool = False) -> None:
         """A follower resynced: it explains one resync the leader counted, or one it is about to count."""
-        if _take(self._counted, kind, strict) is None and self._sync_full is not None:
+        counters_known = self._leader is not None and self._leader.sync_full is not None
+        if _take(self._counted, kind, strict) is None and counters_known:
             self._claimed.append(_Resync(kind, now, self._tick, strict))
 
     def _old(self, item: _Resync, now: float) -> bool:
@@ -858,7 +842,7 @@ class LagHistory:
             name, how = seen[0].name, "the only follower"
         else:
             unknown = f"inferred: the leader counted {what} ({counter} grew); which follower made it could not be told"
-            leader = self._leader_name or "leader"
+            leader = self._leader.name if self._leader is not None else "leader"
             self._emit(LagEvent(item.time, leader, item.kind, unknown, inferred=True, attributed=False))
             return
         detail = f"inferred: the leader counted {what} ({counter} grew) no sample of this follower showed; {how}"
