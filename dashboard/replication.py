@@ -20,8 +20,8 @@ import bisect
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
-from typing import Any, Literal, TypeVar
+from functools import cached_property, lru_cache
+from typing import Any, Literal
 
 from dashboard.guestbook.entries import KEY as GUESTBOOK_KEY
 from dashboard.guestbook.entries import split_entries
@@ -271,42 +271,23 @@ class EntriesCache:
 
     The raw `bytes` are the cache key (Python hashes them once per object; equal values compare with memcmp).
     Identical raw values map to the very same tuple, which also makes snapshot equality checks cheap.
-    Bounded: the oldest items go first.
+    Bounded: the least recently used items go first.
     """
 
     def __init__(self, size: int = 16) -> None:
-        self._size = size
-        self._entries: dict[bytes, tuple[str, ...]] = {}
-        self._diffs: dict[tuple[bytes, bytes], EntryDiff] = {}
         self.splits = 0  # how many times a value was actually split (for tests and the benchmark)
+        self.entries = lru_cache(maxsize=size)(self._split)
+        self._diff = lru_cache(maxsize=size)(self._compare)
 
-    def entries(self, raw: bytes) -> tuple[str, ...]:
-        found = self._entries.get(raw)
-        if found is None:
-            found = tuple(split_entries(raw))
-            self.splits += 1
-            _put(self._entries, raw, found, self._size)
-        return found
+    def _split(self, raw: bytes) -> tuple[str, ...]:
+        self.splits += 1
+        return tuple(split_entries(raw))
 
     def diff(self, leader: bytes, follower: bytes) -> EntryDiff:
-        if leader == follower:
-            return _IDENTICAL_ENTRIES
-        key = (leader, follower)
-        found = self._diffs.get(key)
-        if found is None:
-            found = diff_entries(self.entries(leader), self.entries(follower))
-            _put(self._diffs, key, found, self._size)
-        return found
+        return _IDENTICAL_ENTRIES if leader == follower else self._diff(leader, follower)
 
-
-_K = TypeVar("_K")
-_V = TypeVar("_V")
-
-
-def _put(cache: dict[_K, _V], key: _K, value: _V, size: int) -> None:
-    while len(cache) >= size:
-        del cache[next(iter(cache))]
-    cache[key] = value
+    def _compare(self, leader: bytes, follower: bytes) -> EntryDiff:
+        return diff_entries(self.entries(leader), self.entries(follower))
 
 
 # ------------------------------------------------------------------------------------------------------- snapshot
