@@ -236,10 +236,8 @@ class NodeTiming:
         }
 
 
-async def _watch(
-    endpoint: RedisEndpoint, client: aioredis.Redis, marker: bytes, timing: NodeTiming, end: float
-) -> None:
-    """Poll `endpoint` until `marker` is in its guestbook; record the midpoint of the poll that first saw it."""
+async def _watch(client: aioredis.Redis, marker: bytes, timing: NodeTiming, end: float) -> None:
+    """Poll one node until `marker` is in its guestbook; record the midpoint of the poll that first saw it."""
     started = time.monotonic()
     while True:
         asked = time.perf_counter_ns()
@@ -284,9 +282,7 @@ async def run_probe(platform: Platform) -> dict[str, Any]:
                 await http.get(f"{bases[0]}/healthz", {})  # warm the HTTP connection
             writer = FrontendWriter(platform, http)
             end = time.monotonic() + PROBE_DEADLINE
-            watchers = [
-                asyncio.create_task(_watch(e, clients[e.name], marker_bytes, timings[e.name], end)) for e in nodes
-            ]
+            watchers = [asyncio.create_task(_watch(clients[n], marker_bytes, timings[n], end)) for n in clients]
             sent_ns = time.perf_counter_ns()
             try:
                 await writer.write(bases[0], marker)

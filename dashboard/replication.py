@@ -425,10 +425,7 @@ def choose_leader(nodes: Sequence[NodeReplication]) -> NodeReplication | None:
         [n for n in nodes if n.error is None and n.role == "master" and n.component != "redis-follower"],
         [n for n in nodes if n.component == "redis-leader"],
     ]
-    for candidates in ranked:
-        if candidates:
-            return min(candidates, key=lambda n: n.name)
-    return None
+    return next((min(candidates, key=lambda n: n.name) for candidates in ranked if candidates), None)
 
 
 def build_snapshot(
