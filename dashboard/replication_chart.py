@@ -181,8 +181,7 @@ def build_charts(
     charts: list[FollowerChart] = []
     for name in names[:limit]:
         samples = followers[name]
-        mine = [e for e in [*events, *drill_marks] if _on_chart(e, name)]
-        mine.sort(key=lambda e: e["time"])
+        mine = sorted((e for e in [*events, *drill_marks] if _on_chart(e, name)), key=lambda e: e["time"])
         last = samples[-1]
         gone = name not in running
         charts.append(
