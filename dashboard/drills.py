@@ -10,14 +10,15 @@ are used, so the drills work on every platform.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable
+from functools import partial
 
 from dashboard.errors import PrerequisiteMissing, StepFailed
 from dashboard.experiments import Experiments
 from dashboard.guestbook.entries import split_entries
 from dashboard.lab import ActionTable, Lab, Outcome, frontends_answer
 from dashboard.models import RedisEndpoint, Step
-from dashboard.probe import command, redis_client, split_nodes
+from dashboard.probe import ask, split_nodes
 from dashboard.redis_nodes import SyncCounters, converged, node_info, node_state, resync_words, sync_counters
 from dashboard.replication_chart import human_bytes
 from dashboard.sampler import Sampler
@@ -36,15 +37,6 @@ def counter_facts(before: SyncCounters, after: SyncCounters) -> dict[str, object
         "sync_partial_ok_before": before.partial,
         "sync_partial_ok_after": after.partial,
     }
-
-
-@dataclass
-class PauseSeen:
-    """What the pause drill observed on the paused follower."""
-
-    max_gap: int = 0
-    link_down: bool = False
-    caught_up: float | None = None  # seconds after the pause ended
 
 
 class Drills:
@@ -66,15 +58,19 @@ class Drills:
             self.lab.say(step, f"Before the drill: {reason} (it may still be catching up).")
         return leader, followers
 
+    async def _kubectl(self, step: Step, args: str, action: Awaitable[list[str]]) -> None:
+        """Show `$ kubectl <args>` in the activity, then each line the platform answers as it does it."""
+        self.lab.say(step, f"$ kubectl {args}", "command")
+        for line in await action:
+            self.lab.say(step, line)
+
     @DRILL_ACTIONS("delete-follower")
     async def delete_follower(self, step: Step) -> Outcome:
         leader, followers = await self._followers(step)
         victim = followers[0]
         before = await sync_counters(leader)
         started = time.monotonic()
-        self.lab.say(step, f"$ kubectl delete pod {victim.name}", "command")
-        for line in await self.platform.delete_pod(victim.name):
-            self.lab.say(step, line)
+        await self._kubectl(step, f"delete pod {victim.name}", self.platform.delete_pod(victim.name))
         self.x.mark("drill", f"deleted {victim.name}", victim.name)
 
         async def back() -> str | None:
@@ -106,12 +102,8 @@ class Drills:
         victim = followers[0]
         before = await sync_counters(leader)
         self.lab.say(step, f"$ redis-cli -h {victim.name} CLIENT KILL TYPE master", "command")
-        client = redis_client(victim)
-        try:
-            killed = await command(client, "CLIENT", "KILL", "TYPE", "master")
-            cut = time.monotonic()
-        finally:
-            await client.aclose()
+        killed = await ask(victim, "CLIENT", "KILL", "TYPE", "master")
+        cut = time.monotonic()
         self.lab.say(step, f"(integer) {killed}")
         self.x.mark("link_down", "link cut (CLIENT KILL TYPE master)", victim.name)
         relinked: list[float] = []
@@ -151,45 +143,40 @@ class Drills:
             load = self.x.start_load(PAUSE_LOAD_RATE, PAUSE_SECONDS + 1)
         assert load is not None
         self.lab.say(step, f"$ redis-cli -h {victim.name} CLIENT PAUSE {pause_ms} WRITE", "command")
-        client = redis_client(victim)
-        try:
-            await command(client, "CLIENT", "PAUSE", pause_ms, "WRITE")
-        finally:
-            await client.aclose()
-        paused_at = time.monotonic()
-        resume_at = paused_at + PAUSE_SECONDS
+        await ask(victim, "CLIENT", "PAUSE", pause_ms, "WRITE")
+        resume_at = time.monotonic() + PAUSE_SECONDS
         self.x.mark("drill", f"writes paused for {PAUSE_SECONDS:g} s", victim.name)
-        seen = PauseSeen()
+        max_gap, link_down = 0, False  # what the paused follower showed
+        caught_up: float | None = None  # seconds after the pause ended
 
         async def drained() -> str | None:
+            nonlocal max_gap, link_down, caught_up
             leader_info = await node_info(leader, "replication")
             info = await node_info(victim, "replication")
             gap = int(leader_info.get("master_repl_offset", 0)) - int(info.get("slave_repl_offset", 0))
-            seen.max_gap = max(seen.max_gap, gap)
-            if info.get("master_link_status") != "up":
-                seen.link_down = True
+            max_gap = max(max_gap, gap)
+            link_down = link_down or info.get("master_link_status") != "up"
             clock = time.monotonic()
             if clock < resume_at:
                 return f"{victim.name} is paused, {gap} bytes behind"
             if gap > 0:
                 return f"{victim.name} is {gap} bytes behind"
-            if seen.caught_up is None:
-                seen.caught_up = clock - resume_at
+            if caught_up is None:
+                caught_up = clock - resume_at
             if own_load and load.running:
                 return "the write load is still running"
             return await converged(self.platform, len(followers))
 
         await self.lab.wait(step, drained, f"{victim.name} falling behind and catching up")
         self.x.mark("drill", "pause over, caught up", victim.name)
-        max_gap = seen.max_gap
         if max_gap <= 0:
             raise StepFailed(
                 f"{victim.name}'s gap never grew while it was paused.",
                 "Check that writes reach the leader (the frontend pods are ready), then run the drill again.",
             )
         behind = max((s.seconds_behind or 0.0) for s in self.sampler.history.samples(victim.name)[-40:])
-        caught = seen.caught_up or 0.0
-        link = "went down" if seen.link_down else "stayed up"
+        caught = caught_up or 0.0
+        link = "went down" if link_down else "stayed up"
         wrote = f"{load.ok} entries were written" if own_load else "the running write load went on"
         message = (
             f"{victim.name}'s writes were paused for {PAUSE_SECONDS:g} s while {wrote} through the frontend: its "
@@ -200,7 +187,7 @@ class Drills:
             "follower": victim.name,
             "max_gap_bytes": max_gap,
             "seconds_behind": round(behind, 3),
-            "link_down": seen.link_down,
+            "link_down": link_down,
             "caught_up_ms": round(caught * 1000, 1),
             "entries_written": load.ok if own_load else None,
         }
@@ -213,9 +200,7 @@ class Drills:
         lost = len(split_entries(raw))
         started = time.time()
         self.lab.say(step, f"The leader holds {lost} entries and has no persistence.")
-        self.lab.say(step, f"$ kubectl delete pod {leader.name}", "command")
-        for line in await self.platform.delete_pod(leader.name):
-            self.lab.say(step, line)
+        await self._kubectl(step, f"delete pod {leader.name}", self.platform.delete_pod(leader.name))
         self.x.mark("drill", f"deleted the leader {leader.name}", None)
 
         async def resynced() -> str | None:
@@ -268,28 +253,18 @@ class Drills:
         leader, followers = await self._followers(step)
         back_to = self.lab.desired["redis-follower"]
         before = await sync_counters(leader)
-        self.lab.say(step, "$ kubectl scale deployment redis-follower --replicas=3", "command")
-        for line in await self.platform.scale("redis-follower", 3):
-            self.lab.say(step, line)
-
-        async def three() -> str | None:
-            return await converged(self.platform, 3)
-
-        await self.lab.wait(step, three, "Three followers linking up and catching up")
+        shown = "scale deployment redis-follower --replicas=3"
+        await self._kubectl(step, shown, self.platform.scale("redis-follower", 3))
+        await self.lab.wait(step, partial(converged, self.platform, 3), "Three followers linking up and catching up")
         _, full, _ = resync_words(before, await sync_counters(leader))
         _, grown = await split_nodes(self.platform)
         new = sorted({e.name for e in grown} - {e.name for e in followers})
         for name in new:
             self.x.mark("full_resync" if full else "drill", "joined", name)
         self.lab.say(step, f"3 followers in sync; {', '.join(new) or 'the new one'} joined with {full} full sync(s).")
-        self.lab.say(step, f"$ kubectl scale deployment redis-follower --replicas={back_to}", "command")
-        for line in await self.platform.scale("redis-follower", back_to):
-            self.lab.say(step, line)
-
-        async def back() -> str | None:
-            return await converged(self.platform, back_to)
-
-        await self.lab.wait(step, back, f"{back_to} followers left, in sync")
+        shown = f"scale deployment redis-follower --replicas={back_to}"
+        await self._kubectl(step, shown, self.platform.scale("redis-follower", back_to))
+        await self.lab.wait(step, partial(converged, self.platform, back_to), f"{back_to} followers left, in sync")
         _, shrunk = await split_nodes(self.platform)
         gone = sorted({e.name for e in grown} - {e.name for e in shrunk})
         message = (
@@ -302,19 +277,11 @@ class Drills:
     async def scale_frontend(self, step: Step) -> Outcome:
         leader, _ = await split_nodes(self.platform)
         before = len(split_entries((await node_state(leader))[1]))
-
-        async def answering(want: int) -> str | None:
-            return await frontends_answer(self.platform, want)
-
         for replicas in (5, 2):
-            self.lab.say(step, f"$ kubectl scale deployment frontend --replicas={replicas}", "command")
-            for line in await self.platform.scale("frontend", replicas):
-                self.lab.say(step, line)
-
-            async def probe(n: int = replicas) -> str | None:
-                return await answering(n)
-
-            await self.lab.wait(step, probe, f"{replicas} frontend replicas answering")
+            shown = f"scale deployment frontend --replicas={replicas}"
+            await self._kubectl(step, shown, self.platform.scale("frontend", replicas))
+            answering = partial(frontends_answer, self.platform, replicas)
+            await self.lab.wait(step, answering, f"{replicas} frontend replicas answering")
             self.lab.say(step, f"{replicas} frontend replicas answer the guestbook API.", "ok")
         after = len(split_entries((await node_state((await split_nodes(self.platform))[0]))[1]))
         if after < before:

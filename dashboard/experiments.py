@@ -35,6 +35,10 @@ class Conflict(DashboardError):
     status = 409
 
 
+def _mark(kind: str, detail: str, node: str | None) -> dict[str, Any]:
+    return {"time": time.time(), "kind": kind, "detail": detail, "node": node}
+
+
 @dataclass
 class Experiments:
     """The last probe, the current load, drill markers, the logs cache and its lease, of one lab."""
@@ -55,7 +59,7 @@ class Experiments:
 
     def mark(self, kind: str, detail: str, node: str | None = None) -> None:
         """A marker on the lag chart (kind: one of replication_chart.MARKS); node None = every chart."""
-        self.marks.append({"time": time.time(), "kind": kind, "detail": detail, "node": node})
+        self.marks.append(_mark(kind, detail, node))
         self.publish("lag")
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -100,10 +104,9 @@ class Experiments:
         """While a page shows the logs panel (a lease renewed by the page), read the Redis pods' logs each second."""
         while True:
             await asyncio.sleep(LOGS_REFRESH_SECONDS)
-            if time.monotonic() > self.logs_wanted_until:
-                continue
-            with contextlib.suppress(Exception):
-                await self.refresh_logs()
+            if self.logs_watched:
+                with contextlib.suppress(Exception):
+                    await self.refresh_logs()
 
     @property
     def logs_watched(self) -> bool:
@@ -117,8 +120,8 @@ class Experiments:
             with contextlib.suppress(Exception):
                 await self.refresh_logs()
 
-    async def refresh_logs(self) -> bool:
-        """Read the leader's and followers' logs; publish `logs` when they changed. Returns whether they did."""
+    async def refresh_logs(self) -> None:
+        """Read the leader's and followers' logs; publish `logs` when they changed."""
         pods = [p for p in await self.platform.get_pods() if p.component != "frontend" and not p.deleting]
         pods.sort(key=lambda p: (p.component != "redis-leader", p.created_at, p.name))
         results = await asyncio.gather(*(self.platform.logs(p.name, LOG_TAIL) for p in pods), return_exceptions=True)
@@ -131,11 +134,9 @@ class Experiments:
         def signature(items: list[tuple[str, str, list[LogLine]]]) -> list[tuple[str, int, str]]:
             return [(n, len(ls), ls[-1].text if ls else "") for n, _, ls in items]
 
-        if signature(logs) == signature(self.logs):
-            return False
-        self.logs = logs
-        self.publish("logs")
-        return True
+        if signature(logs) != signature(self.logs):
+            self.logs = logs
+            self.publish("logs")
 
     # -- probe and load ---------------------------------------------------------------------------------------
 
@@ -154,14 +155,8 @@ class Experiments:
             self.probe, self.probe_error = result, None
             for node in result["nodes"]:
                 if node["role"] == "follower" and node["ms_after_leader"] is not None:
-                    self.marks.append(
-                        {
-                            "time": time.time(),
-                            "kind": "drill",
-                            "detail": f"probe arrived {node['ms_after_leader']:.1f} ms after the leader",
-                            "node": node["name"],
-                        }
-                    )
+                    arrived = f"probe arrived {node['ms_after_leader']:.1f} ms after the leader"
+                    self.marks.append(_mark("drill", arrived, node["name"]))
             self.publish("experiments", "lag")
             return result
 

@@ -10,6 +10,7 @@ neither how often Redis or the cluster is asked anything nor how often a templat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 # Every live panel of a lab's page; each lab session has its own Hub of these.
@@ -51,14 +52,9 @@ class Hub:
 
     async def wait_for_change(self, seen: dict[str, int], timeout: float) -> list[str]:
         """The topics whose version differs from `seen` (waiting up to `timeout` for one); [] on timeout."""
-        changed = [t for t in self.versions if self.versions[t] != seen.get(t)]
-        if changed:
-            return changed
-        event = self._event
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            return []
+        if all(self.versions[t] == seen.get(t) for t in self.versions):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), timeout)
         return [t for t in self.versions if self.versions[t] != seen.get(t)]
 
     async def rendered(self, topic: str, render: Callable[[], Awaitable[str]]) -> tuple[int, str]:

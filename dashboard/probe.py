@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -65,10 +64,6 @@ MAX_IN_FLIGHT = 64
 CHECK_DEADLINE = 15.0
 
 
-def now_ns() -> int:
-    return time.perf_counter_ns()
-
-
 async def command(client: aioredis.Redis, *args: str | int) -> Any:
     """One Redis command by name (redis-py's `execute_command` is untyped)."""
     return await client.execute_command(*args)  # type: ignore[no-untyped-call]
@@ -76,6 +71,15 @@ async def command(client: aioredis.Redis, *args: str | int) -> Any:
 
 def redis_client(endpoint: RedisEndpoint, timeout: float = 1.0) -> aioredis.Redis:
     return aioredis.Redis(host=endpoint.host, port=endpoint.port, socket_timeout=timeout, socket_connect_timeout=1.0)
+
+
+async def ask(endpoint: RedisEndpoint, *args: str | int, timeout: float = 1.0) -> Any:
+    """One Redis command on a connection of its own, closed after the answer."""
+    client = redis_client(endpoint, timeout)
+    try:
+        return await command(client, *args)
+    finally:
+        await client.aclose()
 
 
 async def frontend_bases(platform: Platform) -> list[str]:
@@ -175,11 +179,7 @@ class FrontendWriter:
         """The upstream frontend's way (read, add, set the whole list), serialised so our own writes never race."""
         async with self._set_lock:
             leader, _ = await split_nodes(self.platform)
-            client = redis_client(leader)
-            try:
-                raw = await client.get(GUESTBOOK_KEY)
-            finally:
-                await client.aclose()
+            raw = await ask(leader, "GET", GUESTBOOK_KEY)
             current = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
             value = f"{current},{encode_entry(entry)}" if current else encode_entry(entry)
             status, body = await self.client.get(f"{base}/guestbook.php", {"cmd": "set", "value": value})
@@ -200,10 +200,6 @@ def _failure(status: int, data: Any) -> str:
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         return f"HTTP {status}: {data['error']}"
     return f"HTTP {status}"
-
-
-def append_target(entry: str) -> str:
-    return "/guestbook.php?" + urlencode({"cmd": "append", "value": entry})
 
 
 def append_ok(status: int, body: bytes) -> bool:
@@ -240,13 +236,11 @@ class NodeTiming:
         }
 
 
-async def _watch(
-    endpoint: RedisEndpoint, client: aioredis.Redis, marker: bytes, timing: NodeTiming, end: float
-) -> None:
-    """Poll `endpoint` until `marker` is in its guestbook; record the midpoint of the poll that first saw it."""
+async def _watch(client: aioredis.Redis, marker: bytes, timing: NodeTiming, end: float) -> None:
+    """Poll one node until `marker` is in its guestbook; record the midpoint of the poll that first saw it."""
     started = time.monotonic()
     while True:
-        asked = now_ns()
+        asked = time.perf_counter_ns()
         try:
             if timing.polls % FULL_READ_EVERY == FULL_READ_EVERY - 1:
                 value = await client.get(GUESTBOOK_KEY)
@@ -255,7 +249,7 @@ async def _watch(
         except (RedisError, OSError) as exc:
             timing.error = f"{type(exc).__name__}: {exc}"
             value = None
-        answered = now_ns()
+        answered = time.perf_counter_ns()
         timing.polls += 1
         if isinstance(value, bytes) and marker in value:
             timing.seen_ns = (asked + answered) // 2
@@ -268,7 +262,7 @@ async def _watch(
         await asyncio.sleep(0 if clock - started < TIGHT_SECONDS else POLL_SECONDS)
 
 
-async def run_probe(platform: Platform, *, deadline: float = PROBE_DEADLINE) -> dict[str, Any]:
+async def run_probe(platform: Platform) -> dict[str, Any]:
     """Write one marked entry through the frontend and time its arrival on every node (see the module docstring)."""
     leader, followers = await split_nodes(platform)
     bases = await frontend_bases(platform)
@@ -287,11 +281,9 @@ async def run_probe(platform: Platform, *, deadline: float = PROBE_DEADLINE) -> 
             with contextlib.suppress(*HTTP_ERRORS):
                 await http.get(f"{bases[0]}/healthz", {})  # warm the HTTP connection
             writer = FrontendWriter(platform, http)
-            end = time.monotonic() + deadline
-            watchers = [
-                asyncio.create_task(_watch(e, clients[e.name], marker_bytes, timings[e.name], end)) for e in nodes
-            ]
-            sent_ns = now_ns()
+            end = time.monotonic() + PROBE_DEADLINE
+            watchers = [asyncio.create_task(_watch(clients[n], marker_bytes, timings[n], end)) for n in clients]
+            sent_ns = time.perf_counter_ns()
             try:
                 await writer.write(bases[0], marker)
             except (*HTTP_ERRORS, WriteFailed, DashboardError) as exc:
@@ -303,13 +295,13 @@ async def run_probe(platform: Platform, *, deadline: float = PROBE_DEADLINE) -> 
                     f"The probe's write through {bases[0]} failed: {message}",
                     "Check that the frontend pods are ready (pods board), then try again.",
                 ) from exc
-            acked_ns = now_ns()
+            acked_ns = time.perf_counter_ns()
             try:
                 leader_client = clients[leader.name]
                 await leader_client.publish("guestbook-lab:probe", marker)
-                waited = now_ns()
+                waited = time.perf_counter_ns()
                 acked = int(await command(leader_client, "WAIT", len(followers), WAIT_TIMEOUT_MS))
-                wait_ms = round((now_ns() - waited) / 1e6, 3)
+                wait_ms = round((time.perf_counter_ns() - waited) / 1e6, 3)
             except (RedisError, OSError) as exc:
                 wait_error = f"{type(exc).__name__}: {exc}"
             await asyncio.gather(*watchers)
@@ -352,14 +344,7 @@ class NodeCount:
     missing_entries: frozenset[str] = field(default=frozenset(), repr=False)  # all of them (not in the JSON)
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "role": self.role,
-            "found": self.found,
-            "missing": self.missing,
-            "missing_sample": self.missing_sample,
-            "error": self.error,
-        }
+        return {k: v for k, v in vars(self).items() if k != "missing_entries"}
 
 
 def check_params(rate: Any, seconds: Any) -> tuple[int, float]:
@@ -603,15 +588,12 @@ async def count_entries(platform: Platform, expected: Sequence[str]) -> list[Nod
 
     async def one(endpoint: RedisEndpoint) -> NodeCount:
         count = NodeCount(endpoint.name, "leader" if endpoint is leader else "follower")
-        client = redis_client(endpoint, timeout=2.0)
         try:
-            raw = await client.get(GUESTBOOK_KEY)
+            raw = await ask(endpoint, "GET", GUESTBOOK_KEY, timeout=2.0)
         except (RedisError, OSError) as exc:
             count.error = f"{type(exc).__name__}: {exc}"
             count.missing = len(wanted)
             return count
-        finally:
-            await client.aclose()
         # tens of thousands of entries take milliseconds to split and compare: off the event loop
         count.found, missing = await asyncio.to_thread(_compare, raw, wanted, expected)
         count.missing = len(missing)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -17,20 +18,18 @@ from dashboard.errors import DashboardError
 from dashboard.guestbook.entries import KEY as GUESTBOOK_KEY
 from dashboard.models import RedisEndpoint
 from dashboard.platforms.base import Platform
-from dashboard.probe import command, redis_client, split_nodes
+from dashboard.probe import ask, redis_client, split_nodes
 from dashboard.replication import parse_info
 
 
 async def node_info(endpoint: RedisEndpoint, *sections: str) -> dict[str, str]:
     """`INFO <sections>` of one node as a dict (a short-lived connection)."""
-    client = redis_client(endpoint)
-    try:
-        raw = await command(client, "INFO", *sections)
-    finally:
-        await client.aclose()
-    if isinstance(raw, dict):
-        return {str(k): str(v) for k, v in raw.items()}
-    return parse_info(raw)
+    return _as_info(await ask(endpoint, "INFO", *sections))
+
+
+def _as_info(reply: Any) -> dict[str, str]:
+    """An `INFO` reply, as redis-py parsed it (a dict) or as text, as a dict of strings."""
+    return {str(k): str(v) for k, v in reply.items()} if isinstance(reply, dict) else parse_info(reply)
 
 
 async def node_state(endpoint: RedisEndpoint) -> tuple[dict[str, str], bytes]:
@@ -43,8 +42,7 @@ async def node_state(endpoint: RedisEndpoint) -> tuple[dict[str, str], bytes]:
         info, raw = await pipe.execute()
     finally:
         await client.aclose()
-    parsed = {str(k): str(v) for k, v in info.items()} if isinstance(info, dict) else parse_info(info)
-    return parsed, raw if isinstance(raw, bytes) else b""
+    return _as_info(info), raw if isinstance(raw, bytes) else b""
 
 
 @dataclass(frozen=True)

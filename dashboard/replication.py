@@ -16,10 +16,12 @@ Words: Redis says "master"/"slave" (kept verbatim in `role`); the lab says "lead
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict, TypeVar
+from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
+from typing import Any, Literal
 
 from dashboard.guestbook.entries import KEY as GUESTBOOK_KEY
 from dashboard.guestbook.entries import split_entries
@@ -43,10 +45,8 @@ def parse_info(text: str | bytes) -> dict[str, str]:
 
 
 def _int(value: str | None) -> int | None:
-    if value is None:
-        return None
     try:
-        return int(value)
+        return None if value is None else int(value)
     except ValueError:
         return None
 
@@ -62,16 +62,12 @@ class ConnectedFollower:
     lag: int | None
 
     def to_json(self) -> dict[str, object]:
-        return {"ip": self.ip, "port": self.port, "state": self.state, "offset": self.offset, "lag": self.lag}
+        return dict(vars(self))
 
 
 def parse_connected_follower(value: str) -> ConnectedFollower:
     """Parse the value of a `slaveN` line (`ip=127.0.0.1,port=6380,state=online,offset=60,lag=0`)."""
-    fields: dict[str, str] = {}
-    for part in value.split(","):
-        name, sep, item = part.partition("=")
-        if sep:
-            fields[name] = item
+    fields = {name: item for name, sep, item in (part.partition("=") for part in value.split(",")) if sep}
     return ConnectedFollower(
         ip=fields.get("ip", ""),
         port=_int(fields.get("port")),
@@ -79,6 +75,9 @@ def parse_connected_follower(value: str) -> ConnectedFollower:
         offset=_int(fields.get("offset")),
         lag=_int(fields.get("lag")),
     )
+
+
+_FRIENDLY_ROLES: dict[str | None, FriendlyRole] = {"master": "leader", "slave": "follower"}
 
 
 @dataclass(frozen=True)
@@ -114,23 +113,7 @@ class NodeReplication:
     @property
     def friendly_role(self) -> FriendlyRole | None:
         """The lab's word for `role`: "leader" for master, "follower" for slave, None when unknown."""
-        if self.role == "master":
-            return "leader"
-        if self.role == "slave":
-            return "follower"
-        return None
-
-    @property
-    def reachable(self) -> bool:
-        return self.error is None
-
-
-class _Process(TypedDict):
-    run_id: str | None
-    tcp_port: int | None
-    sync_full: int | None
-    sync_partial_ok: int | None
-    host: str | None
+        return _FRIENDLY_ROLES.get(self.role)
 
 
 def parse_replication(
@@ -138,57 +121,41 @@ def parse_replication(
 ) -> NodeReplication:
     """A `NodeReplication` from the parsed `INFO` of a node that answered: the `replication` section, and from the
     `server` and `stats` sections when present (`run_id`, `tcp_port`, `sync_full`, `sync_partial_ok`)."""
-    role = info.get("role")
-    process = _Process(
+    node = NodeReplication(
+        name=name,
+        component=component,
+        role=info.get("role"),
+        link=None,
+        offset=_int(info.get("master_repl_offset")),
+        connected_followers=tuple(
+            parse_connected_follower(info[key])
+            for key in sorted((k for k in info if _slave_index(k) >= 0), key=_slave_index)
+        ),
+        master_replid=info.get("master_replid"),
         run_id=info.get("run_id") or None,
         tcp_port=_int(info.get("tcp_port")),
         sync_full=_int(info.get("sync_full")),
         sync_partial_ok=_int(info.get("sync_partial_ok")),
         host=host,
     )
-    followers = tuple(
-        parse_connected_follower(value)
-        for key, value in sorted(info.items(), key=lambda item: _slave_index(item[0]))
-        if _slave_index(key) >= 0
-    )
-    if role == "slave":
-        status = info.get("master_link_status")
-        link: Link | None = "up" if status == "up" else "down"
-        offset = _int(info.get("slave_repl_offset"))
-        if offset is None:
-            offset = _int(info.get("master_repl_offset"))
-        last_io = _int(info.get("master_last_io_seconds_ago"))
-        return NodeReplication(
-            name=name,
-            component=component,
-            role=role,
-            link=link,
-            offset=offset,
-            master_host=info.get("master_host"),
-            master_port=_int(info.get("master_port")),
-            last_io_seconds_ago=None if last_io is None or last_io < 0 else last_io,
-            sync_in_progress=info.get("master_sync_in_progress") == "1",
-            connected_followers=followers,
-            master_replid=info.get("master_replid"),
-            **process,
-        )
-    return NodeReplication(
-        name=name,
-        component=component,
-        role=role,
-        link=None,
-        offset=_int(info.get("master_repl_offset")),
-        connected_followers=followers,
-        master_replid=info.get("master_replid"),
-        **process,
+    if node.role != "slave":
+        return node
+    offset = _int(info.get("slave_repl_offset"))
+    last_io = _int(info.get("master_last_io_seconds_ago"))
+    return replace(
+        node,
+        link="up" if info.get("master_link_status") == "up" else "down",
+        offset=node.offset if offset is None else offset,
+        master_host=info.get("master_host"),
+        master_port=_int(info.get("master_port")),
+        last_io_seconds_ago=None if last_io is None or last_io < 0 else last_io,
+        sync_in_progress=info.get("master_sync_in_progress") == "1",
     )
 
 
 def _slave_index(key: str) -> int:
     """N for a `slaveN` key, else -1."""
-    if key.startswith("slave") and key[5:].isdigit():
-        return int(key[5:])
-    return -1
+    return int(key[5:]) if key.startswith("slave") and key[5:].isdigit() else -1
 
 
 def unreachable_node(name: str, component: Component, error: str) -> NodeReplication:
@@ -216,13 +183,7 @@ class EntryDiff:
     compared: bool = True
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "missing": list(self.missing),
-            "extra": list(self.extra),
-            "same": self.same,
-            "same_order": self.same_order,
-            "compared": self.compared,
-        }
+        return {**vars(self), "missing": list(self.missing), "extra": list(self.extra)}
 
 
 _NOT_COMPARED_ENTRIES = EntryDiff(compared=False)
@@ -275,19 +236,11 @@ class KeyDiff:
     @property
     def same(self) -> bool:
         """As far as we can tell: equal digests when compared, else equal key counts."""
-        if not self.compared:
-            return self.counts_equal
-        return not self.missing and not self.extra and not self.differing
+        return not (self.missing or self.extra or self.differing) if self.compared else self.counts_equal
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "missing": list(self.missing),
-            "extra": list(self.extra),
-            "differing": list(self.differing),
-            "compared": self.compared,
-            "counts_equal": self.counts_equal,
-            "same": self.same,
-        }
+        lists = {"missing": list(self.missing), "extra": list(self.extra), "differing": list(self.differing)}
+        return {**vars(self), **lists, "same": self.same}
 
 
 _NOT_COMPARED_KEYS = KeyDiff(compared=False)
@@ -318,44 +271,23 @@ class EntriesCache:
 
     The raw `bytes` are the cache key (Python hashes them once per object; equal values compare with memcmp).
     Identical raw values map to the very same tuple, which also makes snapshot equality checks cheap.
-    Bounded: the oldest items go first.
+    Bounded: the least recently used items go first.
     """
 
     def __init__(self, size: int = 16) -> None:
-        self._size = size
-        self._entries: dict[bytes, tuple[str, ...]] = {}
-        self._diffs: dict[tuple[bytes, bytes], EntryDiff] = {}
         self.splits = 0  # how many times a value was actually split (for tests and the benchmark)
+        self.entries = lru_cache(maxsize=size)(self._split)
+        self._diff = lru_cache(maxsize=size)(self._compare)
 
-    def entries(self, raw: bytes) -> tuple[str, ...]:
-        found = self._entries.get(raw)
-        if found is None:
-            found = tuple(split_entries(raw))
-            self.splits += 1
-            _put(self._entries, raw, found, self._size)
-        return found
+    def _split(self, raw: bytes) -> tuple[str, ...]:
+        self.splits += 1
+        return tuple(split_entries(raw))
 
-    def diff(self, leader: bytes | None, follower: bytes) -> EntryDiff:
-        if leader is None:
-            return _NOT_COMPARED_ENTRIES
-        if leader == follower:
-            return _IDENTICAL_ENTRIES
-        key = (leader, follower)
-        found = self._diffs.get(key)
-        if found is None:
-            found = diff_entries(self.entries(leader), self.entries(follower))
-            _put(self._diffs, key, found, self._size)
-        return found
+    def diff(self, leader: bytes, follower: bytes) -> EntryDiff:
+        return _IDENTICAL_ENTRIES if leader == follower else self._diff(leader, follower)
 
-
-_K = TypeVar("_K")
-_V = TypeVar("_V")
-
-
-def _put(cache: dict[_K, _V], key: _K, value: _V, size: int) -> None:
-    while len(cache) >= size:
-        del cache[next(iter(cache))]
-    cache[key] = value
+    def _compare(self, leader: bytes, follower: bytes) -> EntryDiff:
+        return diff_entries(self.entries(leader), self.entries(follower))
 
 
 # ------------------------------------------------------------------------------------------------------- snapshot
@@ -443,7 +375,6 @@ class ReplicationSnapshot:
     errors: tuple[tuple[str, str], ...] = ()
     leader_dbsize: int | None = None
     sampled_at: float = field(default=0.0, compare=False)
-    _json: dict[str, Any] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def in_sync(self) -> bool:
@@ -454,12 +385,10 @@ class ReplicationSnapshot:
         """The contract: `leader` {name, role, offset, ...} | null, `followers` [{name, role, link, offset,
         gap_bytes, ...}], `entries` {node: [entry, ...]}, `in_sync`; plus `sampled_at`, `errors`, `keys`.
         Fields may be added here, never renamed. Built once per snapshot and shared: treat it as read-only."""
-        if self._json is None:
-            object.__setattr__(self, "_json", self._build_json())
-        assert self._json is not None
         return self._json
 
-    def _build_json(self) -> dict[str, Any]:
+    @cached_property
+    def _json(self) -> dict[str, Any]:
         leader = self.leader
         leader_json: dict[str, object] | None = None
         if leader is not None:
@@ -496,10 +425,7 @@ def choose_leader(nodes: Sequence[NodeReplication]) -> NodeReplication | None:
         [n for n in nodes if n.error is None and n.role == "master" and n.component != "redis-follower"],
         [n for n in nodes if n.component == "redis-leader"],
     ]
-    for candidates in ranked:
-        if candidates:
-            return min(candidates, key=lambda n: n.name)
-    return None
+    return next((min(candidates, key=lambda n: n.name) for candidates in ranked if candidates), None)
 
 
 def build_snapshot(
@@ -515,13 +441,9 @@ def build_snapshot(
     cache = cache or EntriesCache()
     behind = seconds_behind or {}
     leader = choose_leader([d.replication for d in data])
-    leader_data = next((d for d in data if leader is not None and d.replication is leader), None)
-    leader_raw: bytes | None = None
-    leader_keys: Mapping[str, bytes] | None = None
-    leader_known = leader_data is not None and leader_data.replication.error is None
-    if leader_data is not None and leader_known:
-        leader_raw = leader_data.guestbook if leader_data.guestbook is not None else b""
-        leader_keys = leader_data.keys
+    leader_data = next((d for d in data if d.replication is leader), None)
+    # what every follower is compared with: the leader's data, when it answered
+    known = leader_data if leader_data is not None and leader_data.replication.error is None else None
     followers: list[FollowerState] = []
     entries: list[tuple[str, tuple[str, ...]]] = []
     problems: list[tuple[str, str]] = list(errors)
@@ -531,22 +453,21 @@ def build_snapshot(
             problems.append((node.name, node.error))
         elif d.warning is not None:
             problems.append((node.name, d.warning))
-        raw = d.guestbook if d.guestbook is not None else b""
+        raw = d.guestbook or b""
         if node.error is None:
             entries.append((node.name, cache.entries(raw)))
         if d is leader_data:
             continue
-        reachable = node.error is None
         gap = None
         if leader is not None and leader.offset is not None and node.offset is not None and node.role == "slave":
             gap = leader.offset - node.offset
         replid_matches = None
         if leader is not None and leader.master_replid and node.master_replid and node.role == "slave":
             replid_matches = leader.master_replid == node.master_replid
-        if reachable and leader_known:
-            entry_diff = cache.diff(leader_raw, raw)
-            key_diff = diff_keys(leader_keys, d.keys)
-            if not key_diff.compared and leader_data is not None and d.dbsize == leader_data.dbsize:
+        if node.error is None and known is not None:
+            entry_diff = cache.diff(known.guestbook or b"", raw)
+            key_diff = diff_keys(known.keys, d.keys)
+            if not key_diff.compared and d.dbsize == known.dbsize:
                 key_diff = KeyDiff(compared=False, counts_equal=True)  # too many keys to read one by one
         else:
             entry_diff, key_diff = _NOT_COMPARED_ENTRIES, _NOT_COMPARED_KEYS
@@ -584,12 +505,7 @@ class LagSample:
     link: Link
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "time": self.time,
-            "gap_bytes": self.gap_bytes,
-            "seconds_behind": self.seconds_behind,
-            "link": self.link,
-        }
+        return dict(vars(self))
 
 
 @dataclass(frozen=True)
@@ -609,14 +525,7 @@ class LagEvent:
     attributed: bool = True
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "time": self.time,
-            "node": self.node,
-            "kind": self.kind,
-            "detail": self.detail,
-            "inferred": self.inferred,
-            "attributed": self.attributed,
-        }
+        return dict(vars(self))
 
 
 @dataclass(frozen=True)
@@ -636,14 +545,16 @@ class _FollowerTrack:
     caught_up_at: float
     last_seen_tick: int
     link: Link
-    replid: str | None
-    offset: int | None
-    sync_in_progress: bool
-    run_id: str | None
+    last: NodeReplication  # its latest answer (with the last replication id and run_id known)
     down_since: float | None = None
     full_in_episode: bool = False
     reported_down: bool = False  # the follower itself said master_link_status:down during this outage
     restarted_in_episode: bool = False  # its run_id changed during this outage
+
+    def new_episode(self, down_since: float | None) -> None:
+        """An outage starts (at `down_since`) or ends (None): what the previous one showed no longer counts."""
+        self.down_since = down_since
+        self.full_in_episode = self.reported_down = self.restarted_in_episode = False
 
 
 class LagHistory:
@@ -685,12 +596,7 @@ class LagHistory:
         self._tracks: dict[str, _FollowerTrack] = {}
         self.events: deque[LagEvent] = deque(maxlen=max_events)
         self._tick = 0
-        self._leader_replid: str | None = None
-        self._leader_offset: int | None = None
-        self._leader_name: str | None = None
-        self._leader_run_id: str | None = None
-        self._sync_full: int | None = None
-        self._sync_partial: int | None = None
+        self._leader: NodeReplication | None = None  # its latest answer (with the last run_id known)
         self._replicas: dict[tuple[str, int | None], ConnectedFollower] | None = None
         self._replica_resets: dict[tuple[str, int | None], int] = {}  # replica address → tick of its last reset
         self._counted: list[_Resync] = []  # resyncs the leader counted that no follower event explains yet
@@ -703,10 +609,8 @@ class LagHistory:
         self._tick += 1
         self._record_leader(now, leader)
         leader_offset = leader.offset if leader is not None and leader.error is None else None
-        behind: dict[str, float | None] = {}
         seen = list(followers)
-        for node in seen:
-            behind[node.name] = self._record_follower(now, node, leader_offset)
+        behind = {node.name: self._record_follower(now, node, leader_offset) for node in seen}
         self._attribute_counted(now, seen)
         for name in [n for n, t in self._tracks.items() if self._tick - t.last_seen_tick >= self.max_samples]:
             del self._tracks[name]
@@ -717,39 +621,33 @@ class LagHistory:
     def _record_leader(self, now: float, leader: NodeReplication | None) -> None:
         if leader is None or leader.error is not None:
             return
-        same_name = leader.name == self._leader_name
-        new_process = same_name and bool(self._leader_run_id and leader.run_id and leader.run_id != self._leader_run_id)
+        # the same leader's previous answer, None for another leader
+        last = self._leader if self._leader is not None and self._leader.name == leader.name else None
         reasons: list[str] = []
-        if new_process:
+        if last is not None and last.run_id and leader.run_id and leader.run_id != last.run_id:
             reasons.append("its run_id changed: a new process")
         # Only a step back of the offset counts: Redis also changes a fresh leader's replication id when it creates
         # the backlog for its first follower, which is no restart.
         if (
-            same_name
-            and self._leader_replid is not None
+            last is not None
+            and last.master_replid is not None
             and leader.master_replid is not None
-            and self._leader_offset is not None
+            and last.offset is not None
             and leader.offset is not None
-            and leader.offset < self._leader_offset
+            and leader.offset < last.offset
         ):
             reasons.append("its replication offset went back")
         if reasons:
             self._emit(LagEvent(now, leader.name, "leader_restarted", ", ".join(reasons)))
-        same_leader = same_name and not reasons
-        if same_leader:
-            self._count_resyncs(now, "full_resync", self._sync_full, leader.sync_full)
-            self._count_resyncs(now, "partial_resync", self._sync_partial, leader.sync_partial_ok)
-        else:  # another leader, or a new process: its counters start afresh, and so does the matching
+        if last is None or reasons:  # another leader, or a new process: counters and matching start afresh
             self._counted.clear()
             self._claimed.clear()
             self._replica_resets.clear()
-        self._record_replicas(leader, same_leader)
-        self._leader_name = leader.name
-        self._leader_replid = leader.master_replid
-        self._leader_offset = leader.offset
-        self._leader_run_id = leader.run_id or (self._leader_run_id if same_name else None)
-        self._sync_full = leader.sync_full
-        self._sync_partial = leader.sync_partial_ok
+        else:
+            self._count_resyncs(now, "full_resync", last.sync_full, leader.sync_full)
+            self._count_resyncs(now, "partial_resync", last.sync_partial_ok, leader.sync_partial_ok)
+        self._record_replicas(leader, same_leader=last is not None and not reasons)
+        self._leader = replace(leader, run_id=leader.run_id or (last.run_id if last is not None else None))
 
     def _count_resyncs(self, now: float, kind: ResyncKind, before: int | None, after: int | None) -> None:
         """The leader served `after - before` resyncs of `kind` since the last sample: match each with a follower
@@ -757,8 +655,7 @@ class LagHistory:
         if before is None or after is None:
             return
         for _ in range(max(0, after - before)):  # CONFIG RESETSTAT sets the counters back: nothing to count
-            claim = _take(self._claimed, kind)
-            if claim is None:
+            if _take(self._claimed, kind) is None:
                 self._counted.append(_Resync(kind, now, self._tick))
 
     def _record_replicas(self, leader: NodeReplication, same_leader: bool) -> None:
@@ -791,10 +688,7 @@ class LagHistory:
                 caught_up_at=now,
                 last_seen_tick=self._tick,
                 link=link,
-                replid=node.master_replid,
-                offset=node.offset,
-                sync_in_progress=node.sync_in_progress,
-                run_id=node.run_id,
+                last=node,
                 down_since=now if link == "down" else None,
             )
             self._tracks[node.name] = track
@@ -803,35 +697,30 @@ class LagHistory:
         else:
             self._events(now, node, link, track)
         track.last_seen_tick = self._tick
-        seconds: float | None
         if gap is not None and gap <= 0:
             track.caught_up_at = now
-            seconds = 0.0
-        else:
-            seconds = round(max(0.0, now - track.caught_up_at), 3)
+        seconds = round(max(0.0, now - track.caught_up_at), 3)
         track.samples.append(LagSample(now, gap, seconds, link))
         return seconds
 
     def _events(self, now: float, node: NodeReplication, link: Link, track: _FollowerTrack) -> None:
         name = node.name
-        restarted = node.error is None and bool(node.run_id and track.run_id and node.run_id != track.run_id)
+        last = track.last
+        restarted = node.error is None and bool(node.run_id and last.run_id and node.run_id != last.run_id)
         full_reasons: list[str] = []
         if node.error is None:
-            if node.sync_in_progress and not track.sync_in_progress:
+            if node.sync_in_progress and not last.sync_in_progress:
                 full_reasons.append("sync in progress")
-            if node.master_replid and track.replid and node.master_replid != track.replid:
+            if node.master_replid and last.master_replid and node.master_replid != last.master_replid:
                 full_reasons.append("replication id changed")
-            if node.offset is not None and track.offset is not None and node.offset < track.offset:
+            if node.offset is not None and last.offset is not None and node.offset < last.offset:
                 full_reasons.append("offset went back")
         if track.link == "up" and link == "down":
             why = node.error or "master_link_status:down"
             self._emit(
                 LagEvent(now, name, "link_down", f"{why}; its process restarted (new run_id)" if restarted else why)
             )
-            track.down_since = now
-            track.full_in_episode = False
-            track.reported_down = False
-            track.restarted_in_episode = False
+            track.new_episode(now)
         if node.error is None and node.link != "up":
             track.reported_down = True
         if restarted and track.down_since is not None:
@@ -847,34 +736,21 @@ class LagHistory:
             kind, detail = self._resync_kind(track, full_reasons)
             if kind is not None:
                 self._resync_event(now, name, kind, detail)
-            track.down_since = None
-            track.full_in_episode = False
-            track.reported_down = False
-            track.restarted_in_episode = False
+            track.new_episode(None)
         elif restarted and link == "up":
             # up before and up now, yet another process: it restarted between two samples, and resynced
-            self._emit(
-                LagEvent(
-                    now,
-                    name,
-                    "link_down",
-                    "inferred: its process restarted between two samples (new run_id)",
-                    inferred=True,
-                )
-            )
-            self._emit(
-                LagEvent(now, name, "link_up", "inferred: its new process is linked to the leader", inferred=True)
-            )
+            gone = "inferred: its process restarted between two samples (new run_id)"
+            linked = "inferred: its new process is linked to the leader"
+            self._emit(LagEvent(now, name, "link_down", gone, inferred=True))
+            self._emit(LagEvent(now, name, "link_up", linked, inferred=True))
             track.restarted_in_episode = True
             kind, detail = self._resync_kind(track, full_reasons)
             track.restarted_in_episode = False
             self._resync_event(now, name, kind or "full_resync", f"inferred: {detail}", inferred=True)
         track.link = link
         if node.error is None:
-            track.replid = node.master_replid or track.replid
-            track.offset = node.offset
-            track.sync_in_progress = node.sync_in_progress
-            track.run_id = node.run_id or track.run_id
+            replid, run_id = node.master_replid or last.master_replid, node.run_id or last.run_id
+            track.last = replace(node, master_replid=replid, run_id=run_id)
 
     def _resync_kind(self, track: _FollowerTrack, full_reasons: Sequence[str]) -> tuple[ResyncKind | None, str]:
         """Which resync ended an outage: what the follower showed, else what the leader counted meanwhile."""
@@ -903,7 +779,8 @@ class LagHistory:
 
     def _claim(self, now: float, kind: ResyncKind, strict: bool = False) -> None:
         """A follower resynced: it explains one resync the leader counted, or one it is about to count."""
-        if _take(self._counted, kind, strict) is None and self._sync_full is not None:
+        counters_known = self._leader is not None and self._leader.sync_full is not None
+        if _take(self._counted, kind, strict) is None and counters_known:
             self._claimed.append(_Resync(kind, now, self._tick, strict))
 
     def _old(self, item: _Resync, now: float) -> bool:
@@ -942,34 +819,19 @@ class LagHistory:
         elif len(seen) == 1:
             name, how = seen[0].name, "the only follower"
         else:
-            self._emit(
-                LagEvent(
-                    item.time,
-                    self._leader_name or "leader",
-                    item.kind,
-                    f"inferred: the leader counted {what} ({counter} grew); which follower made it could not be told",
-                    inferred=True,
-                    attributed=False,
-                )
-            )
+            unknown = f"inferred: the leader counted {what} ({counter} grew); which follower made it could not be told"
+            leader = self._leader.name if self._leader is not None else "leader"
+            self._emit(LagEvent(item.time, leader, item.kind, unknown, inferred=True, attributed=False))
             return
         detail = f"inferred: the leader counted {what} ({counter} grew) no sample of this follower showed; {how}"
-        self._emit(LagEvent(item.time, name, "link_down", detail, inferred=True))
-        self._emit(LagEvent(item.time, name, "link_up", detail, inferred=True))
-        self._emit(LagEvent(item.time, name, item.kind, detail, inferred=True))
+        for kind in ("link_down", "link_up", item.kind):
+            self._emit(LagEvent(item.time, name, kind, detail, inferred=True))
 
     def _emit(self, event: LagEvent) -> None:
         """Append `event`, keeping the events in time order (an attributed one may be a second or two late)."""
-        events = self.events
-        if not events or events[-1].time <= event.time:
-            events.append(event)
-            return
-        if events.maxlen is not None and len(events) >= events.maxlen:
-            events.popleft()
-        at = len(events)
-        while at > 0 and events[at - 1].time > event.time:
-            at -= 1
-        events.insert(at, event)
+        if len(self.events) == self.events.maxlen:
+            self.events.popleft()
+        bisect.insort(self.events, event, key=lambda e: e.time)
 
     # -- reading --------------------------------------------------------------------------------------------------
 
@@ -989,11 +851,7 @@ class LagHistory:
 def _take(items: list[_Resync], kind: ResyncKind, strict: bool = False) -> _Resync | None:
     """Remove and return the oldest item of `kind`, else (unless `strict`) the oldest one not strict itself: the
     kind of a follower's resync is sometimes a guess, the leader's count is not."""
-    for i, item in enumerate(items):
-        if item.kind == kind:
-            return items.pop(i)
-    if not strict:
-        for i, item in enumerate(items):
-            if not item.strict:
-                return items.pop(i)
-    return None
+    at = next((i for i, item in enumerate(items) if item.kind == kind), None)
+    if at is None and not strict:
+        at = next((i for i, item in enumerate(items) if not item.strict), None)
+    return None if at is None else items.pop(at)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
+from itertools import groupby
 from typing import Any
 
 WIDTH = 480
@@ -87,11 +88,8 @@ def render_chart(
     gap_max = _nice_max(max(gaps, default=0), 100)
     sec_max = _nice_max(max(secs, default=0.0), 1)
 
-    def y_gap(v: float) -> float:
-        return round(y1 - (y1 - y0) * max(0.0, min(v, gap_max)) / gap_max, 1)
-
-    def y_sec(v: float) -> float:
-        return round(y1 - (y1 - y0) * max(0.0, min(v, sec_max)) / sec_max, 1)
+    def y(v: float, top: float) -> float:
+        return round(y1 - (y1 - y0) * max(0.0, min(v, top)) / top, 1)
 
     parts: list[str] = [
         f'<svg class="lag-svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" preserveAspectRatio="xMidYMid meet" '
@@ -117,12 +115,12 @@ def render_chart(
         )
     # gap area (broken where unknown)
     for run in _runs(shown, "gap_bytes"):
-        pts = " ".join(f"{x(s['time'])},{y_gap(s['gap_bytes'])}" for s in run)
+        pts = " ".join(f"{x(s['time'])},{y(s['gap_bytes'], gap_max)}" for s in run)
         first, last = x(run[0]["time"]), x(run[-1]["time"])
         parts.append(f'<polygon class="gap" points="{first},{y1} {pts} {last},{y1}"/>')
         parts.append(f'<polyline class="gap-line" points="{pts}"/>')
     for run in _runs(shown, "seconds_behind"):
-        pts = " ".join(f"{x(s['time'])},{y_sec(s['seconds_behind'])}" for s in run)
+        pts = " ".join(f"{x(s['time'])},{y(s['seconds_behind'], sec_max)}" for s in run)
         parts.append(f'<polyline class="secs" points="{pts}"/>')
     # event markers
     for e in events:
@@ -148,17 +146,7 @@ def render_chart(
 
 def _runs(samples: Iterable[Mapping[str, Any]], key: str) -> list[list[Mapping[str, Any]]]:
     """Consecutive samples whose `key` is a number (a None breaks the line)."""
-    runs: list[list[Mapping[str, Any]]] = []
-    current: list[Mapping[str, Any]] = []
-    for s in samples:
-        if isinstance(s.get(key), int | float):
-            current.append(s)
-        elif current:
-            runs.append(current)
-            current = []
-    if current:
-        runs.append(current)
-    return runs
+    return [list(run) for number, run in groupby(samples, lambda s: isinstance(s.get(key), int | float)) if number]
 
 
 def _on_chart(event: Mapping[str, Any], name: str) -> bool:
@@ -183,19 +171,17 @@ def build_charts(
     extra markers [{time, kind: "drill", detail, node?}] (a mark without a node goes on every chart).
     """
     running = set(current)
-    followers_all: Mapping[str, list[Mapping[str, Any]]] = history.get("followers", {})
-    earliest = min((samples[0]["time"] for samples in followers_all.values() if samples), default=now)
+    followers: Mapping[str, list[Mapping[str, Any]]] = history.get("followers", {})
+    earliest = min((samples[0]["time"] for samples in followers.values() if samples), default=now)
     window = max(30.0, min(window, now - earliest + 5))  # a young lab fills the chart instead of its right edge
     start = now - window
-    followers: Mapping[str, list[Mapping[str, Any]]] = history.get("followers", {})
     events: list[Mapping[str, Any]] = list(history.get("events", []))
     names = [n for n, samples in followers.items() if samples and samples[-1]["time"] >= start]
     names.sort(key=lambda n: (n not in running, n))
     charts: list[FollowerChart] = []
     for name in names[:limit]:
         samples = followers[name]
-        mine = [e for e in [*events, *drill_marks] if _on_chart(e, name)]
-        mine.sort(key=lambda e: e["time"])
+        mine = sorted((e for e in [*events, *drill_marks] if _on_chart(e, name)), key=lambda e: e["time"])
         last = samples[-1]
         gone = name not in running
         charts.append(

@@ -63,14 +63,9 @@ class EndpointSource(Protocol):
     async def redis_endpoints(self) -> list[RedisEndpoint]: ...
 
 
-def _raw_info(response: Any, **options: Any) -> Any:
-    """Keep `INFO` replies as raw bytes: `dashboard.replication.parse_info` parses them."""
-    return response
-
-
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError) and not text:
+    if isinstance(exc, TimeoutError) and not text:
         text = "no answer in time"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -92,6 +87,17 @@ def _merge_info(replies: Sequence[Any]) -> dict[str, str] | Exception:
     return info
 
 
+def _info_pipeline(client: aioredis.Redis, by_section: bool) -> Any:
+    """A pipeline that starts with this tick's `INFO`: one command of every section, or one per section."""
+    pipe = client.pipeline(transaction=False)
+    if by_section:
+        for section in INFO_SECTIONS:
+            pipe.execute_command("INFO", section)
+    else:
+        pipe.execute_command("INFO", *INFO_SECTIONS)
+    return pipe
+
+
 class Sampler:
     """Samples every Redis node of `platform` every `interval` seconds (see the module docstring).
 
@@ -110,8 +116,6 @@ class Sampler:
         key_limit: int = 1000,
         socket_timeout: float = 0.5,
         connect_timeout: float = 0.3,
-        history_size: int = 300,
-        clock: Callable[[], float] = time.time,
         one_section_info: bool = False,
         idle_interval: float | None = None,
         watched: Callable[[], bool] | None = None,
@@ -123,15 +127,13 @@ class Sampler:
         self.key_limit = key_limit
         self.socket_timeout = socket_timeout
         self.connect_timeout = connect_timeout
-        self._clock = clock
         # a safety net above redis-py's own timeouts: one slow node never holds the tick for long
         self._node_timeout = connect_timeout + 4 * socket_timeout
         self.snapshot = ReplicationSnapshot()
-        self.history = LagHistory(max_samples=history_size)
+        self.history = LagHistory()
         self.version = 0
         self.commands_sent = 0
         self.ticks = 0
-        self.last_tick_seconds = 0.0  # wall time of the latest tick (for the benchmark and a status line)
         self.entries_cache = EntriesCache()  # unchanged guestbook values are not split again
         self._clients: dict[tuple[str, int], aioredis.Redis] = {}
         self._one_section_only = one_section_info
@@ -148,10 +150,6 @@ class Sampler:
         """Call `listener()` (on the event loop, no arguments) whenever the snapshot's content changes."""
         self._listeners.append(listener)
 
-    def remove_listener(self, listener: Listener) -> None:
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(listener)
-
     async def start(self) -> None:
         """Start the sampling task (idempotent)."""
         if self._task is None or self._task.done():
@@ -165,9 +163,8 @@ class Sampler:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         async with self._lock:
-            clients, self._clients = self._clients, {}
-            for client in clients.values():
-                await self._close(client)
+            for address in list(self._clients):
+                await self._drop_client(address)
 
     @property
     def client_addresses(self) -> list[tuple[str, int]]:
@@ -201,8 +198,6 @@ class Sampler:
             try:
                 async with self._lock:
                     await self._tick()
-            except asyncio.CancelledError:
-                raise
             except Exception:  # a bug must not stop the sampling; it is logged once per tick
                 log.exception("Redis sampling tick failed")
             delay = max(0.0, self.current_interval() - (loop.time() - started))
@@ -211,12 +206,10 @@ class Sampler:
             self._wake.clear()
 
     async def _tick(self) -> None:
-        started = time.perf_counter()
-        now = self._clock()
+        now = time.time()
         errors: list[tuple[str, str]] = []
         try:
-            endpoints = list(await self.platform.redis_endpoints())
-            self._endpoints = endpoints
+            self._endpoints = endpoints = list(await self.platform.redis_endpoints())
         except Exception as exc:  # any platform failure is shown in the snapshot, never raised
             endpoints = self._endpoints  # keep showing the last known nodes, and say why they may be stale
             errors.append(("platform", _describe(exc)))
@@ -229,7 +222,6 @@ class Sampler:
         changed = snapshot != self.snapshot
         self.snapshot = snapshot
         self.ticks += 1
-        self.last_tick_seconds = time.perf_counter() - started
         if changed:
             self.version += 1
             for listener in list(self._listeners):
@@ -252,7 +244,7 @@ class Sampler:
                 retry=Retry(NoBackoff(), 0),  # the next tick is the retry
                 max_connections=2,
             )
-            client.set_response_callback("INFO", _raw_info)
+            client.set_response_callback("INFO", lambda response, **options: response)  # raw: parse_info parses it
             self._clients[address] = client
         return client
 
@@ -260,49 +252,35 @@ class Sampler:
         wanted = {(e.host, e.port) for e in endpoints}
         self._one_section_info &= wanted
         for address in [a for a in self._clients if a not in wanted]:
-            await self._close(self._clients.pop(address))
+            await self._drop_client(address)
 
-    async def _drop_client(self, endpoint: RedisEndpoint) -> None:
-        client = self._clients.pop((endpoint.host, endpoint.port), None)
+    async def _drop_client(self, address: tuple[str, int]) -> None:
+        client = self._clients.pop(address, None)
         if client is not None:
-            await self._close(client)
-
-    @staticmethod
-    async def _close(client: aioredis.Redis) -> None:
-        with contextlib.suppress(Exception):
-            await client.aclose()
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     async def _read_node(self, endpoint: RedisEndpoint) -> NodeData:
         try:
             return await asyncio.wait_for(self._read(endpoint), timeout=self._node_timeout)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except Exception as exc:
+            if not isinstance(exc, RedisError | OSError | TimeoutError):  # an unexpected reply: costs this node only
+                log.exception("reading Redis node %s failed", endpoint.name)
             # a connection that failed or timed out may hold a half-read reply: start afresh next tick
-            await self._drop_client(endpoint)
-            return NodeData(unreachable_node(endpoint.name, endpoint.component, _describe(exc)))
-        except Exception as exc:  # an unexpected reply must cost this node's sample, not the whole tick
-            log.exception("reading Redis node %s failed", endpoint.name)
-            await self._drop_client(endpoint)
+            await self._drop_client((endpoint.host, endpoint.port))
             return NodeData(unreachable_node(endpoint.name, endpoint.component, _describe(exc)))
 
     async def _read(self, endpoint: RedisEndpoint) -> NodeData:
         client = self._client(endpoint)
         address = (endpoint.host, endpoint.port)
         by_section = self._one_section_only or address in self._one_section_info
-        pipe = client.pipeline(transaction=False)
-        if by_section:
-            for section in INFO_SECTIONS:
-                pipe.execute_command("INFO", section)
-        else:
-            pipe.execute_command("INFO", *INFO_SECTIONS)
+        pipe = _info_pipeline(client, by_section)
         pipe.get(GUESTBOOK_KEY)
         pipe.dbsize()
         *infos, raw, dbsize = await self._send(pipe)
         if not by_section and takes_one_info_section(infos[0]):
             self._one_section_info.add(address)
-            pipe = client.pipeline(transaction=False)
-            for section in INFO_SECTIONS:
-                pipe.execute_command("INFO", section)
-            infos = list(await self._send(pipe))
+            infos = await self._send(_info_pipeline(client, by_section=True))
         info = _merge_info(infos)
         if isinstance(info, Exception):
             return NodeData(unreachable_node(endpoint.name, endpoint.component, _describe(info)))
@@ -348,17 +326,12 @@ class Sampler:
             if cursor == 0:
                 break
         names = sorted(set(names))
-        if not names:
-            return {}
         pipe = client.pipeline(transaction=False)
         for name in names:
             pipe.dump(name)
-        self.commands_sent += len(names)
-        dumps = await pipe.execute(raise_on_error=False)
-        keys: dict[str, bytes] = {}
-        for name, dump in zip(names, dumps, strict=True):
-            if isinstance(dump, bytes):  # None: the key expired or was deleted in between
-                keys[name.decode("utf-8", "backslashreplace")] = hashlib.blake2b(
-                    dump[:-_DUMP_TRAILER], digest_size=16
-                ).digest()
-        return keys
+        dumps = await self._send(pipe)  # an empty pipeline sends nothing
+        return {
+            name.decode("utf-8", "backslashreplace"): hashlib.blake2b(dump[:-_DUMP_TRAILER], digest_size=16).digest()
+            for name, dump in zip(names, dumps, strict=True)
+            if isinstance(dump, bytes)  # None: the key expired or was deleted in between
+        }

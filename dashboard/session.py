@@ -89,7 +89,7 @@ class LabSession:
         self.platform_error: DashboardError | None = None
         self.notice: str | None = None  # a workshop instructor's message to this lab's page
         self._last_frontend_url: str | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         try:
@@ -104,16 +104,14 @@ class LabSession:
         self.sampler.add_listener(lambda: self.hub.publish("replication"))
         await self.sampler.start()
         self.experiments.start()
-        self._tasks.append(asyncio.create_task(self._tick(), name=f"pods-ticker-{self.id}"))
+        self._ticker = asyncio.create_task(self._tick(), name=f"pods-ticker-{self.id}")
 
     async def close(self) -> None:
         await self.experiments.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        if self._ticker is not None:
+            self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+                await self._ticker
         await self.sampler.stop()
         await self.platform.close()
 

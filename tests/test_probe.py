@@ -9,7 +9,7 @@ import pytest
 
 from dashboard.errors import BadRequest
 from dashboard.logs import classify_log
-from dashboard.probe import FrontendHttp, append_ok, append_target, check_params
+from dashboard.probe import FrontendHttp, append_ok, check_params
 from dashboard.redis_nodes import SyncCounters, resync_words
 from dashboard.replication_chart import build_charts, human_bytes, render_chart
 
@@ -25,7 +25,6 @@ def test_append_answer_is_checked_by_its_start() -> None:
     assert append_ok(200, b'{"message": "Updated", "entries": ["a"]}')
     assert not append_ok(200, b'{"data": "a,b"}')  # upstream PHP: an unknown cmd is a read
     assert not append_ok(503, b'{"message": "Updated"}')
-    assert append_target("a b&c,d") == "/guestbook.php?cmd=append&value=a+b%26c%2Cd"
 
 
 def test_frontend_http_reads_bodies_and_reuses_one_pooled_connection() -> None:

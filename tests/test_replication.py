@@ -139,7 +139,7 @@ def test_several_connected_followers_are_parsed_in_order() -> None:
 def test_unreachable_node_has_its_error_and_a_down_link() -> None:
     node = unreachable_node("f", "redis-follower", "ConnectionError: refused")
     assert node.error == "ConnectionError: refused" and node.link == "down"
-    assert node.role is None and node.friendly_role is None and node.offset is None and not node.reachable
+    assert node.role is None and node.friendly_role is None and node.offset is None
 
 
 def test_parse_replication_of_real_redis_servers() -> None:
