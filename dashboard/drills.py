@@ -174,7 +174,8 @@ class Drills:
                 f"{victim.name}'s gap never grew while it was paused.",
                 "Check that writes reach the leader (the frontend pods are ready), then run the drill again.",
             )
-        behind = max((s.seconds_behind or 0.0) for s in self.sampler.history.samples(victim.name)[-40:])
+        recent = self.sampler.history.samples(victim.name)[-40:]  # none yet if the sampler has not seen it
+        behind = max((s.seconds_behind or 0.0 for s in recent), default=0.0)
         caught = caught_up or 0.0
         link = "went down" if link_down else "stayed up"
         wrote = f"{load.ok} entries were written" if own_load else "the running write load went on"
