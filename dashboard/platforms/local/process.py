@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import json
 import os
 import shutil
@@ -33,8 +34,6 @@ ENDPOINTS_FILE = "endpoints.json"
 REDIS_DIR_PREFIX = "redis-data-"
 PR_SET_PDEATHSIG = 1
 PRIVATE_ENV_PREFIX = "GUESTBOOK_LAB_"  # the dashboard's own settings (its token among them): never for children
-
-_libc: Any = None
 
 
 def find_redis_server(binary: str) -> str:
@@ -57,24 +56,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks after boot), or None if no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces: split after the last ")".
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])
-
-
 def _stat_fields(pid: int) -> list[str] | None:
     """Fields 3.. of /proc/<pid>/stat (state, ppid, pgrp, session, ...), or None if there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
+    # The command name (field 2) is in parentheses and may contain spaces: split after the last ")".
     return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks after boot), or None if no such process."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
 
 
 def group_members(pgid: int, since: int | None) -> list[int]:
@@ -99,28 +94,17 @@ def kill_group(pgid: int, since: int | None) -> None:
             os.killpg(pgid, signal.SIGKILL)
 
 
-def process_state(pid: int) -> str | None:
-    """Field 3 of /proc/<pid>/stat (R, S, Z, ...), or None if no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2 :].split()[0]
-
-
 def is_running(pid: int, start_time: int | None) -> bool:
     """True if `pid` is a live (non-zombie) process that started at `start_time` (so not a reused pid)."""
-    current = process_start_time(pid)
-    if current is None or (start_time is not None and current != start_time):
+    fields = _stat_fields(pid)
+    if fields is None or (start_time is not None and int(fields[19]) != start_time):
         return False
-    return process_state(pid) not in (None, "Z", "X")
+    return fields[0] not in ("Z", "X")
 
 
-def _load_libc() -> Any:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    return _libc
+@functools.cache
+def _libc() -> Any:
+    return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
 def child_setup() -> Callable[[], None]:
@@ -129,7 +113,7 @@ def child_setup() -> Callable[[], None]:
     Call it from the event loop thread: PR_SET_PDEATHSIG fires when the thread that forked exits.
     If the dashboard died between fork and prctl, the child exits at once instead of living on.
     """
-    libc = _load_libc()
+    libc = _libc()
     parent = os.getpid()
 
     def setup() -> None:
