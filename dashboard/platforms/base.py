@@ -8,6 +8,7 @@ drives a cluster with the official client. Both hand the dashboard addresses it 
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol, runtime_checkable
 
 from dashboard.models import (
@@ -21,6 +22,17 @@ from dashboard.models import (
     RedisEndpoint,
     Timing,
 )
+
+log = logging.getLogger(__name__)
+
+
+def notify(listeners: list[Listener], what: str) -> None:
+    """Call each listener (on the event loop); one that fails is logged and the others still hear."""
+    for listener in list(listeners):
+        try:
+            listener()
+        except Exception:
+            log.exception("%s listener failed", what)
 
 
 @runtime_checkable

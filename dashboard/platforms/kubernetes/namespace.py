@@ -18,7 +18,6 @@ escalation rule), so it needs neither `bind` nor `escalate`.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import yaml
 
 from dashboard.errors import PlatformError, PlatformUnavailable
 from dashboard.platforms.kubernetes.api import Api
-from dashboard.platforms.kubernetes.objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
+from dashboard.platforms.kubernetes.objects import LAB_LABEL_KEY, LAB_LABEL_VALUE, apply_word
 
 JSON = dict[str, Any]
 ROOM_LABEL_KEY = "guestbook-lab/room"
@@ -296,20 +295,8 @@ def provision(api: Api, namespace: str, room: str, objects: list[JSON], field_ma
         if kind != "Namespace":
             code, existing = api.request("GET", path, verb="get", resource=plural, name=name, ok=(404,))
             before = existing if code == 200 else None
-        _, applied = api.request(
-            "PATCH",
-            path,
-            verb="patch",
-            resource=plural,
-            name=name,
-            query={"fieldManager": field_manager, "force": "true"},
-            body=json.dumps(doc),
-            content_type="application/apply-patch+yaml",
-        )
-        old = str(((before or {}).get("metadata") or {}).get("resourceVersion") or "")
-        new = str((applied.get("metadata") or {}).get("resourceVersion") or "")
-        word = "created" if before is None else "unchanged" if old == new else "configured"
-        lines.append(f"{shown}/{name} {word}")
+        _, applied = api.patch(path, doc, resource=plural, name=name, field_manager=field_manager, apply=True)
+        lines.append(f"{shown}/{name} {apply_word(before, applied)}")
     return lines
 
 

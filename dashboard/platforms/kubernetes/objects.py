@@ -257,11 +257,6 @@ class DeploymentState:
     message: str  # rollout status' sentence
     deadline_exceeded: bool = False
 
-    @property
-    def ready_column(self) -> str:
-        """kubectl's READY column, e.g. `2/3`."""
-        return f"{self.ready}/{self.desired}"
-
 
 def ready_endpoints(slices: Mapping[str, Any]) -> list[str]:
     """Addresses of the ready endpoints in an EndpointSliceList (a missing `ready` condition means ready)."""
@@ -381,9 +376,12 @@ def prepare_manifest(manifest: Mapping[str, Any], image: str | None = None) -> J
     return doc
 
 
-def managers_of(obj: Mapping[str, Any]) -> list[str]:
-    """The field managers listed in an object's managedFields."""
-    return [str(m.get("manager")) for m in _get(obj, "metadata", "managedFields") or [] if m.get("manager")]
+def apply_word(before: Mapping[str, Any] | None, applied: Mapping[str, Any]) -> str:
+    """What `kubectl apply` says of an object: created (none before), unchanged (same resourceVersion), configured."""
+    if before is None:
+        return "created"
+    same = _get(before, "metadata", "resourceVersion") == _get(applied, "metadata", "resourceVersion")
+    return "unchanged" if same else "configured"
 
 
 def is_ours(obj: Mapping[str, Any], field_manager: str) -> bool:
@@ -400,7 +398,8 @@ def is_ours(obj: Mapping[str, Any], field_manager: str) -> bool:
 def foreign_object_error(kind: str, name: str, namespace: str, obj: Mapping[str, Any]) -> PlatformError:
     """A lab name already used by an object the dashboard did not create: refuse, never take it over."""
     resource = RESOURCES.get(kind, ("", kind.lower(), kind.lower()))[2]
-    managers = ", ".join(sorted(set(managers_of(obj)))) or "unknown"
+    fields = _get(obj, "metadata", "managedFields") or []
+    managers = ", ".join(sorted({str(m.get("manager")) for m in fields if m.get("manager")})) or "unknown"
     return PlatformError(
         f"{resource}/{name} already exists in namespace {namespace} "
         f"and was not created by this dashboard (managed by: {managers}).",

@@ -46,6 +46,7 @@ from dashboard.models import (
     RedisEndpoint,
     Timing,
 )
+from dashboard.platforms.base import notify
 from dashboard.platforms.local import rundir
 from dashboard.platforms.local.forward import Forwarder
 from dashboard.platforms.local.objects import DeploymentSpec, LabObject, ServiceSpec, load_manifest, pod_suffix
@@ -426,11 +427,7 @@ class LocalPlatform:
     # -- internals ---------------------------------------------------------------------------------------------
 
     def _notify(self) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener()
-            except Exception:
-                log.exception("pod listener failed")
+        notify(self._listeners, "pod")
 
     def _all_pods(self) -> list[LocalPod]:
         return [pod for deployment in self._deployments.values() for pod in deployment.pods]
