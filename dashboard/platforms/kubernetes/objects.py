@@ -62,21 +62,15 @@ def parse_time(value: object) -> float | None:
 
 # --------------------------------------------------------------------------------------------- pods
 
+REDIS_ROLES: dict[str, Component] = {"leader": "redis-leader", "follower": "redis-follower"}
+
 
 def component_of(pod: Mapping[str, Any]) -> Component | None:
     """Which lab component a pod belongs to, from the tutorial's pod labels (app/role/tier)."""
     labels = _get(pod, "metadata", "labels") or {}
-    app = labels.get("app")
-    if app == "redis":
-        role = labels.get("role")
-        if role == "leader":
-            return "redis-leader"
-        if role == "follower":
-            return "redis-follower"
-        return None
-    if app == "guestbook" and labels.get("tier", "frontend") == "frontend":
-        return "frontend"
-    return None
+    if labels.get("app") == "redis":
+        return REDIS_ROLES.get(str(labels.get("role")))
+    return "frontend" if labels.get("app") == "guestbook" and labels.get("tier", "frontend") == "frontend" else None
 
 
 def owner_deployment(pod: Mapping[str, Any]) -> str | None:
@@ -271,36 +265,31 @@ def ready_endpoints(slices: Mapping[str, Any]) -> list[str]:
 def deployment_state(deployment: Mapping[str, Any]) -> DeploymentState:
     """Readiness of a Deployment the way `kubectl rollout status deployment/<name>` decides it."""
     name = str(_get(deployment, "metadata", "name") or "")
-    desired = int(_get(deployment, "spec", "replicas") if _get(deployment, "spec", "replicas") is not None else 1)
+    desired = _get(deployment, "spec", "replicas")
+    desired = int(desired if desired is not None else 1)
     status = _get(deployment, "status") or {}
-    replicas = int(status.get("replicas") or 0)
-    updated = int(status.get("updatedReplicas") or 0)
-    ready = int(status.get("readyReplicas") or 0)
-    available = int(status.get("availableReplicas") or 0)
-    generation = int(_get(deployment, "metadata", "generation") or 0)
-    observed = int(status.get("observedGeneration") or 0)
+    replicas, updated, ready, available = (
+        int(status.get(key) or 0) for key in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+    )
     progressing = _condition(deployment, "Progressing")
     deadline = bool(progressing and progressing.get("reason") == "ProgressDeadlineExceeded")
-    if _get(deployment, "metadata", "deletionTimestamp"):
-        return DeploymentState(name, desired, updated, ready, available, False, f'deployment "{name}" is being deleted')
-    if observed < generation:
-        message = f"Waiting for deployment spec update to be observed of deployment {name!r}"
-        return DeploymentState(name, desired, updated, ready, available, False, message, deadline)
-    if deadline:
-        message = f'deployment "{name}" exceeded its progress deadline'
-        return DeploymentState(name, desired, updated, ready, available, False, message, True)
     waiting = f'Waiting for deployment "{name}" rollout to finish'
-    if updated < desired:
+    if _get(deployment, "metadata", "deletionTimestamp"):
+        message, deadline = f'deployment "{name}" is being deleted', False
+    elif int(status.get("observedGeneration") or 0) < int(_get(deployment, "metadata", "generation") or 0):
+        message = f"Waiting for deployment spec update to be observed of deployment {name!r}"
+    elif deadline:
+        message = f'deployment "{name}" exceeded its progress deadline'
+    elif updated < desired:
         message = f"{waiting}: {updated} out of {desired} new replicas have been updated..."
     elif replicas > updated:
         message = f"{waiting}: {replicas - updated} old replicas are pending termination..."
     elif available < updated:
         message = f"{waiting}: {available} of {updated} updated replicas are available..."
     else:
-        return DeploymentState(
-            name, desired, updated, ready, available, True, f'deployment "{name}" successfully rolled out'
-        )
-    return DeploymentState(name, desired, updated, ready, available, False, message)
+        message = f'deployment "{name}" successfully rolled out'
+        return DeploymentState(name, desired, updated, ready, available, True, message)
+    return DeploymentState(name, desired, updated, ready, available, False, message, deadline)
 
 
 # ------------------------------------------------------------------------------------------- events

@@ -117,7 +117,7 @@ class KubernetesPlatform:
         await asyncio.to_thread(lambda: self.api)
         await asyncio.to_thread(self._ensure_namespace)
         if self._room is not None:  # a workshop learner: the room's shared watches
-            room, _ = ROOM_WATCHES.join(self.api.cluster, self._room, self.namespace)
+            room = ROOM_WATCHES.join(self.api.cluster, self._room, self.namespace)
             self._room_watch = room
             room.subscribe(self.namespace, self._on_pods, self._on_events)
             error = await _failed_first_list(room.pods)
