@@ -88,7 +88,6 @@ class KubernetesPlatform:
         self._listeners: list[Listener] = []
         self._event_listeners: list[Listener] = []
         self._pods: list[Pod] = []
-        self._pod_objects: dict[str, JSON] = {}
         self._pods_changed = asyncio.Event()
         self._pod_watch: Reflector | None = None
         self._event_watch: Reflector | None = None
@@ -202,8 +201,7 @@ class KubernetesPlatform:
         self._to_loop(notify, self._event_listeners, "event")
 
     def _set_pods(self, snapshot: dict[str, JSON]) -> None:
-        self._pod_objects = {name: pod for name, pod in snapshot.items() if objects.is_lab_pod(pod)}
-        pods = objects.lab_pods(self._pod_objects.values())
+        pods = objects.lab_pods(snapshot.values())
         if pods == self._pods:
             return
         self._pods = pods
@@ -242,9 +240,10 @@ class KubernetesPlatform:
             raise watch.error  # never listed (e.g. 403 on events): say so rather than show an empty timeline
         return objects.event_timeline(list(watch.cache.values()), limit)
 
-    async def _wait_pods(self, done: Callable[[list[Pod]], bool], timeout: float) -> bool:
+    async def _pods_gone(self, timeout: float) -> bool:
+        """Wait until the lab has no pods (the watch saw them deleted); False after `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        while not done(self._pods):
+        while self._pods:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -270,10 +269,7 @@ class KubernetesPlatform:
                 f"{manifest} is not one of the lab's manifests.", f"Use one of: {', '.join(LAB_MANIFESTS)}."
             )
         docs = [d for d in yaml.safe_load_all((MANIFESTS_DIR / file).read_text()) if d]
-        lines = []
-        for doc in docs:
-            lines.append(await asyncio.to_thread(self._apply_one, doc))
-        return lines
+        return [await asyncio.to_thread(self._apply_one, doc) for doc in docs]
 
     def _apply_one(self, manifest: JSON) -> str:
         kind = str(manifest.get("kind"))
@@ -329,7 +325,7 @@ class KubernetesPlatform:
         self._frontend_url = None
         self._expose_note = None
         timeout = self.timing.step_timeout
-        if not await self._wait_pods(lambda pods: not pods, timeout):
+        if not await self._pods_gone(timeout):
             names = ", ".join(p.name for p in self._pods)
             raise PlatformError(
                 f"The lab's pods are still there after {timeout:.0f} s: {names}.",

@@ -64,8 +64,8 @@ from dashboard.platforms.local.process import (
     group_members,
     is_running,
     kill_and_wait,
-    live_entries,
     live_groups,
+    live_pids,
     process_start_time,
     read_pid_table,
     remove_lab_files,
@@ -291,7 +291,7 @@ class LocalPlatform:
         pids = dict(self._lab_pids)
         pids.update({pod.pid: pod.pid_start_time or 0 for pod in self._all_pods() if pod.pid is not None})
         table = read_pid_table(self.run_dir)
-        pids.update({int(entry["pid"]): int(entry["start_time"]) for entry in live_entries(table)})
+        pids.update(live_pids(table))
         running = {pid for pid, start in pids.items() if is_running(pid, start or None)}
         # Each pod process leads its own group: its pid is the group's id.
         groups: dict[int, tuple[int, list[int]]] = {pgid: (since, []) for pgid, since in self._lab_pids.items()}
@@ -646,7 +646,7 @@ class LocalPlatform:
                 f"Another dashboard (pid {owner_pid}) runs a lab from {self.run_dir}.",
                 "Stop that dashboard first, or give this one another --run-dir.",
             )
-        orphans = [(int(entry["pid"]), int(entry["start_time"])) for entry in live_entries(table)]
+        orphans = live_pids(table)
         groups = live_groups(table)  # a pod's process may be gone while its children live on (a wrapper script)
         if orphans or groups:
             count = len({pid for pid, _ in orphans} | {pid for _, members in groups.values() for pid in members})

@@ -159,37 +159,31 @@ def read_pid_table(run_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def entry_group(entry: dict[str, Any]) -> tuple[int, int] | None:
-    """(pgid, leader start time) of a pid table entry (tables without a pgid: the pid leads its group), or None."""
-    try:
-        pid, start = int(entry["pid"]), int(entry["start_time"])
-        pgid = int(entry.get("pgid") or pid)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-    return (pgid, start) if pgid > 1 else None
-
-
-def live_groups(table: dict[str, Any]) -> dict[int, tuple[int, list[int]]]:
-    """The pid table's process groups that still have members: pgid -> (leader start time, member pids)."""
-    groups: dict[int, tuple[int, list[int]]] = {}
-    for entry in table.get("pods") or []:
-        group = entry_group(entry) if isinstance(entry, dict) else None
-        if group is not None and (members := group_members(*group)):
-            groups[group[0]] = (group[1], members)
-    return groups
-
-
-def live_entries(table: dict[str, Any]) -> list[dict[str, Any]]:
-    """The pid table's pod entries whose process still runs with the recorded start time."""
-    entries = []
+def _entries(table: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """(pid, start time, pgid) of each pod entry of a pid table (no pgid, or a bad one: the pid leads its group)."""
+    found = []
     for entry in table.get("pods") or []:
         try:
             pid, start = int(entry["pid"]), int(entry["start_time"])
         except (KeyError, TypeError, ValueError):
             continue
-        if pid > 1 and is_running(pid, start):
-            entries.append(entry)
-    return entries
+        pgid = entry.get("pgid") or pid
+        found.append((pid, start, pgid if isinstance(pgid, int) else 0))
+    return found
+
+
+def live_groups(table: dict[str, Any]) -> dict[int, tuple[int, list[int]]]:
+    """The pid table's process groups that still have members: pgid -> (leader start time, member pids)."""
+    groups: dict[int, tuple[int, list[int]]] = {}
+    for _, start, pgid in _entries(table):
+        if pgid > 1 and (members := group_members(pgid, start)):
+            groups[pgid] = (start, members)
+    return groups
+
+
+def live_pids(table: dict[str, Any]) -> list[tuple[int, int]]:
+    """(pid, start time) of the pid table's pod processes that still run with the recorded start time."""
+    return [(pid, start) for pid, start, _ in _entries(table) if pid > 1 and is_running(pid, start)]
 
 
 def kill_and_wait(
