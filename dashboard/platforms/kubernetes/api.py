@@ -174,8 +174,9 @@ class Api:
 
 
 def api_path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
+    """The REST path of a kind's objects in `namespace` (cluster-wide with `namespace=""`, as Namespaces are)."""
     prefix, plural, _ = RESOURCES[kind]
-    path = f"{prefix}/namespaces/{namespace}/{plural}"
+    path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
     if name:
         path += f"/{name}"
     if subresource:

@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 
 from dashboard.errors import PlatformError, PlatformUnavailable
-from dashboard.platforms.kubernetes.api import Api
-from dashboard.platforms.kubernetes.objects import LAB_LABEL_KEY, LAB_LABEL_VALUE, apply_word
+from dashboard.platforms.kubernetes.api import Api, api_path
+from dashboard.platforms.kubernetes.objects import LAB_LABEL_KEY, LAB_LABEL_VALUE, RESOURCES, apply_word
 
 JSON = dict[str, Any]
 ROOM_LABEL_KEY = "guestbook-lab/room"
@@ -38,22 +38,6 @@ DEFAULT_SURGE = "25%"  # a Deployment's default rollingUpdate.maxSurge
 DEFAULT_LIMITS = {"cpu": "500m", "memory": "256Mi"}  # LimitRange default limits per container
 DEFAULT_REQUESTS = {"cpu": "100m", "memory": "100Mi"}  # LimitRange default requests (the manifests' own values)
 POD_SECURITY = {"enforce": "baseline", "warn": "restricted", "audit": "restricted"}
-
-# Where each kind lives in the API: (path prefix, plural, namespaced, kubectl's resource name).
-KINDS: dict[str, tuple[str, str, bool, str]] = {
-    "Namespace": ("/api/v1", "namespaces", False, "namespace"),
-    "ResourceQuota": ("/api/v1", "resourcequotas", True, "resourcequota"),
-    "LimitRange": ("/api/v1", "limitranges", True, "limitrange"),
-    "ServiceAccount": ("/api/v1", "serviceaccounts", True, "serviceaccount"),
-    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True, "networkpolicy.networking.k8s.io"),
-    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True, "role.rbac.authorization.k8s.io"),
-    "RoleBinding": (
-        "/apis/rbac.authorization.k8s.io/v1",
-        "rolebindings",
-        True,
-        "rolebinding.rbac.authorization.k8s.io",
-    ),
-}
 
 # What the lab does, and nothing else (the learner's Role; the dashboard's ClusterRole holds all of it too).
 LEARNER_RULES: tuple[JSON, ...] = (
@@ -258,11 +242,6 @@ def learner_objects(namespace: str, room: str, requests: LabRequests, expose_mod
     ]
 
 
-def object_path(kind: str, name: str, namespace: str) -> str:
-    prefix, plural, namespaced, _ = KINDS[kind]
-    return f"{prefix}/namespaces/{namespace}/{plural}/{name}" if namespaced else f"{prefix}/{plural}/{name}"
-
-
 def is_room_namespace(namespace: JSON, room: str) -> bool:
     """True when the dashboard created this namespace for room `room` (our label and the room's)."""
     labels = (namespace.get("metadata") or {}).get("labels") or {}
@@ -273,9 +252,8 @@ def provision(api: Api, namespace: str, room: str, objects: list[JSON], field_ma
     """Server-side apply the learner's objects (idempotent); refuses a namespace that exists and is not this room's.
 
     Returns kubectl-like lines (`namespace/ws-ada created`, `resourcequota/guestbook-lab unchanged`)."""
-    status, found = api.request(
-        "GET", object_path("Namespace", namespace, namespace), verb="get", resource="namespaces", ok=(404,)
-    )
+    path = api_path("Namespace", "", namespace)
+    status, found = api.request("GET", path, verb="get", resource="namespaces", ok=(404,))
     if status == 200:
         if not is_room_namespace(found, room):
             raise PlatformError(
@@ -289,8 +267,8 @@ def provision(api: Api, namespace: str, room: str, objects: list[JSON], field_ma
     lines = []
     for doc in objects:
         kind, name = str(doc["kind"]), str(doc["metadata"]["name"])
-        _, plural, _, shown = KINDS[kind]
-        path = object_path(kind, name, namespace)
+        _, plural, shown = RESOURCES[kind]
+        path = api_path(kind, "" if kind == "Namespace" else namespace, name)
         before = found if kind == "Namespace" and status == 200 else None
         if kind != "Namespace":
             code, existing = api.request("GET", path, verb="get", resource=plural, name=name, ok=(404,))
@@ -302,22 +280,13 @@ def provision(api: Api, namespace: str, room: str, objects: list[JSON], field_ma
 
 def remove(api: Api, namespace: str, room: str) -> list[str]:
     """Delete the learner's namespace (and so all in it) when the dashboard created it for `room`; else nothing."""
-    status, found = api.request(
-        "GET", object_path("Namespace", namespace, namespace), verb="get", resource="namespaces", ok=(404,)
-    )
+    path = api_path("Namespace", "", namespace)
+    status, found = api.request("GET", path, verb="get", resource="namespaces", ok=(404,))
     if status == 404:
         return [f'namespace "{namespace}" is already gone']
     if not is_room_namespace(found, room):
         return [f"namespace {namespace} was not created by the dashboard for room {room}: left as it is"]
     uid = (found.get("metadata") or {}).get("uid")
     options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
-    api.request(
-        "DELETE",
-        object_path("Namespace", namespace, namespace),
-        verb="delete",
-        resource="namespaces",
-        name=namespace,
-        body=options,
-        ok=(404, 409),
-    )
+    api.request("DELETE", path, verb="delete", resource="namespaces", name=namespace, body=options, ok=(404, 409))
     return [f'namespace "{namespace}" deleted']

@@ -32,11 +32,19 @@ LAB_LABEL_SELECTOR = f"{LAB_LABEL_KEY}={LAB_LABEL_VALUE}"
 POD_WATCH_SELECTOR = "app in (redis,guestbook)"
 LAB_DEPLOYMENTS: tuple[str, ...] = COMPONENTS
 
-# Resources by kubectl kind: (API path prefix, plural, kubectl's "kind.group" name).
+# Resources by kubectl kind: (API path prefix, plural, kubectl's "kind.group" name); the lab's, then what a
+# workshop learner's namespace holds (`namespace.learner_objects`).
 RESOURCES: dict[str, tuple[str, str, str]] = {
     "Deployment": ("/apis/apps/v1", "deployments", "deployment.apps"),
     "Service": ("/api/v1", "services", "service"),
     "Pod": ("/api/v1", "pods", "pod"),
+    "Namespace": ("/api/v1", "namespaces", "namespace"),
+    "ResourceQuota": ("/api/v1", "resourcequotas", "resourcequota"),
+    "LimitRange": ("/api/v1", "limitranges", "limitrange"),
+    "ServiceAccount": ("/api/v1", "serviceaccounts", "serviceaccount"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", "networkpolicy.networking.k8s.io"),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", "role.rbac.authorization.k8s.io"),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", "rolebinding.rbac.authorization.k8s.io"),
 }
 
 
