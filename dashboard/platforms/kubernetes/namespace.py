@@ -98,22 +98,10 @@ class LabRequests:
     pods: int
     cpu_millis: int
     memory_bytes: int
-    surge_pods: int  # extra pods while every Deployment rolls at once (maxSurge, 25 % rounded up by default)
-    surge_cpu_millis: int
-    surge_memory_bytes: int
+    quota_pods: int  # with the pods added while every Deployment rolls at once (maxSurge, 25 % rounded up by default)
+    quota_cpu_millis: int
+    quota_memory_bytes: int
     services: int
-
-    @property
-    def quota_pods(self) -> int:
-        return self.pods + self.surge_pods
-
-    @property
-    def quota_cpu_millis(self) -> int:
-        return self.cpu_millis + self.surge_cpu_millis
-
-    @property
-    def quota_memory_bytes(self) -> int:
-        return self.memory_bytes + self.surge_memory_bytes
 
     def to_json(self) -> JSON:
         return {
@@ -132,7 +120,7 @@ class LabRequests:
 def lab_requests(manifests: list[JSON], replicas: dict[str, int] | None = None) -> LabRequests:
     """Sum the Deployments' replicas × their containers' requests, and each Deployment's surge, from the manifests
     (`replicas` overrides a Deployment's count, e.g. the workshop profile's frontend at 1)."""
-    pods = cpu = memory = surge_pods = surge_cpu = surge_memory = services = 0
+    pods = cpu = memory = quota_pods = quota_cpu = quota_memory = services = 0
     for doc in manifests:
         if doc.get("kind") == "Service":
             services += 1
@@ -145,14 +133,14 @@ def lab_requests(manifests: list[JSON], replicas: dict[str, int] | None = None) 
         requests = [(c.get("resources") or {}).get("requests") or {} for c in containers]
         pod_cpu = sum(cpu_millis(r.get("cpu", DEFAULT_REQUESTS["cpu"])) for r in requests)
         pod_memory = sum(memory_bytes(r.get("memory", DEFAULT_REQUESTS["memory"])) for r in requests)
-        surge = _surge(doc, count)
+        with_surge = count + _surge(doc, count)
         pods += count
         cpu += count * pod_cpu
         memory += count * pod_memory
-        surge_pods += surge
-        surge_cpu += surge * pod_cpu
-        surge_memory += surge * pod_memory
-    return LabRequests(pods, cpu, memory, surge_pods, surge_cpu, surge_memory, services)
+        quota_pods += with_surge
+        quota_cpu += with_surge * pod_cpu
+        quota_memory += with_surge * pod_memory
+    return LabRequests(pods, cpu, memory, quota_pods, quota_cpu, quota_memory, services)
 
 
 def read_manifests(manifests_dir: Path, names: tuple[str, ...]) -> list[JSON]:
@@ -188,57 +176,42 @@ def learner_objects(namespace: str, room: str, requests: LabRequests, expose_mod
     ns_meta = _meta(namespace, room)
     ns_meta["labels"].update({f"pod-security.kubernetes.io/{mode}": level for mode, level in POD_SECURITY.items()})
     lab_pods = {"matchExpressions": [{"key": "app", "operator": "In", "values": ["redis", "guestbook"]}]}
+    dashboard = {"app.kubernetes.io/name": "guestbook-lab-dashboard"}
     dns = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    limits = [{"type": "Container", "default": DEFAULT_LIMITS, "defaultRequest": DEFAULT_REQUESTS}]
+    rbac = "rbac.authorization.k8s.io"
+
+    def held(api_version: str, kind: str, name: str, **fields: Any) -> JSON:
+        return {"apiVersion": api_version, "kind": kind, "metadata": _meta(name, room, namespace), **fields}
+
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": ns_meta},
-        {
-            "apiVersion": "v1",
-            "kind": "ResourceQuota",
-            "metadata": _meta(ISOLATION_NAME, room, namespace),
-            "spec": {"hard": quota_hard(requests, expose_mode)},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "LimitRange",
-            "metadata": _meta(ISOLATION_NAME, room, namespace),
-            "spec": {"limits": [{"type": "Container", "default": DEFAULT_LIMITS, "defaultRequest": DEFAULT_REQUESTS}]},
-        },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": _meta(ISOLATION_NAME, room, namespace),
-            "spec": {
+        held("v1", "ResourceQuota", ISOLATION_NAME, spec={"hard": quota_hard(requests, expose_mode)}),
+        held("v1", "LimitRange", ISOLATION_NAME, spec={"limits": limits}),
+        held(
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            ISOLATION_NAME,
+            spec={
                 "podSelector": {},  # every pod of the namespace: whatever is not allowed below is denied
                 "policyTypes": ["Ingress", "Egress"],
+                # the lab's pods, and the dashboard in the cluster reaching pods by IP (--redis-access direct)
                 "ingress": [
                     {"from": [{"podSelector": lab_pods}]},
-                    # the dashboard in the cluster reaching pods by IP (--redis-access direct)
-                    {
-                        "from": [
-                            {
-                                "namespaceSelector": {},
-                                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "guestbook-lab-dashboard"}},
-                            }
-                        ]
-                    },
+                    {"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": dashboard}}]},
                 ],
                 "egress": [{"to": [{"podSelector": lab_pods}]}, {"ports": dns}],
             },
-        },
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(LEARNER_ACCOUNT, room, namespace)},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": _meta(LEARNER_ACCOUNT, room, namespace),
-            "rules": [dict(rule) for rule in LEARNER_RULES],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": _meta(LEARNER_ACCOUNT, room, namespace),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEARNER_ACCOUNT},
-            "subjects": [{"kind": "ServiceAccount", "name": LEARNER_ACCOUNT, "namespace": namespace}],
-        },
+        ),
+        held("v1", "ServiceAccount", LEARNER_ACCOUNT),
+        held(f"{rbac}/v1", "Role", LEARNER_ACCOUNT, rules=[dict(rule) for rule in LEARNER_RULES]),
+        held(
+            f"{rbac}/v1",
+            "RoleBinding",
+            LEARNER_ACCOUNT,
+            roleRef={"apiGroup": rbac, "kind": "Role", "name": LEARNER_ACCOUNT},
+            subjects=[{"kind": "ServiceAccount", "name": LEARNER_ACCOUNT, "namespace": namespace}],
+        ),
     ]
 
 
