@@ -184,11 +184,8 @@ def allocatable(nodes: dict[str, Any]) -> dict[str, int]:
 
 def room_fit(learners: int, requests: LabRequests, free: dict[str, int]) -> dict[str, Any]:
     """N learners × the lab's requests against the cluster's allocatable: does the room fit, and if not, why."""
-    need = {
-        "pods": learners * requests.pods,
-        "cpu_millis": learners * requests.cpu_millis,
-        "memory_bytes": learners * requests.memory_bytes,
-    }
+    keys = ("cpu_millis", "memory_bytes", "pods")
+    need = {key: learners * getattr(requests, key) for key in keys}
     short = [
         f"{what} ({shown(need[key])} needed, {shown(free[key])} allocatable)"
         for key, what, shown in (
@@ -199,11 +196,7 @@ def room_fit(learners: int, requests: LabRequests, free: dict[str, int]) -> dict
         if need[key] > free[key]
     ]
     fits = not short
-    most = min(
-        free["cpu_millis"] // max(1, requests.cpu_millis),
-        free["memory_bytes"] // max(1, requests.memory_bytes),
-        free["pods"] // max(1, requests.pods),
-    )
+    most = min(free[key] // max(1, getattr(requests, key)) for key in keys)
     message = (
         f"{learners} learners fit: they request {need['cpu_millis']}m CPU, {show_memory(need['memory_bytes'])} and "
         f"{need['pods']} pods of {free['cpu_millis']}m, {show_memory(free['memory_bytes'])} and {free['pods']} pods "

@@ -251,7 +251,10 @@ class LocalPlatform:
         if replicas < 0:
             raise BadRequest("The number of replicas cannot be negative.", "Use --replicas=0 or more.")
         async with self._lock:
-            local = self._deployment(deployment)
+            local = self._deployments.get(deployment)
+            if local is None:
+                hint = f"Apply manifests/{deployment}-deployment.yaml first."
+                raise PrerequisiteMissing(f'deployments.apps "{deployment}" not found.', hint)
             self._check_run_dir()
             local.replicas = replicas
             await self._reconcile(local)
@@ -313,8 +316,7 @@ class LocalPlatform:
     # -- the protocol: what runs -------------------------------------------------------------------------------
 
     async def get_pods(self) -> list[Pod]:
-        pods = self._all_pods()
-        pods.sort(key=lambda pod: (COMPONENTS.index(pod.component), pod.created_at, pod.name))
+        pods = sorted(self._all_pods(), key=lambda pod: (COMPONENTS.index(pod.component), pod.created_at, pod.name))
         return [pod.to_pod() for pod in pods]
 
     async def rollout_status(self, deployment: str, service: str) -> str | None:
@@ -439,14 +441,6 @@ class LocalPlatform:
             return live[0] if live else None
         return next((pod for pod in self._all_pods() if pod.name == name), None)
 
-    def _deployment(self, name: str) -> LocalDeployment:
-        deployment = self._deployments.get(name)
-        if deployment is None:
-            raise PrerequisiteMissing(
-                f'deployments.apps "{name}" not found.', f"Apply manifests/{name}-deployment.yaml first."
-            )
-        return deployment
-
     def _serving(self, component: str) -> list[tuple[str, int]]:
         """(host, port) of each pod of `component` a Service sends traffic to: ready, not Terminating."""
         return [
@@ -562,9 +556,7 @@ class LocalPlatform:
             pod.deleting = True
         self._notify()
         await asyncio.gather(*(pod.stop() for pod in pods))
-        for pod in pods:
-            if pod in deployment.pods:
-                deployment.pods.remove(pod)
+        deployment.pods = [pod for pod in deployment.pods if pod not in pods]
         self._write_pid_table()
         self._write_endpoints()
         self._notify()
