@@ -482,7 +482,11 @@ class KubernetesPlatform:
                 self._frontend_url = url
                 return url
         await asyncio.to_thread(self._portforward_allowed)
-        return self._expose_port_forward()
+        if self._expose_forward is None or self._expose_forward.closed:
+            port = self.settings.frontend_port
+            self._expose_forward = PortForward(self.api, self._ready_frontend_pod, FRONTEND_PORT, port)
+        self._frontend_url = f"http://127.0.0.1:{self._expose_forward.port}"
+        return self._frontend_url
 
     def _portforward_allowed(self) -> None:
         """One port-forward handshake to a ready frontend pod, closed at once: raises `PlatformRefused` when the API
@@ -498,14 +502,6 @@ class KubernetesPlatform:
             return  # may pass (the pod is being replaced, the API server restarts): the step's check tells
         with contextlib.suppress(Exception):
             forward.close()
-
-    def _expose_port_forward(self) -> str:
-        if self._expose_forward is None or self._expose_forward.closed:
-            self._expose_forward = PortForward(
-                self.api, self._ready_frontend_pod, FRONTEND_PORT, self.settings.frontend_port
-            )
-        self._frontend_url = f"http://127.0.0.1:{self._expose_forward.port}"
-        return self._frontend_url
 
     def _frontend_service(self, service_type: str | None = None) -> JSON:
         """Service frontend as it is, or merge-patched to `service_type` (NodePort, LoadBalancer)."""
