@@ -451,17 +451,10 @@ def selector_matches(selector: str, labels: Mapping[str, str] | None) -> bool:
     """Whether `labels` satisfy a label selector string, as the API server decides it."""
     labels = labels or {}
     for key, op, values in parse_label_selector(selector):
-        if op == "=" and labels.get(key) != values[0]:
+        value = labels.get(key)  # `=` and `!=` have one value: the same test as `in` and `notin`
+        if (op in ("=", "in") and value not in values) or (op in ("!=", "notin") and value in values):
             return False
-        if op == "!=" and labels.get(key) == values[0]:
-            return False
-        if op == "in" and labels.get(key) not in values:
-            return False
-        if op == "notin" and key in labels and labels[key] in values:
-            return False
-        if op == "exists" and key not in labels:
-            return False
-        if op == "!" and key in labels:
+        if (op == "exists" and key not in labels) or (op == "!" and key in labels):
             return False
     return True
 

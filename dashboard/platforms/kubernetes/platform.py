@@ -440,7 +440,7 @@ class KubernetesPlatform:
         """(pod, host, port) of each ready frontend (or Redis) pod as dialled from here: pod IP or port-forward."""
         self._pods_known()
         await self._decide_access()
-        direct = self._access.direct(self._in_cluster())
+        direct = self.redis_access().using == "direct"  # port-forwards also while auto has not decided
         return [
             (pod, pod.ip, port) if direct else (pod, "127.0.0.1", self._forward_checked(pod.name, port).port)
             for pod in self._pods
