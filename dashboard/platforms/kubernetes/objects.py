@@ -184,10 +184,8 @@ def pod_state(pod: Mapping[str, Any]) -> Pod:
             elif terminated and terminated.get("reason"):
                 status = str(terminated["reason"])
             elif terminated:
-                if terminated.get("signal"):
-                    status = f"Signal:{terminated['signal']}"
-                else:
-                    status = f"ExitCode:{terminated.get('exitCode')}"
+                signal = terminated.get("signal")
+                status = f"Signal:{signal}" if signal else f"ExitCode:{terminated.get('exitCode')}"
             elif _get(cs, "state", "running") and cs.get("ready"):
                 has_running = True
         if status == "Completed" and has_running:
@@ -200,8 +198,7 @@ def pod_state(pod: Mapping[str, Any]) -> Pod:
         if _get(pod, "status", "reason") == "NodeLost":
             status = "Unknown"
         else:
-            status = "Terminating"
-            reason = "Terminating"
+            status = reason = "Terminating"
             grace = metadata.get("deletionGracePeriodSeconds")
             message = "deletion requested" + (f", grace period {grace}s" if grace is not None else "")
     elif reason is None and not ready:
