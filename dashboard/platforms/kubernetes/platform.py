@@ -397,11 +397,16 @@ class KubernetesPlatform:
     def _forward_checked(self, pod: str, port: int) -> PortForward:
         """The forward to pod:port; raises its refusal when the API server refused it for good (see
         `errors.portforward_refusal`), so a step's check fails at once and the Redis panel shows why."""
+        forward = self._forward_to(pod, port)
+        if isinstance(forward.error, PlatformRefused):
+            raise forward.error
+        return forward
+
+    def _forward_to(self, pod: str, port: int) -> PortForward:
+        """The forward to pod:port, opened again when it was closed (its pod went away)."""
         forward = self._forwards.get((pod, port))
         if forward is None or forward.closed:
             forward = self._forwards[(pod, port)] = PortForward(self.api, lambda: pod, port)
-        if isinstance(forward.error, PlatformRefused):
-            raise forward.error
         return forward
 
     def _pods_known(self) -> None:
