@@ -1,4 +1,5 @@
-"""The `Platform` protocol, named with kubectl's verbs. Imports nothing of its implementations.
+"""The `Platform` protocol, named with kubectl's verbs, and `notify` (the listener fan-out both implementations use).
+Imports nothing of its implementations.
 
 A platform turns the lab's manifests into running pods and reports what runs. The local platform runs
 real `redis-server` processes and the Python guestbook frontend on loopback; the Kubernetes platform

@@ -251,10 +251,9 @@ class KubernetesPlatform:
                 await asyncio.wait_for(self._pods_changed.wait(), remaining)
         return True
 
-    def _lab_pod(self, name: str) -> Pod:
-        for pod in self._pods:
-            if pod.name == name:
-                return pod
+    def _check_lab_pod(self, name: str) -> None:
+        if any(pod.name == name for pod in self._pods):
+            return
         raise PlatformError(
             f"Pod {name} is not one of the lab's pods in namespace {self.namespace}.",
             "Pick a pod from the pods board (kubectl get pods -l 'app in (redis,guestbook)').",
@@ -312,7 +311,7 @@ class KubernetesPlatform:
         return f"deployment.apps/{deployment} scaled"
 
     async def delete_pod(self, name: str) -> list[str]:
-        self._lab_pod(name)
+        self._check_lab_pod(name)
         path = api_path("Pod", self.namespace, name)
         await asyncio.to_thread(self.api.request, "DELETE", path, verb="delete", resource="pods", name=name)
         return [f'pod "{name}" deleted']
@@ -584,7 +583,7 @@ class KubernetesPlatform:
     # ----------------------------------------------------------------------------------- logs
 
     async def logs(self, pod: str, tail: int = 200) -> list[LogLine]:
-        self._lab_pod(pod)
+        self._check_lab_pod(pod)
         path = api_path("Pod", self.namespace, pod, "log")
         query = {"tailLines": max(1, min(int(tail), 5000)), "timestamps": "true"}
         _, text = await asyncio.to_thread(

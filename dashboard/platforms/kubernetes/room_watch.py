@@ -20,7 +20,7 @@ from typing import Any
 from dashboard.platforms.kubernetes.api import Api
 from dashboard.platforms.kubernetes.config import ClusterConfig
 from dashboard.platforms.kubernetes.namespace import ROOM_LABEL_KEY
-from dashboard.platforms.kubernetes.reflector import Reflector, namespaced_name
+from dashboard.platforms.kubernetes.reflector import Reflector
 
 JSON = dict[str, Any]
 Snapshot = Callable[[dict[str, JSON]], None]
@@ -52,10 +52,8 @@ class RoomWatch:
         self._events: dict[str, dict[str, JSON]] = {}
         self._pod_versions: dict[str, dict[str, str]] = {}
         self._event_versions: dict[str, dict[str, str]] = {}
-        self.pods = Reflector(
-            api, "/api/v1/pods", "pods", self._on_pods, f"{ROOM_LABEL_KEY}={room}", key=namespaced_name
-        )
-        self.events = Reflector(api, "/api/v1/events", "events", self._on_events, key=namespaced_name)
+        self.pods = Reflector(api, "/api/v1/pods", "pods", self._on_pods, f"{ROOM_LABEL_KEY}={room}")
+        self.events = Reflector(api, "/api/v1/events", "events", self._on_events)
 
     def start(self) -> None:
         self.pods.start()
