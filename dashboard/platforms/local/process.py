@@ -52,8 +52,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A port nobody listens on right now (bind to port 0). Another program may take it before we do: callers retry."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        return int(sock.getsockname()[1])
 
 
 def _stat_fields(pid: int) -> list[str] | None:
