@@ -1,4 +1,5 @@
-"""The `Platform` protocol, named with kubectl's verbs. Imports nothing of its implementations.
+"""The `Platform` protocol, named with kubectl's verbs, and `notify` (the listener fan-out both implementations use).
+Imports nothing of its implementations.
 
 A platform turns the lab's manifests into running pods and reports what runs. The local platform runs
 real `redis-server` processes and the Python guestbook frontend on loopback; the Kubernetes platform
@@ -8,6 +9,7 @@ drives a cluster with the official client. Both hand the dashboard addresses it 
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol, runtime_checkable
 
 from dashboard.models import (
@@ -21,6 +23,17 @@ from dashboard.models import (
     RedisEndpoint,
     Timing,
 )
+
+log = logging.getLogger(__name__)
+
+
+def notify(listeners: list[Listener], what: str) -> None:
+    """Call each listener (on the event loop); one that fails is logged and the others still hear."""
+    for listener in list(listeners):
+        try:
+            listener()
+        except Exception:
+            log.exception("%s listener failed", what)
 
 
 @runtime_checkable

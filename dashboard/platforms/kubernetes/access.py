@@ -99,10 +99,6 @@ class RedisAccessChoice:
             return RedisAccess(mode, None, reason)
         return self._decided
 
-    def direct(self, in_cluster: bool) -> bool:
-        """Dial pod IPs (True) or go through port-forwards (False; also while auto has not decided)."""
-        return self.status(in_cluster).using == "direct"
-
     async def decide(self, pods: Iterable[Pod], in_cluster: bool) -> None:
         """For auto outside a cluster, once: the first ready Redis pod's IP, if it connects, else port-forward."""
         if self.mode != "auto" or self._decided is not None or in_cluster:

@@ -29,32 +29,23 @@ class Refusal:
     hint: str
 
 
-def _condition(deployment: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
-    for condition in (deployment.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == kind and condition.get("status") == "True":
-            return dict(condition)
-    return None
-
-
-def _short(message: str, limit: int = 240) -> str:
-    message = " ".join(message.split())
-    return message if len(message) <= limit else message[: limit - 1] + "…"
-
-
 def refusal(deployment: Mapping[str, Any]) -> Refusal | None:
     """The admission refusal that keeps this Deployment's pods from being created, or None."""
-    condition = _condition(deployment, "ReplicaFailure")
-    if condition is None or condition.get("reason") != "FailedCreate":
+    conditions = (deployment.get("status") or {}).get("conditions") or []
+    failure = [c for c in conditions if c.get("type") == "ReplicaFailure" and c.get("status") == "True"]
+    condition = failure[0] if failure else {}
+    if condition.get("reason") != "FailedCreate":
         return None
     name = str((deployment.get("metadata") or {}).get("name") or "")
     namespace = str((deployment.get("metadata") or {}).get("namespace") or "")
     text = str(condition.get("message") or "")
-    said = text.split(" is forbidden: ", 1)[-1]
+    said = " ".join(text.split(" is forbidden: ", 1)[-1].split())
+    said = said if len(said) <= 240 else said[:239] + "…"
+    refused = f"Kubernetes refused to create the pods of deployment {name}"
     if "exceeded quota" in text:
         return Refusal(
             QUOTA,
-            f"Kubernetes refused to create the pods of deployment {name}: the namespace's ResourceQuota is used up "
-            f"({_short(said)}).",
+            f"{refused}: the namespace's ResourceQuota is used up ({said}).",
             f"Free what uses it (kubectl describe resourcequota -n {namespace}) or ask the instructor to raise "
             "the quota, then run the step again.",
         )
@@ -63,21 +54,19 @@ def refusal(deployment: Mapping[str, Any]) -> Refusal | None:
         shown = level.group(1) if level else "its"
         return Refusal(
             POD_SECURITY,
-            f"Kubernetes refused to create the pods of deployment {name}: they violate the namespace's Pod Security "
-            f"level {shown!r} ({_short(said)}).",
+            f"{refused}: they violate the namespace's Pod Security level {shown!r} ({said}).",
             f"The tutorial's images need the baseline level: ask the instructor to label namespace {namespace} "
             "pod-security.kubernetes.io/enforce=baseline, then run the step again.",
         )
     if "LimitRange" in text or ("maximum" in text and "per Container" in text):
         return Refusal(
             LIMIT_RANGE,
-            f"Kubernetes refused to create the pods of deployment {name}: the namespace's LimitRange forbids them "
-            f"({_short(said)}).",
+            f"{refused}: the namespace's LimitRange forbids them ({said}).",
             f"Ask the instructor to check kubectl describe limitrange -n {namespace}, then run the step again.",
         )
     return Refusal(
         OTHER,
-        f"Kubernetes refused to create the pods of deployment {name} ({_short(said)}).",
+        f"{refused} ({said}).",
         f"Look at kubectl get events -n {namespace} --field-selector reason=FailedCreate, fix that, "
         "then run the step again.",
     )

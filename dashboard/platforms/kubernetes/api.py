@@ -109,6 +109,21 @@ class Api:
             retry_after=retry_after,
         )
 
+    def patch(
+        self, path: str, body: Any, *, resource: str, name: str, field_manager: str, apply: bool = False
+    ) -> tuple[int, Any]:
+        """A merge patch with our field manager, or with `apply` a server-side apply that forces its fields."""
+        return self.request(
+            "PATCH",
+            path,
+            verb="patch",
+            resource=resource,
+            name=name,
+            query={"fieldManager": field_manager, "force": "true" if apply else None},
+            body=json.dumps(body) if apply else body,
+            content_type="application/apply-patch+yaml" if apply else "application/merge-patch+json",
+        )
+
     def open_watch(self, path: str, query: dict[str, Any], resource: str) -> Any:
         """Start a watch; returns the urllib3 response to read NDJSON lines from."""
         read_timeout = float(query["timeoutSeconds"]) + 30.0
@@ -159,8 +174,9 @@ class Api:
 
 
 def api_path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
+    """The REST path of a kind's objects in `namespace` (cluster-wide with `namespace=""`, as Namespaces are)."""
     prefix, plural, _ = RESOURCES[kind]
-    path = f"{prefix}/namespaces/{namespace}/{plural}"
+    path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
     if name:
         path += f"/{name}"
     if subresource:

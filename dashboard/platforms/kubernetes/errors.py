@@ -61,6 +61,7 @@ def translate_status(
     causes = [c for c in details.get("causes") or [] if isinstance(c, Mapping)]
     what = f"{resource}/{name}" if name else resource
     where = f" in namespace {namespace}" if namespace else ""
+    wait = retry_after or str(details.get("retryAfterSeconds") or "") or "a few"
 
     if code == 401:
         return PlatformUnavailable(
@@ -69,13 +70,13 @@ def translate_status(
         )
     if code == 403:
         match = _FORBIDDEN.search(message)
-        user = match.group("user") if match else "this identity"
-        f_verb = (match.group("verb") if match else "") or verb or "access"
-        f_resource = (match.group("resource") if match else "") or resource or "this resource"
-        group = match.group("group") if match else None
-        if group:
-            f_resource = f"{f_resource}.{group}"
-        f_namespace = (match.group("namespace") if match else None) or namespace
+        said = match.groupdict() if match else {"user": "this identity"}
+        f_verb = said.get("verb") or verb or "access"
+        f_resource = said.get("resource") or resource or "this resource"
+        if said.get("group"):
+            f_resource = f"{f_resource}.{said['group']}"
+        f_namespace = said.get("namespace") or namespace
+        user = said["user"]
         in_ns = f" in namespace {f_namespace}" if f_namespace else " (cluster-wide)"
         return PlatformRefused(
             f"{user} may not {f_verb} {f_resource}{in_ns} (403 Forbidden).",
@@ -127,7 +128,6 @@ def translate_status(
             "Fix that field in the manifest (or the image override) and apply again.",
         )
     if code == 429 or reason == "TooManyRequests":
-        wait = retry_after or str(details.get("retryAfterSeconds") or "") or "a few"
         return PlatformUnavailable(
             f"The API server is throttling requests and did not {verb or 'answer'} {what}{where} "
             "(429 Too Many Requests).",
@@ -135,7 +135,6 @@ def translate_status(
             "(kubectl get flowschemas).",
         )
     if code in (500, 502, 503, 504) or reason in ("Timeout", "ServerTimeout", "ServiceUnavailable"):
-        wait = retry_after or str(details.get("retryAfterSeconds") or "") or "a few"
         return PlatformUnavailable(
             f"The API server did not answer {verb or 'the request'} {what}{where} in time "
             f"({code} {reason or 'error'}).",

@@ -18,7 +18,6 @@ escalation rule), so it needs neither `bind` nor `escalate`.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -28,8 +27,8 @@ from typing import Any
 import yaml
 
 from dashboard.errors import PlatformError, PlatformUnavailable
-from dashboard.platforms.kubernetes.api import Api
-from dashboard.platforms.kubernetes.objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
+from dashboard.platforms.kubernetes.api import Api, api_path
+from dashboard.platforms.kubernetes.objects import LAB_LABEL_KEY, LAB_LABEL_VALUE, RESOURCES, apply_word
 
 JSON = dict[str, Any]
 ROOM_LABEL_KEY = "guestbook-lab/room"
@@ -39,22 +38,6 @@ DEFAULT_SURGE = "25%"  # a Deployment's default rollingUpdate.maxSurge
 DEFAULT_LIMITS = {"cpu": "500m", "memory": "256Mi"}  # LimitRange default limits per container
 DEFAULT_REQUESTS = {"cpu": "100m", "memory": "100Mi"}  # LimitRange default requests (the manifests' own values)
 POD_SECURITY = {"enforce": "baseline", "warn": "restricted", "audit": "restricted"}
-
-# Where each kind lives in the API: (path prefix, plural, namespaced, kubectl's resource name).
-KINDS: dict[str, tuple[str, str, bool, str]] = {
-    "Namespace": ("/api/v1", "namespaces", False, "namespace"),
-    "ResourceQuota": ("/api/v1", "resourcequotas", True, "resourcequota"),
-    "LimitRange": ("/api/v1", "limitranges", True, "limitrange"),
-    "ServiceAccount": ("/api/v1", "serviceaccounts", True, "serviceaccount"),
-    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True, "networkpolicy.networking.k8s.io"),
-    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True, "role.rbac.authorization.k8s.io"),
-    "RoleBinding": (
-        "/apis/rbac.authorization.k8s.io/v1",
-        "rolebindings",
-        True,
-        "rolebinding.rbac.authorization.k8s.io",
-    ),
-}
 
 # What the lab does, and nothing else (the learner's Role; the dashboard's ClusterRole holds all of it too).
 LEARNER_RULES: tuple[JSON, ...] = (
@@ -115,22 +98,10 @@ class LabRequests:
     pods: int
     cpu_millis: int
     memory_bytes: int
-    surge_pods: int  # extra pods while every Deployment rolls at once (maxSurge, 25 % rounded up by default)
-    surge_cpu_millis: int
-    surge_memory_bytes: int
+    quota_pods: int  # with the pods added while every Deployment rolls at once (maxSurge, 25 % rounded up by default)
+    quota_cpu_millis: int
+    quota_memory_bytes: int
     services: int
-
-    @property
-    def quota_pods(self) -> int:
-        return self.pods + self.surge_pods
-
-    @property
-    def quota_cpu_millis(self) -> int:
-        return self.cpu_millis + self.surge_cpu_millis
-
-    @property
-    def quota_memory_bytes(self) -> int:
-        return self.memory_bytes + self.surge_memory_bytes
 
     def to_json(self) -> JSON:
         return {
@@ -149,7 +120,7 @@ class LabRequests:
 def lab_requests(manifests: list[JSON], replicas: dict[str, int] | None = None) -> LabRequests:
     """Sum the Deployments' replicas × their containers' requests, and each Deployment's surge, from the manifests
     (`replicas` overrides a Deployment's count, e.g. the workshop profile's frontend at 1)."""
-    pods = cpu = memory = surge_pods = surge_cpu = surge_memory = services = 0
+    pods = cpu = memory = quota_pods = quota_cpu = quota_memory = services = 0
     for doc in manifests:
         if doc.get("kind") == "Service":
             services += 1
@@ -162,14 +133,14 @@ def lab_requests(manifests: list[JSON], replicas: dict[str, int] | None = None) 
         requests = [(c.get("resources") or {}).get("requests") or {} for c in containers]
         pod_cpu = sum(cpu_millis(r.get("cpu", DEFAULT_REQUESTS["cpu"])) for r in requests)
         pod_memory = sum(memory_bytes(r.get("memory", DEFAULT_REQUESTS["memory"])) for r in requests)
-        surge = _surge(doc, count)
+        with_surge = count + _surge(doc, count)
         pods += count
         cpu += count * pod_cpu
         memory += count * pod_memory
-        surge_pods += surge
-        surge_cpu += surge * pod_cpu
-        surge_memory += surge * pod_memory
-    return LabRequests(pods, cpu, memory, surge_pods, surge_cpu, surge_memory, services)
+        quota_pods += with_surge
+        quota_cpu += with_surge * pod_cpu
+        quota_memory += with_surge * pod_memory
+    return LabRequests(pods, cpu, memory, quota_pods, quota_cpu, quota_memory, services)
 
 
 def read_manifests(manifests_dir: Path, names: tuple[str, ...]) -> list[JSON]:
@@ -205,63 +176,43 @@ def learner_objects(namespace: str, room: str, requests: LabRequests, expose_mod
     ns_meta = _meta(namespace, room)
     ns_meta["labels"].update({f"pod-security.kubernetes.io/{mode}": level for mode, level in POD_SECURITY.items()})
     lab_pods = {"matchExpressions": [{"key": "app", "operator": "In", "values": ["redis", "guestbook"]}]}
+    dashboard = {"app.kubernetes.io/name": "guestbook-lab-dashboard"}
     dns = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    limits = [{"type": "Container", "default": DEFAULT_LIMITS, "defaultRequest": DEFAULT_REQUESTS}]
+    rbac = "rbac.authorization.k8s.io"
+
+    def held(api_version: str, kind: str, name: str, **fields: Any) -> JSON:
+        return {"apiVersion": api_version, "kind": kind, "metadata": _meta(name, room, namespace), **fields}
+
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": ns_meta},
-        {
-            "apiVersion": "v1",
-            "kind": "ResourceQuota",
-            "metadata": _meta(ISOLATION_NAME, room, namespace),
-            "spec": {"hard": quota_hard(requests, expose_mode)},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "LimitRange",
-            "metadata": _meta(ISOLATION_NAME, room, namespace),
-            "spec": {"limits": [{"type": "Container", "default": DEFAULT_LIMITS, "defaultRequest": DEFAULT_REQUESTS}]},
-        },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": _meta(ISOLATION_NAME, room, namespace),
-            "spec": {
+        held("v1", "ResourceQuota", ISOLATION_NAME, spec={"hard": quota_hard(requests, expose_mode)}),
+        held("v1", "LimitRange", ISOLATION_NAME, spec={"limits": limits}),
+        held(
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            ISOLATION_NAME,
+            spec={
                 "podSelector": {},  # every pod of the namespace: whatever is not allowed below is denied
                 "policyTypes": ["Ingress", "Egress"],
+                # the lab's pods, and the dashboard in the cluster reaching pods by IP (--redis-access direct)
                 "ingress": [
                     {"from": [{"podSelector": lab_pods}]},
-                    # the dashboard in the cluster reaching pods by IP (--redis-access direct)
-                    {
-                        "from": [
-                            {
-                                "namespaceSelector": {},
-                                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "guestbook-lab-dashboard"}},
-                            }
-                        ]
-                    },
+                    {"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": dashboard}}]},
                 ],
                 "egress": [{"to": [{"podSelector": lab_pods}]}, {"ports": dns}],
             },
-        },
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(LEARNER_ACCOUNT, room, namespace)},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": _meta(LEARNER_ACCOUNT, room, namespace),
-            "rules": [dict(rule) for rule in LEARNER_RULES],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": _meta(LEARNER_ACCOUNT, room, namespace),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEARNER_ACCOUNT},
-            "subjects": [{"kind": "ServiceAccount", "name": LEARNER_ACCOUNT, "namespace": namespace}],
-        },
+        ),
+        held("v1", "ServiceAccount", LEARNER_ACCOUNT),
+        held(f"{rbac}/v1", "Role", LEARNER_ACCOUNT, rules=[dict(rule) for rule in LEARNER_RULES]),
+        held(
+            f"{rbac}/v1",
+            "RoleBinding",
+            LEARNER_ACCOUNT,
+            roleRef={"apiGroup": rbac, "kind": "Role", "name": LEARNER_ACCOUNT},
+            subjects=[{"kind": "ServiceAccount", "name": LEARNER_ACCOUNT, "namespace": namespace}],
+        ),
     ]
-
-
-def object_path(kind: str, name: str, namespace: str) -> str:
-    prefix, plural, namespaced, _ = KINDS[kind]
-    return f"{prefix}/namespaces/{namespace}/{plural}/{name}" if namespaced else f"{prefix}/{plural}/{name}"
 
 
 def is_room_namespace(namespace: JSON, room: str) -> bool:
@@ -274,9 +225,8 @@ def provision(api: Api, namespace: str, room: str, objects: list[JSON], field_ma
     """Server-side apply the learner's objects (idempotent); refuses a namespace that exists and is not this room's.
 
     Returns kubectl-like lines (`namespace/ws-ada created`, `resourcequota/guestbook-lab unchanged`)."""
-    status, found = api.request(
-        "GET", object_path("Namespace", namespace, namespace), verb="get", resource="namespaces", ok=(404,)
-    )
+    path = api_path("Namespace", "", namespace)
+    status, found = api.request("GET", path, verb="get", resource="namespaces", ok=(404,))
     if status == 200:
         if not is_room_namespace(found, room):
             raise PlatformError(
@@ -290,47 +240,26 @@ def provision(api: Api, namespace: str, room: str, objects: list[JSON], field_ma
     lines = []
     for doc in objects:
         kind, name = str(doc["kind"]), str(doc["metadata"]["name"])
-        _, plural, _, shown = KINDS[kind]
-        path = object_path(kind, name, namespace)
+        _, plural, shown = RESOURCES[kind]
+        path = api_path(kind, "" if kind == "Namespace" else namespace, name)
         before = found if kind == "Namespace" and status == 200 else None
         if kind != "Namespace":
             code, existing = api.request("GET", path, verb="get", resource=plural, name=name, ok=(404,))
             before = existing if code == 200 else None
-        _, applied = api.request(
-            "PATCH",
-            path,
-            verb="patch",
-            resource=plural,
-            name=name,
-            query={"fieldManager": field_manager, "force": "true"},
-            body=json.dumps(doc),
-            content_type="application/apply-patch+yaml",
-        )
-        old = str(((before or {}).get("metadata") or {}).get("resourceVersion") or "")
-        new = str((applied.get("metadata") or {}).get("resourceVersion") or "")
-        word = "created" if before is None else "unchanged" if old == new else "configured"
-        lines.append(f"{shown}/{name} {word}")
+        _, applied = api.patch(path, doc, resource=plural, name=name, field_manager=field_manager, apply=True)
+        lines.append(f"{shown}/{name} {apply_word(before, applied)}")
     return lines
 
 
 def remove(api: Api, namespace: str, room: str) -> list[str]:
     """Delete the learner's namespace (and so all in it) when the dashboard created it for `room`; else nothing."""
-    status, found = api.request(
-        "GET", object_path("Namespace", namespace, namespace), verb="get", resource="namespaces", ok=(404,)
-    )
+    path = api_path("Namespace", "", namespace)
+    status, found = api.request("GET", path, verb="get", resource="namespaces", ok=(404,))
     if status == 404:
         return [f'namespace "{namespace}" is already gone']
     if not is_room_namespace(found, room):
         return [f"namespace {namespace} was not created by the dashboard for room {room}: left as it is"]
     uid = (found.get("metadata") or {}).get("uid")
     options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
-    api.request(
-        "DELETE",
-        object_path("Namespace", namespace, namespace),
-        verb="delete",
-        resource="namespaces",
-        name=namespace,
-        body=options,
-        ok=(404, 409),
-    )
+    api.request("DELETE", path, verb="delete", resource="namespaces", name=namespace, body=options, ok=(404, 409))
     return [f'namespace "{namespace}" deleted']

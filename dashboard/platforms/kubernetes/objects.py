@@ -32,11 +32,19 @@ LAB_LABEL_SELECTOR = f"{LAB_LABEL_KEY}={LAB_LABEL_VALUE}"
 POD_WATCH_SELECTOR = "app in (redis,guestbook)"
 LAB_DEPLOYMENTS: tuple[str, ...] = COMPONENTS
 
-# Resources by kubectl kind: (API path prefix, plural, kubectl's "kind.group" name).
+# Resources by kubectl kind: (API path prefix, plural, kubectl's "kind.group" name); the lab's, then what a
+# workshop learner's namespace holds (`namespace.learner_objects`).
 RESOURCES: dict[str, tuple[str, str, str]] = {
     "Deployment": ("/apis/apps/v1", "deployments", "deployment.apps"),
     "Service": ("/api/v1", "services", "service"),
     "Pod": ("/api/v1", "pods", "pod"),
+    "Namespace": ("/api/v1", "namespaces", "namespace"),
+    "ResourceQuota": ("/api/v1", "resourcequotas", "resourcequota"),
+    "LimitRange": ("/api/v1", "limitranges", "limitrange"),
+    "ServiceAccount": ("/api/v1", "serviceaccounts", "serviceaccount"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", "networkpolicy.networking.k8s.io"),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", "role.rbac.authorization.k8s.io"),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", "rolebinding.rbac.authorization.k8s.io"),
 }
 
 
@@ -62,21 +70,15 @@ def parse_time(value: object) -> float | None:
 
 # --------------------------------------------------------------------------------------------- pods
 
+REDIS_ROLES: dict[str, Component] = {"leader": "redis-leader", "follower": "redis-follower"}
+
 
 def component_of(pod: Mapping[str, Any]) -> Component | None:
     """Which lab component a pod belongs to, from the tutorial's pod labels (app/role/tier)."""
     labels = _get(pod, "metadata", "labels") or {}
-    app = labels.get("app")
-    if app == "redis":
-        role = labels.get("role")
-        if role == "leader":
-            return "redis-leader"
-        if role == "follower":
-            return "redis-follower"
-        return None
-    if app == "guestbook" and labels.get("tier", "frontend") == "frontend":
-        return "frontend"
-    return None
+    if labels.get("app") == "redis":
+        return REDIS_ROLES.get(str(labels.get("role")))
+    return "frontend" if labels.get("app") == "guestbook" and labels.get("tier", "frontend") == "frontend" else None
 
 
 def owner_deployment(pod: Mapping[str, Any]) -> str | None:
@@ -182,10 +184,8 @@ def pod_state(pod: Mapping[str, Any]) -> Pod:
             elif terminated and terminated.get("reason"):
                 status = str(terminated["reason"])
             elif terminated:
-                if terminated.get("signal"):
-                    status = f"Signal:{terminated['signal']}"
-                else:
-                    status = f"ExitCode:{terminated.get('exitCode')}"
+                signal = terminated.get("signal")
+                status = f"Signal:{signal}" if signal else f"ExitCode:{terminated.get('exitCode')}"
             elif _get(cs, "state", "running") and cs.get("ready"):
                 has_running = True
         if status == "Completed" and has_running:
@@ -198,8 +198,7 @@ def pod_state(pod: Mapping[str, Any]) -> Pod:
         if _get(pod, "status", "reason") == "NodeLost":
             status = "Unknown"
         else:
-            status = "Terminating"
-            reason = "Terminating"
+            status = reason = "Terminating"
             grace = metadata.get("deletionGracePeriodSeconds")
             message = "deletion requested" + (f", grace period {grace}s" if grace is not None else "")
     elif reason is None and not ready:
@@ -257,11 +256,6 @@ class DeploymentState:
     message: str  # rollout status' sentence
     deadline_exceeded: bool = False
 
-    @property
-    def ready_column(self) -> str:
-        """kubectl's READY column, e.g. `2/3`."""
-        return f"{self.ready}/{self.desired}"
-
 
 def ready_endpoints(slices: Mapping[str, Any]) -> list[str]:
     """Addresses of the ready endpoints in an EndpointSliceList (a missing `ready` condition means ready)."""
@@ -276,36 +270,31 @@ def ready_endpoints(slices: Mapping[str, Any]) -> list[str]:
 def deployment_state(deployment: Mapping[str, Any]) -> DeploymentState:
     """Readiness of a Deployment the way `kubectl rollout status deployment/<name>` decides it."""
     name = str(_get(deployment, "metadata", "name") or "")
-    desired = int(_get(deployment, "spec", "replicas") if _get(deployment, "spec", "replicas") is not None else 1)
+    desired = _get(deployment, "spec", "replicas")
+    desired = int(desired if desired is not None else 1)
     status = _get(deployment, "status") or {}
-    replicas = int(status.get("replicas") or 0)
-    updated = int(status.get("updatedReplicas") or 0)
-    ready = int(status.get("readyReplicas") or 0)
-    available = int(status.get("availableReplicas") or 0)
-    generation = int(_get(deployment, "metadata", "generation") or 0)
-    observed = int(status.get("observedGeneration") or 0)
+    replicas, updated, ready, available = (
+        int(status.get(key) or 0) for key in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+    )
     progressing = _condition(deployment, "Progressing")
     deadline = bool(progressing and progressing.get("reason") == "ProgressDeadlineExceeded")
-    if _get(deployment, "metadata", "deletionTimestamp"):
-        return DeploymentState(name, desired, updated, ready, available, False, f'deployment "{name}" is being deleted')
-    if observed < generation:
-        message = f"Waiting for deployment spec update to be observed of deployment {name!r}"
-        return DeploymentState(name, desired, updated, ready, available, False, message, deadline)
-    if deadline:
-        message = f'deployment "{name}" exceeded its progress deadline'
-        return DeploymentState(name, desired, updated, ready, available, False, message, True)
     waiting = f'Waiting for deployment "{name}" rollout to finish'
-    if updated < desired:
+    if _get(deployment, "metadata", "deletionTimestamp"):
+        message, deadline = f'deployment "{name}" is being deleted', False
+    elif int(status.get("observedGeneration") or 0) < int(_get(deployment, "metadata", "generation") or 0):
+        message = f"Waiting for deployment spec update to be observed of deployment {name!r}"
+    elif deadline:
+        message = f'deployment "{name}" exceeded its progress deadline'
+    elif updated < desired:
         message = f"{waiting}: {updated} out of {desired} new replicas have been updated..."
     elif replicas > updated:
         message = f"{waiting}: {replicas - updated} old replicas are pending termination..."
     elif available < updated:
         message = f"{waiting}: {available} of {updated} updated replicas are available..."
     else:
-        return DeploymentState(
-            name, desired, updated, ready, available, True, f'deployment "{name}" successfully rolled out'
-        )
-    return DeploymentState(name, desired, updated, ready, available, False, message)
+        message = f'deployment "{name}" successfully rolled out'
+        return DeploymentState(name, desired, updated, ready, available, True, message)
+    return DeploymentState(name, desired, updated, ready, available, False, message, deadline)
 
 
 # ------------------------------------------------------------------------------------------- events
@@ -381,9 +370,12 @@ def prepare_manifest(manifest: Mapping[str, Any], image: str | None = None) -> J
     return doc
 
 
-def managers_of(obj: Mapping[str, Any]) -> list[str]:
-    """The field managers listed in an object's managedFields."""
-    return [str(m.get("manager")) for m in _get(obj, "metadata", "managedFields") or [] if m.get("manager")]
+def apply_word(before: Mapping[str, Any] | None, applied: Mapping[str, Any]) -> str:
+    """What `kubectl apply` says of an object: created (none before), unchanged (same resourceVersion), configured."""
+    if before is None:
+        return "created"
+    same = _get(before, "metadata", "resourceVersion") == _get(applied, "metadata", "resourceVersion")
+    return "unchanged" if same else "configured"
 
 
 def is_ours(obj: Mapping[str, Any], field_manager: str) -> bool:
@@ -400,7 +392,8 @@ def is_ours(obj: Mapping[str, Any], field_manager: str) -> bool:
 def foreign_object_error(kind: str, name: str, namespace: str, obj: Mapping[str, Any]) -> PlatformError:
     """A lab name already used by an object the dashboard did not create: refuse, never take it over."""
     resource = RESOURCES.get(kind, ("", kind.lower(), kind.lower()))[2]
-    managers = ", ".join(sorted(set(managers_of(obj)))) or "unknown"
+    fields = _get(obj, "metadata", "managedFields") or []
+    managers = ", ".join(sorted({str(m.get("manager")) for m in fields if m.get("manager")})) or "unknown"
     return PlatformError(
         f"{resource}/{name} already exists in namespace {namespace} "
         f"and was not created by this dashboard (managed by: {managers}).",
@@ -455,17 +448,10 @@ def selector_matches(selector: str, labels: Mapping[str, str] | None) -> bool:
     """Whether `labels` satisfy a label selector string, as the API server decides it."""
     labels = labels or {}
     for key, op, values in parse_label_selector(selector):
-        if op == "=" and labels.get(key) != values[0]:
+        value = labels.get(key)  # `=` and `!=` have one value: the same test as `in` and `notin`
+        if (op in ("=", "in") and value not in values) or (op in ("!=", "notin") and value in values):
             return False
-        if op == "!=" and labels.get(key) == values[0]:
-            return False
-        if op == "in" and labels.get(key) not in values:
-            return False
-        if op == "notin" and key in labels and labels[key] in values:
-            return False
-        if op == "exists" and key not in labels:
-            return False
-        if op == "!" and key in labels:
+        if (op == "exists" and key not in labels) or (op == "!" and key in labels):
             return False
     return True
 

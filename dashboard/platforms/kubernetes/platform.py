@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +34,7 @@ from dashboard.models import (
     RedisEndpoint,
     Timing,
 )
+from dashboard.platforms.base import notify
 from dashboard.platforms.kubernetes import admission, namespace, objects
 from dashboard.platforms.kubernetes.access import RedisAccessChoice, nodeport_fallback_note, url_answers
 from dashboard.platforms.kubernetes.api import Api, api_path
@@ -49,8 +48,6 @@ from dashboard.settings import MANIFESTS_DIR
 
 if TYPE_CHECKING:
     from dashboard.settings import Settings
-
-log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 REDIS_PORT = 6379
@@ -91,7 +88,6 @@ class KubernetesPlatform:
         self._listeners: list[Listener] = []
         self._event_listeners: list[Listener] = []
         self._pods: list[Pod] = []
-        self._pod_objects: dict[str, JSON] = {}
         self._pods_changed = asyncio.Event()
         self._pod_watch: Reflector | None = None
         self._event_watch: Reflector | None = None
@@ -115,16 +111,18 @@ class KubernetesPlatform:
             self._api = Api(self._cluster, self.namespace)
         return self._api
 
-    @property
-    def in_cluster(self) -> bool:
-        return bool(self.api.cluster.in_cluster)
-
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(lambda: self.api)
         await asyncio.to_thread(self._ensure_namespace)
-        if self._room is not None:
-            await self._join_room_watch()
+        if self._room is not None:  # a workshop learner: the room's shared watches
+            room = ROOM_WATCHES.join(self.api.cluster, self._room, self.namespace)
+            self._room_watch = room
+            room.subscribe(self.namespace, self._on_pods, self._on_events)
+            error = await _failed_first_list(room.pods)
+            if error is not None:
+                await self.close()
+                raise error
             return
         if self._pod_watch is None:
             self._pod_watch = Reflector(
@@ -135,21 +133,19 @@ class KubernetesPlatform:
                 self.api, f"/api/v1/namespaces/{self.namespace}/events", "events", self._on_events
             )
             self._event_watch.start()
-        watch = self._pod_watch
-        await asyncio.to_thread(watch.first_attempt.wait, 30.0)
-        if watch.error is not None and watch.lists == 0:
-            error = watch.error
+        self._start_error = await _failed_first_list(self._pod_watch)
+        if self._start_error is not None:
             await self.close()
-            self._start_error = error
-            raise error
-        self._start_error = None
+            raise self._start_error
 
     async def close(self) -> None:
         for forward in [*self._forwards.values(), *([self._expose_forward] if self._expose_forward else [])]:
             forward.close()
         self._forwards.clear()
         self._expose_forward = None
-        await self._leave_room_watch()
+        room, self._room_watch = self._room_watch, None
+        if room is not None:
+            await asyncio.to_thread(ROOM_WATCHES.leave, room, self.namespace)
         watches = [w for w in (self._pod_watch, self._event_watch) if w is not None]
         self._pod_watch = self._event_watch = None
         for watch in watches:
@@ -187,33 +183,25 @@ class KubernetesPlatform:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def _on_pods(self, snapshot: dict[str, JSON]) -> None:
-        """From the watch thread: hand the new cache to the event loop."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._set_pods, snapshot)
-
     def add_event_listener(self, listener: Listener) -> None:
         """Call `listener()` on the event loop whenever the namespace's events change (the events timeline)."""
         self._event_listeners.append(listener)
 
-    def _on_events(self, _: dict[str, JSON]) -> None:
+    def _to_loop(self, callback: Callable[..., None], *args: object) -> None:
+        """From a watch thread: run `callback(*args)` on the event loop, unless it is gone."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._events_changed)
+                loop.call_soon_threadsafe(callback, *args)
 
-    def _events_changed(self) -> None:
-        for listener in list(self._event_listeners):
-            try:
-                listener()
-            except Exception:
-                log.exception("event listener failed")
+    def _on_pods(self, snapshot: dict[str, JSON]) -> None:
+        self._to_loop(self._set_pods, snapshot)
+
+    def _on_events(self, _: dict[str, JSON]) -> None:
+        self._to_loop(notify, self._event_listeners, "event")
 
     def _set_pods(self, snapshot: dict[str, JSON]) -> None:
-        self._pod_objects = {name: pod for name, pod in snapshot.items() if objects.is_lab_pod(pod)}
-        pods = objects.lab_pods(self._pod_objects.values())
+        pods = objects.lab_pods(snapshot.values())
         if pods == self._pods:
             return
         self._pods = pods
@@ -222,32 +210,24 @@ class KubernetesPlatform:
             self._forwards.pop(key).close()
         self._pods_changed.set()
         self._pods_changed = asyncio.Event()
-        for listener in list(self._listeners):
-            try:
-                listener()
-            except Exception:
-                log.exception("pod listener failed")
+        notify(self._listeners, "pod")
 
     async def get_pods(self) -> list[Pod]:
         return list(self._pods)
 
     def watch_stats(self) -> dict[str, object]:
         """How the pod watch is doing (lists, watches, last error): for the page and the benchmark."""
-        room = self._room_watch
-        if room is not None:  # a workshop learner: the room's shared watches (lists/watches: the pods watch's)
-            pods = room.pods
-            shared = {"lists": pods.lists, "watches": pods.watches, "resource_version": pods.resource_version}
-            return {"running": True, **shared, **room.stats()}
-        watch = self._pod_watch
+        room = self._room_watch  # a workshop learner: the room's shared watches (lists/watches: the pods watch's)
+        watch = room.pods if room is not None else self._pod_watch
         if watch is None:
             return {"running": False}
-        return {
+        stats = {
             "running": True,
             "lists": watch.lists,
             "watches": watch.watches,
             "resource_version": watch.resource_version,
-            "error": watch.error.to_json() if watch.error else None,
         }
+        return stats | (room.stats() if room else {"error": watch.error.to_json() if watch.error else None})
 
     async def events(self, limit: int = 200) -> list[EventRow]:
         """The lab's events (core/v1, from the shared events watch), oldest first."""
@@ -260,9 +240,10 @@ class KubernetesPlatform:
             raise watch.error  # never listed (e.g. 403 on events): say so rather than show an empty timeline
         return objects.event_timeline(list(watch.cache.values()), limit)
 
-    async def _wait_pods(self, done: Callable[[list[Pod]], bool], timeout: float) -> bool:
+    async def _pods_gone(self, timeout: float) -> bool:
+        """Wait until the lab has no pods (the watch saw them deleted); False after `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        while not done(self._pods):
+        while self._pods:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -270,10 +251,9 @@ class KubernetesPlatform:
                 await asyncio.wait_for(self._pods_changed.wait(), remaining)
         return True
 
-    def _lab_pod(self, name: str) -> Pod:
-        for pod in self._pods:
-            if pod.name == name:
-                return pod
+    def _check_lab_pod(self, name: str) -> None:
+        if any(pod.name == name for pod in self._pods):
+            return
         raise PlatformError(
             f"Pod {name} is not one of the lab's pods in namespace {self.namespace}.",
             "Pick a pod from the pods board (kubectl get pods -l 'app in (redis,guestbook)').",
@@ -288,10 +268,7 @@ class KubernetesPlatform:
                 f"{manifest} is not one of the lab's manifests.", f"Use one of: {', '.join(LAB_MANIFESTS)}."
             )
         docs = [d for d in yaml.safe_load_all((MANIFESTS_DIR / file).read_text()) if d]
-        lines = []
-        for doc in docs:
-            lines.append(await asyncio.to_thread(self._apply_one, doc))
-        return lines
+        return [await asyncio.to_thread(self._apply_one, doc) for doc in docs]
 
     def _apply_one(self, manifest: JSON) -> str:
         kind = str(manifest.get("kind"))
@@ -301,31 +278,14 @@ class KubernetesPlatform:
         resource = objects.RESOURCES[kind][2]
         path = api_path(kind, self.namespace, name)
         status, existing = self.api.request("GET", path, verb="get", resource=resource, name=name, ok=(404,))
-        before = None
-        if status == 200:
-            if not objects.is_ours(existing, self.settings.field_manager):
-                raise objects.foreign_object_error(kind, name, self.namespace, existing)
-            before = str(existing["metadata"].get("resourceVersion"))
+        if status == 200 and not objects.is_ours(existing, self.settings.field_manager):
+            raise objects.foreign_object_error(kind, name, self.namespace, existing)
         image = self.settings.image_override(name) if kind == "Deployment" else None
         doc = self._with_room_label(objects.prepare_manifest(manifest, image))
-        status, applied = self.api.request(
-            "PATCH",
-            path,
-            verb="patch",
-            resource=resource,
-            name=name,
-            query={"fieldManager": self.settings.field_manager, "force": "true"},
-            body=json.dumps(doc),
-            content_type="application/apply-patch+yaml",
-        )
-        after = str((applied.get("metadata") or {}).get("resourceVersion"))
-        if status == 201 or before is None:
-            word = "created"
-        elif after == before:
-            word = "unchanged"
-        else:
-            word = "configured"
-        return f"{objects.kubectl_name(doc)} {word}"
+        field_manager = self.settings.field_manager
+        code, applied = self.api.patch(path, doc, resource=resource, name=name, field_manager=field_manager, apply=True)
+        before = existing if status == 200 and code != 201 else None
+        return f"{objects.kubectl_name(doc)} {objects.apply_word(before, applied)}"
 
     # ------------------------------------------------------------------------ scale, delete
 
@@ -343,20 +303,15 @@ class KubernetesPlatform:
         _, existing = self.api.request("GET", path, verb="get", resource="deployment.apps", name=deployment)
         if not objects.is_ours(existing, self.settings.field_manager):
             raise objects.foreign_object_error("Deployment", deployment, self.namespace, existing)
-        self.api.request(
-            "PATCH",
-            path + "/scale",
-            verb="patch",
-            resource="deployments.apps/scale",
-            name=deployment,
-            query={"fieldManager": self.settings.field_manager},
-            body={"spec": {"replicas": replicas}},
-            content_type="application/merge-patch+json",
+        body = {"spec": {"replicas": replicas}}
+        field_manager = self.settings.field_manager
+        self.api.patch(
+            path + "/scale", body, resource="deployments.apps/scale", name=deployment, field_manager=field_manager
         )
         return f"deployment.apps/{deployment} scaled"
 
     async def delete_pod(self, name: str) -> list[str]:
-        self._lab_pod(name)
+        self._check_lab_pod(name)
         path = api_path("Pod", self.namespace, name)
         await asyncio.to_thread(self.api.request, "DELETE", path, verb="delete", resource="pods", name=name)
         return [f'pod "{name}" deleted']
@@ -369,7 +324,7 @@ class KubernetesPlatform:
         self._frontend_url = None
         self._expose_note = None
         timeout = self.timing.step_timeout
-        if not await self._wait_pods(lambda pods: not pods, timeout):
+        if not await self._pods_gone(timeout):
             names = ", ".join(p.name for p in self._pods)
             raise PlatformError(
                 f"The lab's pods are still there after {timeout:.0f} s: {names}.",
@@ -438,9 +393,6 @@ class KubernetesPlatform:
         await self._access.decide(self._pods, self._in_cluster())
         return self.redis_access()
 
-    def _access_direct(self) -> bool:
-        return self._access.direct(self._in_cluster())
-
     def _forward_checked(self, pod: str, port: int) -> PortForward:
         """The forward to pod:port; raises its refusal when the API server refused it for good (see
         `errors.portforward_refusal`), so a step's check fails at once and the Redis panel shows why."""
@@ -449,19 +401,18 @@ class KubernetesPlatform:
             raise forward.error
         return forward
 
+    def _forward_to(self, pod: str, port: int) -> PortForward:
+        """The forward to pod:port, opened again when it was closed (its pod went away)."""
+        forward = self._forwards.get((pod, port))
+        if forward is None or forward.closed:
+            forward = self._forwards[(pod, port)] = PortForward(self.api, lambda: pod, port)
+        return forward
+
     def _pods_known(self) -> None:
         """Raise why there is no pod watch when start() failed for a reason that will not pass (403 on pods): a
         step's check would otherwise wait for pods it can never see."""
         if self._pod_watch is None and isinstance(self._start_error, PlatformRefused):
             raise self._start_error
-
-    def _forward_to(self, pod: str, port: int) -> PortForward:
-        key = (pod, port)
-        forward = self._forwards.get(key)
-        if forward is None or forward.closed:
-            forward = PortForward(self.api, lambda: pod, port)
-            self._forwards[key] = forward
-        return forward
 
     async def rollout_status(self, deployment: str, service: str) -> str | None:
         return await asyncio.to_thread(self._rollout_status, deployment, service)
@@ -489,32 +440,23 @@ class KubernetesPlatform:
             return f'service "{service}" has no ready endpoints yet'
         return None
 
-    async def redis_endpoints(self) -> list[RedisEndpoint]:
+    async def _reachable(self, frontend: bool, port: int) -> list[tuple[Pod, str, int]]:
+        """(pod, host, port) of each ready frontend (or Redis) pod as dialled from here: pod IP or port-forward."""
         self._pods_known()
         await self._decide_access()
-        endpoints = []
-        for pod in self._pods:
-            if pod.component == "frontend" or not pod.ready or pod.deleting or not pod.ip:
-                continue
-            if self._access_direct():
-                endpoints.append(RedisEndpoint(pod.name, pod.component, pod.ip, REDIS_PORT))
-            else:
-                forward = self._forward_checked(pod.name, REDIS_PORT)
-                endpoints.append(RedisEndpoint(pod.name, pod.component, "127.0.0.1", forward.port))
-        return endpoints
+        direct = self.redis_access().using == "direct"  # port-forwards also while auto has not decided
+        return [
+            (pod, pod.ip, port) if direct else (pod, "127.0.0.1", self._forward_checked(pod.name, port).port)
+            for pod in self._pods
+            if (pod.component == "frontend") == frontend and pod.ready and not pod.deleting and pod.ip
+        ]
+
+    async def redis_endpoints(self) -> list[RedisEndpoint]:
+        reachable = await self._reachable(False, REDIS_PORT)
+        return [RedisEndpoint(pod.name, pod.component, host, port) for pod, host, port in reachable]
 
     async def frontend_endpoints(self) -> list[str]:
-        self._pods_known()
-        await self._decide_access()
-        urls = []
-        for pod in self._pods:
-            if pod.component != "frontend" or not pod.ready or pod.deleting or not pod.ip:
-                continue
-            if self._access_direct():
-                urls.append(f"http://{pod.ip}:{FRONTEND_PORT}")
-            else:
-                urls.append(f"http://127.0.0.1:{self._forward_checked(pod.name, FRONTEND_PORT).port}")
-        return urls
+        return [f"http://{host}:{port}" for _, host, port in await self._reachable(True, FRONTEND_PORT)]
 
     def _ready_frontend_pod(self) -> str | None:
         ready = [p.name for p in self._pods if p.component == "frontend" and p.ready and not p.deleting]
@@ -525,10 +467,7 @@ class KubernetesPlatform:
     # --------------------------------------------------------------------------------- expose
 
     async def expose(self) -> str:
-        path = api_path("Service", self.namespace, "frontend")
-        _, service = await asyncio.to_thread(
-            self.api.request, "GET", path, verb="get", resource="service", name="frontend"
-        )
+        service = await asyncio.to_thread(self._frontend_service)
         if not objects.is_ours(service, self.settings.field_manager):
             raise objects.foreign_object_error("Service", "frontend", self.namespace, service)
         mode = self.settings.expose_mode
@@ -547,7 +486,11 @@ class KubernetesPlatform:
                 self._frontend_url = url
                 return url
         await asyncio.to_thread(self._portforward_allowed)
-        return self._expose_port_forward()
+        if self._expose_forward is None or self._expose_forward.closed:
+            port = self.settings.frontend_port
+            self._expose_forward = PortForward(self.api, self._ready_frontend_pod, FRONTEND_PORT, port)
+        self._frontend_url = f"http://127.0.0.1:{self._expose_forward.port}"
+        return self._frontend_url
 
     def _portforward_allowed(self) -> None:
         """One port-forward handshake to a ready frontend pod, closed at once: raises `PlatformRefused` when the API
@@ -564,29 +507,20 @@ class KubernetesPlatform:
         with contextlib.suppress(Exception):
             forward.close()
 
-    def _expose_port_forward(self) -> str:
-        if self._expose_forward is None or self._expose_forward.closed:
-            self._expose_forward = PortForward(
-                self.api, self._ready_frontend_pod, FRONTEND_PORT, self.settings.frontend_port
+    def _frontend_service(self, service_type: str | None = None) -> JSON:
+        """Service frontend as it is, or merge-patched to `service_type` (NodePort, LoadBalancer)."""
+        path = api_path("Service", self.namespace, "frontend")
+        if service_type is None:
+            _, service = self.api.request("GET", path, verb="get", resource="service", name="frontend")
+        else:
+            body = {"spec": {"type": service_type}}
+            _, service = self.api.patch(
+                path, body, resource="service", name="frontend", field_manager=self.settings.field_manager
             )
-        self._frontend_url = f"http://127.0.0.1:{self._expose_forward.port}"
-        return self._frontend_url
-
-    def _patch_service_type(self, service_type: str) -> JSON:
-        _, service = self.api.request(
-            "PATCH",
-            api_path("Service", self.namespace, "frontend"),
-            verb="patch",
-            resource="service",
-            name="frontend",
-            query={"fieldManager": self.settings.field_manager},
-            body={"spec": {"type": service_type}},
-            content_type="application/merge-patch+json",
-        )
         return dict(service)
 
     def _expose_nodeport(self) -> str | None:
-        service = self._patch_service_type("NodePort")
+        service = self._frontend_service("NodePort")
         node_port = next((p.get("nodePort") for p in service["spec"].get("ports") or [] if p.get("nodePort")), None)
         status, nodes = self.api.request("GET", "/api/v1/nodes", verb="list", resource="nodes", ok=(403,))
         address = None
@@ -606,13 +540,10 @@ class KubernetesPlatform:
         return None
 
     async def _expose_loadbalancer(self) -> str | None:
-        await asyncio.to_thread(self._patch_service_type, "LoadBalancer")
+        await asyncio.to_thread(self._frontend_service, "LoadBalancer")
         deadline = time.monotonic() + min(30.0, self.timing.step_timeout)
-        path = api_path("Service", self.namespace, "frontend")
         while True:
-            _, service = await asyncio.to_thread(
-                self.api.request, "GET", path, verb="get", resource="service", name="frontend"
-            )
+            service = await asyncio.to_thread(self._frontend_service)
             ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
             if ingress:
                 host = ingress[0].get("ip") or ingress[0].get("hostname")
@@ -652,7 +583,7 @@ class KubernetesPlatform:
     # ----------------------------------------------------------------------------------- logs
 
     async def logs(self, pod: str, tail: int = 200) -> list[LogLine]:
-        self._lab_pod(pod)
+        self._check_lab_pod(pod)
         path = api_path("Pod", self.namespace, pod, "log")
         query = {"tailLines": max(1, min(int(tail), 5000)), "timestamps": "true"}
         _, text = await asyncio.to_thread(
@@ -661,7 +592,7 @@ class KubernetesPlatform:
         lines = []
         for raw_line in str(text).splitlines():
             stamp, _, rest = raw_line.partition(" ")
-            when = objects.parse_time(_trim_nanos(stamp))
+            when = objects.parse_time(stamp)  # RFC 3339 with nanoseconds, which fromisoformat truncates
             lines.append(LogLine(pod, when, rest) if when is not None else LogLine(pod, time.time(), raw_line))
         return lines
 
@@ -673,7 +604,11 @@ class KubernetesPlatform:
             lambda: self.api, create_namespace=self.settings.create_namespace, redis_access=self._decide_access
         )
         if self.settings.workshop and "error" not in report:
-            report = await self._workshop_preflight(report)
+            # The ClusterRole's verbs (learner namespaces, cluster-wide watches) and the room's needs (with the
+            # workshop profile a learner runs one frontend replica: 4 pods, not 6).
+            profile = {"frontend": 1} if self.settings.workshop_profile else None
+            requests = namespace.lab_requests(namespace.read_manifests(MANIFESTS_DIR, LAB_MANIFESTS), profile)
+            report = await workshop_preflight(self.api, report, requests, self.settings.max_learners)
         return report
 
     # ------------------------------------------------------------------------ workshop rooms
@@ -710,22 +645,6 @@ class KubernetesPlatform:
             meta["labels"] = {**(meta.get("labels") or {}), **label}
         return doc
 
-    async def _join_room_watch(self) -> None:
-        assert self._room is not None
-        watch, _ = ROOM_WATCHES.join(self.api.cluster, self._room, self.namespace)
-        self._room_watch = watch
-        watch.subscribe(self.namespace, self._on_pods, self._on_events)
-        await asyncio.to_thread(watch.pods.first_attempt.wait, 30.0)
-        if watch.pods.error is not None and watch.pods.lists == 0:
-            error = watch.pods.error
-            await self.close()
-            raise error
-
-    async def _leave_room_watch(self) -> None:
-        watch, self._room_watch = self._room_watch, None
-        if watch is not None:
-            await asyncio.to_thread(ROOM_WATCHES.leave, watch, self.namespace)
-
     def _check_admission(self, deployment: JSON) -> None:
         """Fail the step's check at once when admission refuses the Deployment's pods (Pod Security, LimitRange), or
         when a quota refusal outlasts QUOTA_GRACE (pods that are terminating may free the quota meanwhile)."""
@@ -741,17 +660,8 @@ class KubernetesPlatform:
         self._refused_since.pop(name, None)
         raise PlatformRefused(refusal.message, refusal.hint)
 
-    async def _workshop_preflight(self, report: dict[str, Any]) -> dict[str, Any]:
-        """Workshop mode: the ClusterRole's verbs (learner namespaces, cluster-wide watches) and the room's needs
-        (with the workshop profile a learner runs one frontend replica: 4 pods, not 6)."""
-        profile = {"frontend": 1} if self.settings.workshop_profile else None
-        requests = namespace.lab_requests(namespace.read_manifests(MANIFESTS_DIR, LAB_MANIFESTS), profile)
-        return await workshop_preflight(self.api, report, requests, self.settings.max_learners)
 
-
-def _trim_nanos(stamp: str) -> str:
-    """`2026-11-26T04:39:57.123456789Z` -> micro seconds, which fromisoformat reads."""
-    if "." in stamp:
-        head, _, frac = stamp.partition(".")
-        return f"{head}.{frac.rstrip('Z')[:6]}Z"
-    return stamp
+async def _failed_first_list(watch: Reflector) -> DashboardError | None:
+    """Why a pods watch could not list at all (say a 403), once its first attempt is over; None when it listed."""
+    await asyncio.to_thread(watch.first_attempt.wait, 30.0)
+    return watch.error if watch.error is not None and watch.lists == 0 else None

@@ -156,21 +156,13 @@ WORKSHOP_ACCESS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
 
 def learner_role_access() -> list[tuple[str, str, str, str, tuple[str, ...]]]:
     """Every verb the learner's Role grants: the dashboard must hold each one (the RBAC escalation rule)."""
-    needs: list[tuple[str, str, str, str, tuple[str, ...]]] = []
-    for rule in LEARNER_RULES:
-        for group in rule["apiGroups"]:
-            for full in rule["resources"]:
-                resource, _, sub = full.partition("/")
-                for verb in rule["verbs"]:
-                    needs.append((verb, group, resource, sub, ("learner Role (grant what it holds)",)))
-    return needs
-
-
-def cluster_access_review(api: Api, need: tuple[str, str, str, str, tuple[str, ...]]) -> dict[str, object]:
-    """`kubectl auth can-i <verb> <resource> --all-namespaces`: a SelfSubjectAccessReview without a namespace."""
-    verb, group, resource, subresource, needed_for = need
-    check = access_review(api, verb, group, resource, subresource, needed_for, namespace="")
-    return {**check, "scope": "cluster"}
+    return [
+        (verb, group, resource, sub, ("learner Role (grant what it holds)",))
+        for rule in LEARNER_RULES
+        for group in rule["apiGroups"]
+        for resource, _, sub in (full.partition("/") for full in rule["resources"])
+        for verb in rule["verbs"]
+    ]
 
 
 def allocatable(nodes: dict[str, Any]) -> dict[str, int]:
@@ -192,11 +184,8 @@ def allocatable(nodes: dict[str, Any]) -> dict[str, int]:
 
 def room_fit(learners: int, requests: LabRequests, free: dict[str, int]) -> dict[str, Any]:
     """N learners × the lab's requests against the cluster's allocatable: does the room fit, and if not, why."""
-    need = {
-        "pods": learners * requests.pods,
-        "cpu_millis": learners * requests.cpu_millis,
-        "memory_bytes": learners * requests.memory_bytes,
-    }
+    keys = ("cpu_millis", "memory_bytes", "pods")
+    need = {key: learners * getattr(requests, key) for key in keys}
     short = [
         f"{what} ({shown(need[key])} needed, {shown(free[key])} allocatable)"
         for key, what, shown in (
@@ -207,11 +196,7 @@ def room_fit(learners: int, requests: LabRequests, free: dict[str, int]) -> dict
         if need[key] > free[key]
     ]
     fits = not short
-    most = min(
-        free["cpu_millis"] // max(1, requests.cpu_millis),
-        free["memory_bytes"] // max(1, requests.memory_bytes),
-        free["pods"] // max(1, requests.pods),
-    )
+    most = min(free[key] // max(1, getattr(requests, key)) for key in keys)
     message = (
         f"{learners} learners fit: they request {need['cpu_millis']}m CPU, {show_memory(need['memory_bytes'])} and "
         f"{need['pods']} pods of {free['cpu_millis']}m, {show_memory(free['memory_bytes'])} and {free['pods']} pods "
@@ -243,8 +228,9 @@ def room_fit(learners: int, requests: LabRequests, free: dict[str, int]) -> dict
 async def workshop_preflight(api: Api, report: dict[str, Any], requests: LabRequests, learners: int) -> dict[str, Any]:
     """The pre-flight of a workshop room: the ClusterRole's verbs (cluster-wide access reviews, `scope: cluster`),
     added to `checks`, and `room`: `learners` × the lab's requests against the nodes' allocatable."""
-    needs = [*WORKSHOP_ACCESS, *learner_role_access()]
-    checks = await asyncio.gather(*(asyncio.to_thread(cluster_access_review, api, need) for need in needs))
+    needs = [*WORKSHOP_ACCESS, *learner_role_access()]  # `kubectl auth can-i ... --all-namespaces`: no namespace
+    reviews = await asyncio.gather(*(asyncio.to_thread(access_review, api, *need, namespace="") for need in needs))
+    checks = [{**check, "scope": "cluster"} for check in reviews]
     status, nodes = await asyncio.to_thread(
         api.request, "GET", "/api/v1/nodes", verb="list", resource="nodes", ok=(403,)
     )

@@ -26,7 +26,8 @@ WATCH_TIMEOUT_SECONDS = 290  # the server ends a watch after this; we then re-wa
 
 
 class Reflector:
-    """List, then watch from that resourceVersion, in one thread; keeps `cache` (name -> object) current.
+    """List, then watch from that resourceVersion, in one thread; keeps `cache` (`<namespace>/<name>` -> object)
+    current, so one cache serves a namespace's watch and a cluster-wide one alike.
 
     A watch the server ends normally (timeoutSeconds) is resumed from the last resourceVersion (bookmarks keep
     it fresh); a 410 Gone ERROR event, or a watch that fails, leads to a relist. `on_change(snapshot)` is
@@ -40,14 +41,12 @@ class Reflector:
         resource: str,
         on_change: Callable[[dict[str, JSON]], None],
         label_selector: str | None = None,
-        key: Callable[[JSON], str] | None = None,
     ) -> None:
         self.api = api
         self.path = path
         self.resource = resource
         self.label_selector = label_selector
         self.on_change = on_change
-        self.key = key or object_name  # a cluster-wide watch keys its cache by namespaced_name
         self.cache: dict[str, JSON] = {}
         self.resource_version = ""
         self.error: DashboardError | None = None
@@ -96,7 +95,7 @@ class Reflector:
         query = {"labelSelector": self.label_selector}
         _, body = self.api.request("GET", self.path, verb="list", resource=self.resource, query=query)
         self.lists += 1
-        self.cache = {self.key(item): item for item in body.get("items") or []}
+        self.cache = {namespaced_name(item): item for item in body.get("items") or []}
         self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
         self.on_change(dict(self.cache))
         self.first_attempt.set()
@@ -133,7 +132,7 @@ class Reflector:
                     self.resource_version = rv
                 if kind == "BOOKMARK":
                     continue
-                name = self.key(obj)
+                name = namespaced_name(obj)
                 if kind == "DELETED":
                     self.cache.pop(name, None)
                 else:
@@ -151,13 +150,8 @@ class Reflector:
         return not self._stop.is_set()  # the server ended the watch: resume from resource_version
 
 
-def object_name(obj: JSON) -> str:
-    """The cache key of a namespaced watch: the object's name."""
-    return str(obj["metadata"]["name"])
-
-
 def namespaced_name(obj: JSON) -> str:
-    """The cache key of a cluster-wide watch: `<namespace>/<name>`."""
+    """The cache key of an object: `<namespace>/<name>`."""
     return f"{obj['metadata'].get('namespace') or ''}/{obj['metadata']['name']}"
 
 

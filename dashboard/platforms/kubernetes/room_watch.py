@@ -15,22 +15,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from dashboard.platforms.kubernetes.api import Api
 from dashboard.platforms.kubernetes.config import ClusterConfig
 from dashboard.platforms.kubernetes.namespace import ROOM_LABEL_KEY
-from dashboard.platforms.kubernetes.reflector import Reflector, namespaced_name
+from dashboard.platforms.kubernetes.reflector import Reflector
 
 JSON = dict[str, Any]
 Snapshot = Callable[[dict[str, JSON]], None]
-
-
-@dataclass
-class _Subscriber:
-    on_pods: Snapshot
-    on_events: Snapshot
 
 
 def _by_namespace(snapshot: dict[str, JSON], prefix: str) -> dict[str, dict[str, JSON]]:
@@ -54,15 +47,13 @@ class RoomWatch:
         self.room = room
         self.prefix = f"{room}-"
         self._lock = threading.Lock()
-        self._subscribers: dict[str, _Subscriber] = {}
+        self._subscribers: dict[str, tuple[Snapshot, Snapshot]] = {}  # namespace -> (on_pods, on_events)
         self._pods: dict[str, dict[str, JSON]] = {}
         self._events: dict[str, dict[str, JSON]] = {}
         self._pod_versions: dict[str, dict[str, str]] = {}
         self._event_versions: dict[str, dict[str, str]] = {}
-        self.pods = Reflector(
-            api, "/api/v1/pods", "pods", self._on_pods, f"{ROOM_LABEL_KEY}={room}", key=namespaced_name
-        )
-        self.events = Reflector(api, "/api/v1/events", "events", self._on_events, key=namespaced_name)
+        self.pods = Reflector(api, "/api/v1/pods", "pods", self._on_pods, f"{ROOM_LABEL_KEY}={room}")
+        self.events = Reflector(api, "/api/v1/events", "events", self._on_events)
 
     def start(self) -> None:
         self.pods.start()
@@ -76,7 +67,7 @@ class RoomWatch:
     def subscribe(self, namespace: str, on_pods: Snapshot, on_events: Snapshot) -> None:
         """Hand this namespace's pods (and events) to the callbacks from now on, starting with what is known."""
         with self._lock:
-            self._subscribers[namespace] = _Subscriber(on_pods, on_events)
+            self._subscribers[namespace] = (on_pods, on_events)
             pods = dict(self._pods.get(namespace) or {})
         if self.pods.lists:
             on_pods(pods)
@@ -89,16 +80,9 @@ class RoomWatch:
         with self._lock:
             return list((self._events.get(namespace) or {}).values())
 
-    def pods_of(self, namespace: str) -> dict[str, JSON]:
-        with self._lock:
-            return dict(self._pods.get(namespace) or {})
-
     def _changed(
-        self,
-        snapshot: dict[str, JSON],
-        groups: dict[str, dict[str, JSON]],
-        versions: dict[str, dict[str, str]],
-    ) -> list[tuple[str, _Subscriber, dict[str, JSON]]]:
+        self, snapshot: dict[str, JSON], groups: dict[str, dict[str, JSON]], versions: dict[str, dict[str, str]]
+    ) -> list[tuple[tuple[Snapshot, Snapshot], dict[str, JSON]]]:
         """Replace `groups` with the snapshot's; the subscribers whose namespace changed, with their new objects."""
         grouped = _by_namespace(snapshot, self.prefix)
         with self._lock:
@@ -108,9 +92,8 @@ class RoomWatch:
                 now = _versions(objects)
                 if versions.get(namespace) != now:
                     versions[namespace] = now
-                    subscriber = self._subscribers.get(namespace)
-                    if subscriber is not None:
-                        touched.append((namespace, subscriber, objects))
+                    if namespace in self._subscribers:
+                        touched.append((self._subscribers[namespace], objects))
             groups.clear()
             groups.update(grouped)
             for namespace in [n for n in versions if n not in grouped]:
@@ -118,12 +101,12 @@ class RoomWatch:
             return touched
 
     def _on_pods(self, snapshot: dict[str, JSON]) -> None:
-        for _, subscriber, objects in self._changed(snapshot, self._pods, self._pod_versions):
-            subscriber.on_pods(objects)
+        for (on_pods, _), objects in self._changed(snapshot, self._pods, self._pod_versions):
+            on_pods(objects)
 
     def _on_events(self, snapshot: dict[str, JSON]) -> None:
-        for _, subscriber, objects in self._changed(snapshot, self._events, self._event_versions):
-            subscriber.on_events(objects)
+        for (_, on_events), objects in self._changed(snapshot, self._events, self._event_versions):
+            on_events(objects)
 
     def stats(self) -> dict[str, object]:
         """The room's watches (a fixed number, whatever the number of learners) and how they are doing."""
@@ -147,18 +130,18 @@ class RoomWatches:
         self._lock = threading.Lock()
         self._rooms: dict[tuple[str, str], tuple[RoomWatch, set[str]]] = {}
 
-    def join(self, cluster: ClusterConfig, room: str, namespace: str) -> tuple[RoomWatch, bool]:
-        """The room's watch (started now if it is the room's first lab) and whether this call started it."""
+    def join(self, cluster: ClusterConfig, room: str, namespace: str) -> RoomWatch:
+        """The room's watch, started now if this is the room's first lab."""
         key = (cluster.server, room)
         with self._lock:
             entry = self._rooms.get(key)
             if entry is not None:
                 entry[1].add(namespace)
-                return entry[0], False
+                return entry[0]
             watch = RoomWatch(Api(cluster, ""), room)
             self._rooms[key] = (watch, {namespace})
         watch.start()
-        return watch, True
+        return watch
 
     def leave(self, watch: RoomWatch, namespace: str) -> None:
         """This lab no longer reads the room's watch; the last to leave stops it."""

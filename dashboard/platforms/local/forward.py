@@ -34,10 +34,6 @@ class Forwarder:
         self.port = 0
         self.note: str | None = None
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
     async def start(self, host: str, port: int) -> None:
         """Listen on host:port; if that port is busy, on a free port instead (and say so in `note`)."""
         try:

@@ -33,13 +33,11 @@ class DeploymentSpec:
     labels: dict[str, str]
     replicas: int
     selector: dict[str, str]
-    template_labels: dict[str, str]
     container: str
     image: str
     env: tuple[tuple[str, str], ...]
-    container_port: int | None
     component: Component
-    template_hash: str
+    template_hash: str  # the whole pod template's: a change anywhere in it is a new ReplicaSet
 
 
 @dataclass(frozen=True)
@@ -69,19 +67,15 @@ def component_for(labels: dict[str, str]) -> Component | None:
     return None
 
 
-def safe_encode(data: bytes, length: int) -> str:
-    """`length` characters of the safe alphabet derived from `data`."""
+def pod_template_hash(template: dict[str, Any]) -> str:
+    """A stable 10-character hash of a pod template in the safe alphabet (same template, same ReplicaSet name)."""
+    data = json.dumps(template, sort_keys=True, default=str).encode()
     number = int.from_bytes(hashlib.sha256(data).digest(), "big")
     chars = []
-    for _ in range(length):
+    for _ in range(10):
         number, index = divmod(number, len(SAFE_ALPHABET))
         chars.append(SAFE_ALPHABET[index])
     return "".join(chars)
-
-
-def pod_template_hash(template: dict[str, Any]) -> str:
-    """A stable 10-character hash of a pod template (same template, same ReplicaSet name)."""
-    return safe_encode(json.dumps(template, sort_keys=True, default=str).encode(), 10)
 
 
 def pod_suffix() -> str:
@@ -151,19 +145,15 @@ def parse_deployment(manifest: str, document: dict[str, Any]) -> DeploymentSpec:
         for item in container.get("env") or []
         if isinstance(item, dict) and item.get("name")
     )
-    ports = container.get("ports") or []
-    container_port = int(ports[0]["containerPort"]) if ports and "containerPort" in ports[0] else None
     replicas = spec.get("replicas", 1)
     return DeploymentSpec(
         name=name,
         labels=_labels(metadata.get("labels")),
         replicas=int(replicas if replicas is not None else 1),
         selector=_labels((spec.get("selector") or {}).get("matchLabels")),
-        template_labels=template_labels,
         container=str(container.get("name", component)),
         image=str(container.get("image", "")),
         env=env,
-        container_port=container_port,
         component=component,
         template_hash=pod_template_hash(template),
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -45,6 +46,7 @@ from dashboard.models import (
     RedisEndpoint,
     Timing,
 )
+from dashboard.platforms.base import notify
 from dashboard.platforms.local import rundir
 from dashboard.platforms.local.forward import Forwarder
 from dashboard.platforms.local.objects import DeploymentSpec, LabObject, ServiceSpec, load_manifest, pod_suffix
@@ -62,8 +64,8 @@ from dashboard.platforms.local.process import (
     group_members,
     is_running,
     kill_and_wait,
-    live_entries,
     live_groups,
+    live_pids,
     process_start_time,
     read_pid_table,
     remove_lab_files,
@@ -124,8 +126,9 @@ class LocalPlatform:
             expose_modes=("port-forward",),
         )
         self.timing = Timing(CHECK_INTERVAL, settings.step_timeout or STEP_TIMEOUT)
-        self.grace = 2.0  # seconds between SIGTERM and SIGKILL
-        self._frontend_command = frontend_command or self._default_frontend_command
+        self._frontend_command = frontend_command or functools.partial(
+            frontend_argv, max_entry_length=settings.max_entry_length
+        )
         self._listeners: list[Listener] = []
         self._deployments: dict[str, LocalDeployment] = {}
         self._services: dict[str, ServiceSpec] = {}
@@ -173,19 +176,21 @@ class LocalPlatform:
             self._run_dir_lock.release()
             self._run_dir_lock = None
 
+    def _run_dir_fault(self) -> str | None:
+        """What happened to the locked run dir under the running lab, as a sentence; None while it is fine."""
+        return self._run_dir_lock.fault() if self._run_dir_lock is not None else None
+
     def _check_run_dir(self, *, new_lab: bool = False) -> None:
         """Refuse a step on a run dir that was deleted, renamed or replaced under the running lab (one sentence).
 
         A new lab (nothing applied yet, e.g. after cleanup) prepares the directory again instead.
         """
-        held = self._run_dir_lock
-        if held is None:
-            return
-        fault = held.fault()
+        fault = self._run_dir_fault()
         if fault is None:
             return
         if new_lab:
-            held.identity = rundir.prepare(self.run_dir)
+            assert self._run_dir_lock is not None
+            self._run_dir_lock.identity = rundir.prepare(self.run_dir)
             self._redis_dir = None
             self._file_fault = None
             return
@@ -246,7 +251,10 @@ class LocalPlatform:
         if replicas < 0:
             raise BadRequest("The number of replicas cannot be negative.", "Use --replicas=0 or more.")
         async with self._lock:
-            local = self._deployment(deployment)
+            local = self._deployments.get(deployment)
+            if local is None:
+                hint = f"Apply manifests/{deployment}-deployment.yaml first."
+                raise PrerequisiteMissing(f'deployments.apps "{deployment}" not found.', hint)
             self._check_run_dir()
             local.replicas = replicas
             await self._reconcile(local)
@@ -284,13 +292,9 @@ class LocalPlatform:
         found = [f"deployment.apps/{name}" for name in self._deployments]
         found += [f"service/{name}" for name in self._services]
         pids = dict(self._lab_pids)
-        for deployment in self._deployments.values():
-            for pod in deployment.pods:
-                if pod.pid is not None:
-                    pids[pod.pid] = pod.pid_start_time or 0
+        pids.update({pod.pid: pod.pid_start_time or 0 for pod in self._all_pods() if pod.pid is not None})
         table = read_pid_table(self.run_dir)
-        for entry in live_entries(table):
-            pids[int(entry["pid"])] = int(entry["start_time"])
+        pids.update(live_pids(table))
         running = {pid for pid, start in pids.items() if is_running(pid, start or None)}
         # Each pod process leads its own group: its pid is the group's id.
         groups: dict[int, tuple[int, list[int]]] = {pgid: (since, []) for pgid, since in self._lab_pids.items()}
@@ -312,8 +316,7 @@ class LocalPlatform:
     # -- the protocol: what runs -------------------------------------------------------------------------------
 
     async def get_pods(self) -> list[Pod]:
-        pods = [pod for deployment in self._deployments.values() for pod in deployment.pods]
-        pods.sort(key=lambda pod: (COMPONENTS.index(pod.component), pod.created_at, pod.name))
+        pods = sorted(self._all_pods(), key=lambda pod: (COMPONENTS.index(pod.component), pod.created_at, pod.name))
         return [pod.to_pod() for pod in pods]
 
     async def rollout_status(self, deployment: str, service: str) -> str | None:
@@ -329,7 +332,7 @@ class LocalPlatform:
         spec = self._services.get(service)
         if spec is None:
             return f'service "{service}" does not exist'
-        if not any(pod.component == spec.component and pod.ready and not pod.deleting for pod in self._all_pods()):
+        if not self._serving(spec.component):
             return f'service "{service}" has no ready endpoints yet'
         return None
 
@@ -341,7 +344,7 @@ class LocalPlatform:
         ]
 
     async def frontend_endpoints(self) -> list[str]:
-        return [f"http://{LOOPBACK}:{port}" for _, port in self._frontend_targets()]
+        return [f"http://{LOOPBACK}:{port}" for _, port in self._serving("frontend")]
 
     def redis_access(self) -> RedisAccess:
         """Every pod is a process on this machine: its port on 127.0.0.1 (--redis-access is for Kubernetes)."""
@@ -358,7 +361,7 @@ class LocalPlatform:
                     "Apply frontend-deployment.yaml and frontend-service.yaml first (the frontend step).",
                 )
             if self._forwarder is None:
-                forwarder = Forwarder(self._frontend_targets)
+                forwarder = Forwarder(lambda: self._serving("frontend"))
                 host = LOOPBACK if self.settings.is_loopback else self.settings.host
                 await forwarder.start(host, self.settings.frontend_port)
                 self._forwarder = forwarder
@@ -426,11 +429,7 @@ class LocalPlatform:
     # -- internals ---------------------------------------------------------------------------------------------
 
     def _notify(self) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener()
-            except Exception:
-                log.exception("pod listener failed")
+        notify(self._listeners, "pod")
 
     def _all_pods(self) -> list[LocalPod]:
         return [pod for deployment in self._deployments.values() for pod in deployment.pods]
@@ -442,19 +441,13 @@ class LocalPlatform:
             return live[0] if live else None
         return next((pod for pod in self._all_pods() if pod.name == name), None)
 
-    def _deployment(self, name: str) -> LocalDeployment:
-        deployment = self._deployments.get(name)
-        if deployment is None:
-            raise PrerequisiteMissing(
-                f'deployments.apps "{name}" not found.', f"Apply manifests/{name}-deployment.yaml first."
-            )
-        return deployment
-
-    def _frontend_targets(self) -> list[tuple[str, int]]:
-        deployment = self._deployments.get("frontend")
-        if deployment is None:
-            return []
-        return [(LOOPBACK, pod.port) for pod in deployment.pods if pod.ready and not pod.deleting and pod.port]
+    def _serving(self, component: str) -> list[tuple[str, int]]:
+        """(host, port) of each pod of `component` a Service sends traffic to: ready, not Terminating."""
+        return [
+            (LOOPBACK, pod.port)
+            for pod in self._all_pods()
+            if pod.component == component and pod.ready and not pod.deleting and pod.port
+        ]
 
     async def _apply_object(self, item: LabObject) -> str:
         if isinstance(item, ServiceSpec):
@@ -493,8 +486,7 @@ class LocalPlatform:
         return self._leader_port
 
     def _redis_data_dir(self) -> Path:
-        held = self._run_dir_lock
-        fault = held.fault() if held is not None else None
+        fault = self._run_dir_fault()
         if fault is not None:
             raise rundir.RunDirError(fault, "Run the cleanup step, then the steps again.")
         if self._redis_dir is None or not self._redis_dir.is_dir():
@@ -503,40 +495,25 @@ class LocalPlatform:
         return self._redis_dir
 
     def _pod_template(self, spec: DeploymentSpec) -> PodTemplate:
-        image = self.settings.image_override(spec.component) or spec.image
-        env = dict(spec.env)
-        if spec.component == "frontend":
-            return PodTemplate(
-                component="frontend",
-                container=spec.container,
-                image=image,
-                argv=lambda pod, port: self._frontend_command(pod.name, port, self.endpoints_file),
-                probe="http",
-                env=env,
-                cwd=str(PROJECT_ROOT),
-            )
-        if spec.component == "redis-leader":
-            self._allocate_leader_port()
-            if self._leader_lease is None:
-                self._leader_lease = asyncio.Lock()
-            return PodTemplate(
-                component="redis-leader",
-                container=spec.container,
-                image=image,
-                argv=lambda pod, port: self._redis_argv(port, leader=True),
-                probe="redis",
-                env=env,
-                fixed_port=self._allocate_leader_port,
-                port_lease=self._leader_lease,
-            )
-        self._allocate_leader_port()  # followers may come first; they connect once the leader binds its port
+        frontend, leader = spec.component == "frontend", spec.component == "redis-leader"
+        if not frontend:
+            self._allocate_leader_port()  # followers may come first; they connect once the leader binds its port
+        if leader and self._leader_lease is None:
+            self._leader_lease = asyncio.Lock()
         return PodTemplate(
-            component="redis-follower",
+            component=spec.component,
             container=spec.container,
-            image=image,
-            argv=lambda pod, port: self._redis_argv(port, leader=False),
-            probe="redis",
-            env=env,
+            image=self.settings.image_override(spec.component) or spec.image,
+            argv=lambda pod, port: (
+                self._frontend_command(pod.name, port, self.endpoints_file)
+                if frontend
+                else self._redis_argv(port, leader=leader)
+            ),
+            probe="http" if frontend else "redis",
+            env=dict(spec.env),
+            fixed_port=self._allocate_leader_port if leader else None,  # the leader binds its Service's port
+            port_lease=self._leader_lease if leader else None,
+            cwd=str(PROJECT_ROOT) if frontend else None,
         )
 
     def _redis_argv(self, port: int, *, leader: bool) -> list[str]:
@@ -549,13 +526,9 @@ class LocalPlatform:
             argv += ["--repl-diskless-load", "swapdb", "--replicaof", LOOPBACK, str(self._allocate_leader_port())]
         return argv
 
-    def _default_frontend_command(self, pod_name: str, port: int, endpoints: Path) -> list[str]:
-        return frontend_argv(pod_name, port, endpoints, self.settings.max_entry_length)
-
     def _new_pod(self, deployment: LocalDeployment) -> LocalPod:
         name = f"{deployment.spec.name}-{deployment.spec.template_hash}-{pod_suffix()}"
-        pod = LocalPod(name, deployment.spec.name, deployment.template, self, self._node)
-        pod.grace = self.grace
+        pod = LocalPod(name, deployment.template, self, self._node)
         deployment.pods.append(pod)
         if deployment.spec.component == "frontend" and not self.endpoints_file.exists():
             self._write_endpoints(force=True)
@@ -574,22 +547,16 @@ class LocalPlatform:
         live = deployment.live_pods()
         excess = len(live) - deployment.replicas
         if excess > 0:
-            victims = sorted(live, key=lambda pod: (pod.ready, -pod.created_at))[:excess]
-            for pod in victims:
-                pod.deleting = True
-            await self._stop_pods(deployment, victims)
+            await self._stop_pods(deployment, sorted(live, key=lambda pod: (pod.ready, -pod.created_at))[:excess])
 
     async def _stop_pods(self, deployment: LocalDeployment, pods: list[LocalPod]) -> None:
         if not pods:
             return
         for pod in pods:
             pod.deleting = True
-            pod.grace = self.grace
         self._notify()
         await asyncio.gather(*(pod.stop() for pod in pods))
-        for pod in pods:
-            if pod in deployment.pods:
-                deployment.pods.remove(pod)
+        deployment.pods = [pod for pod in deployment.pods if pod not in pods]
         self._write_pid_table()
         self._write_endpoints()
         self._notify()
@@ -620,11 +587,7 @@ class LocalPlatform:
         result: dict[str, list[list[object]]] = {"redis-leader": [], "redis-follower": []}
         for service in self._services.values():
             if service.component in result:
-                result[service.component] = [
-                    [LOOPBACK, pod.port]
-                    for pod in self._all_pods()
-                    if pod.component == service.component and pod.ready and not pod.deleting and pod.port
-                ]
+                result[service.component] = [list(target) for target in self._serving(service.component)]
         return result
 
     def _write_endpoints(self, *, force: bool = False) -> None:
@@ -638,8 +601,7 @@ class LocalPlatform:
 
     def _write_file(self, path: Path, data: object) -> bool:
         """Write one of the lab's files; a run dir that went away is logged once (the next step reports it)."""
-        held = self._run_dir_lock
-        fault = held.fault() if held is not None else None
+        fault = self._run_dir_fault()
         try:
             if fault is not None:
                 raise FileNotFoundError(fault)  # never recreate a run dir that was removed under the lab
@@ -676,7 +638,7 @@ class LocalPlatform:
                 f"Another dashboard (pid {owner_pid}) runs a lab from {self.run_dir}.",
                 "Stop that dashboard first, or give this one another --run-dir.",
             )
-        orphans = [(int(entry["pid"]), int(entry["start_time"])) for entry in live_entries(table)]
+        orphans = live_pids(table)
         groups = live_groups(table)  # a pod's process may be gone while its children live on (a wrapper script)
         if orphans or groups:
             count = len({pid for pid, _ in orphans} | {pid for _, members in groups.values() for pid in members})

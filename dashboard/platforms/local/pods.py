@@ -18,13 +18,13 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from dashboard.errors import DashboardError
 from dashboard.models import Component, LogLine, Pod
-from dashboard.platforms.local.probes import HttpGet, ReadinessProbe, RedisPing
+from dashboard.platforms.local.probes import HttpGet, RedisPing
 from dashboard.platforms.local.process import (
     child_environment,
     child_setup,
@@ -40,6 +40,7 @@ PROBE_TIMEOUT = 0.5
 PROBE_FAILURE_THRESHOLD = 3
 BACKOFF = (0.0, 0.5, 1.0, 2.0, 4.0, 5.0)
 BACKOFF_RESET_AFTER = 10.0
+GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 MAX_PORT_RETRIES = 5
 READY_LINE = "listening on http://"
 BIND_FAILED = ("Address already in use", "address already in use")
@@ -75,9 +76,8 @@ class PodTemplate:
 class LocalPod:
     """A pod of the local platform and the task that supervises its process."""
 
-    def __init__(self, name: str, deployment: str, template: PodTemplate, hooks: PodHooks, node: str) -> None:
+    def __init__(self, name: str, template: PodTemplate, hooks: PodHooks, node: str) -> None:
         self.name = name
-        self.deployment = deployment
         self.template = template
         self.component: Component = template.component
         self.hooks = hooks
@@ -96,19 +96,13 @@ class LocalPod:
         self.pid_start_time: int | None = None
         self.pgid: int | None = None  # the process leads its own session and group: pgid == pid
         self.argv: list[str] = []
-        self.last_exit_code: int | None = None
         self.log_lines: deque[LogLine] = deque(maxlen=LOG_LINES)
-        self.grace = 2.0
         self._stopping = False
         self._waiting = False  # in a wait that stop() may cancel (port lease, back-off)
         self._bind_failed = False
         self._task: asyncio.Task[None] | None = None
 
     # -- views -------------------------------------------------------------------------------------------------
-
-    @property
-    def address(self) -> str | None:
-        return f"127.0.0.1:{self.port}" if self.port else None
 
     def to_pod(self) -> Pod:
         return Pod(
@@ -122,16 +116,13 @@ class LocalPod:
             reason=None if self.ready else self.reason,
             message=None if self.ready else self.message,
             node=self.node,
-            ip=self.address,
+            ip=f"127.0.0.1:{self.port}" if self.port else None,
             image=self.template.image,
             deleting=self.deleting,
         )
 
     def logs(self, tail: int) -> list[LogLine]:
-        if tail <= 0:
-            return []
-        lines = list(self.log_lines)
-        return lines[-tail:]
+        return list(self.log_lines)[-tail:] if tail > 0 else []
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -151,7 +142,7 @@ class LocalPod:
             task.cancel()
         else:
             self._signal(signal.SIGTERM)
-        done, _ = await asyncio.wait([task], timeout=self.grace)
+        done, _ = await asyncio.wait([task], timeout=GRACE)
         if not done:
             self._signal(signal.SIGKILL)
             task.cancel()
@@ -168,15 +159,17 @@ class LocalPod:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(sig)
 
-    def _set(
-        self, *, phase: str | None = None, status: str, reason: str | None = None, message: str | None = None
-    ) -> None:
-        if phase is not None:
-            self.phase = phase
-        self.status = status
-        self.reason = reason
-        self.message = message
+    def _set(self, phase: str, status: str, reason: str | None = None, message: str | None = None) -> None:
+        self.phase, self.status, self.reason, self.message = phase, status, reason, message
         self.hooks.pod_changed(self)
+
+    async def _cancellable(self, waiting: Awaitable[object]) -> None:
+        """A wait that stop() cancels instead of signalling a process: the port lease, a back-off."""
+        self._waiting = True
+        try:
+            await waiting
+        finally:
+            self._waiting = False
 
     async def _run(self) -> None:
         lease = self.template.port_lease
@@ -185,9 +178,7 @@ class LocalPod:
                 if lease.locked():
                     self.message = "waiting for the previous pod to release the Service's port"
                     self.hooks.pod_changed(self)
-                self._waiting = True
-                await lease.acquire()
-                self._waiting = False
+                await self._cancellable(lease.acquire())
             try:
                 await self._supervise()
             finally:
@@ -232,13 +223,8 @@ class LocalPod:
             if returncode is None:
                 # The container could not be created: it stays in CreateContainerError (with why) and is tried
                 # again after a back-off, as a kubelet does; no restart is counted, nothing ran.
-                delay = BACKOFF[min(backoff_index, len(BACKOFF) - 1)] or BACKOFF[1]
+                await self._cancellable(asyncio.sleep(BACKOFF[min(backoff_index, len(BACKOFF) - 1)] or BACKOFF[1]))
                 backoff_index += 1
-                self._waiting = True
-                try:
-                    await asyncio.sleep(delay)
-                finally:
-                    self._waiting = False
                 continue
             if self._bind_failed and self.template.fixed_port is None and port_retries < MAX_PORT_RETRIES:
                 # Lost the race for the free port we picked: pick another, as if the pod had been given another IP.
@@ -252,26 +238,15 @@ class LocalPod:
                 backoff_index = 0
             delay = BACKOFF[min(backoff_index, len(BACKOFF) - 1)]
             backoff_index += 1
-            exit_text = (
-                f"exit code {returncode}"
-                if returncode is not None and returncode >= 0
-                else f"signal {-(returncode or 0)}"
-            )
+            exit_text = f"exit code {returncode}" if returncode >= 0 else f"signal {-returncode}"
             self._log(f"[local] container {self.template.container} exited ({exit_text}); restart {self.restarts}")
             if delay <= 0:
-                self._set(phase="Running", status="Error", reason="Error", message=f"container exited with {exit_text}")
+                self._set("Running", "Error", "Error", f"container exited with {exit_text}")
                 continue
-            self._set(
-                phase="Running",
-                status="CrashLoopBackOff",
-                reason="CrashLoopBackOff",
-                message=f"back-off {delay:g}s restarting failed container={self.template.container} pod={self.name}",
-            )
-            self._waiting = True
-            try:
-                await asyncio.sleep(delay)  # the back-off itself, cancelled by stop()
-            finally:
-                self._waiting = False
+            container = self.template.container
+            why = f"back-off {delay:g}s restarting failed container={container} pod={self.name}"
+            self._set("Running", "CrashLoopBackOff", "CrashLoopBackOff", why)
+            await self._cancellable(asyncio.sleep(delay))  # the back-off itself, cancelled by stop()
 
     async def _run_once(self, first: bool) -> int | None:
         """Start the program once, follow it until it exits; its exit code (None if it could not start)."""
@@ -281,7 +256,7 @@ class LocalPod:
         except (OSError, DashboardError) as exc:  # e.g. the run dir for Redis' data is gone
             text = f"{exc.message} {exc.hint}" if isinstance(exc, DashboardError) else str(exc)
             self._log(f"[local] cannot create the container: {text}")
-            self._set(phase="Pending", status="CreateContainerError", reason="CreateContainerError", message=text)
+            self._set("Pending", "CreateContainerError", "CreateContainerError", text)
             return None
         env = child_environment(self.template.env)
         try:
@@ -297,7 +272,7 @@ class LocalPod:
             )
         except OSError as exc:
             self._log(f"[local] failed to start {self.argv[0]}: {exc}")
-            self._set(phase="Pending", status="CreateContainerError", reason="CreateContainerError", message=str(exc))
+            self._set("Pending", "CreateContainerError", "CreateContainerError", str(exc))
             return None
         self.process = process
         self.pid = process.pid
@@ -308,11 +283,9 @@ class LocalPod:
         if self._stopping:
             self._signal(signal.SIGTERM)
         if first:
-            self._set(phase="Pending", status="ContainerCreating", reason="ContainerCreating")
+            self._set("Pending", "ContainerCreating", "ContainerCreating")
         else:
-            self._set(
-                phase="Running", status="Running", reason="ContainersNotReady", message="containers with unready status"
-            )
+            self._set("Running", "Running", "ContainersNotReady", "containers with unready status")
         assert process.stdout is not None
         reader = asyncio.create_task(self._read_output(process.stdout))
         prober = asyncio.create_task(self._probe(process))
@@ -332,14 +305,7 @@ class LocalPod:
                 await prober
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-        self.last_exit_code = returncode
-        self.process = None
-        self.pid = None
-        self.pid_start_time = None
-        self.pgid = None
-        self.ready = False
-        self.hooks.process_changed(self)
-        self.hooks.pod_changed(self)
+        self._exited()
         return returncode
 
     # -- output and readiness ----------------------------------------------------------------------------------
@@ -351,7 +317,7 @@ class LocalPod:
         self._log(text)
         if any(marker in text for marker in BIND_FAILED):
             self._bind_failed = True
-        if self.template.probe == "http" and READY_LINE in text and not self.ready:
+        if self.template.probe == "http" and READY_LINE in text:
             self._mark_ready()
 
     async def _read_output(self, stream: asyncio.StreamReader) -> None:
@@ -371,7 +337,7 @@ class LocalPod:
         if self.deleting or self.ready:
             return
         self.ready = True
-        self._set(phase="Running", status="Running")
+        self._set("Running", "Running")
 
     def _mark_unready(self, why: str) -> None:
         if self.deleting or not self.ready:
@@ -379,15 +345,13 @@ class LocalPod:
         self.ready = False
         message = f"Readiness probe failed: {why}"
         self._log(f"[local] {message}")
-        self._set(phase="Running", status="Running", reason="Unhealthy", message=message)
+        self._set("Running", "Running", "Unhealthy", message)
 
     async def _probe(self, process: asyncio.subprocess.Process) -> None:
         """The readiness probe: fast until the pod is first ready, then every PROBE_PERIOD s like a kubelet's."""
         port = self.port
         assert port is not None
-        probe: ReadinessProbe = (
-            RedisPing(port, PROBE_TIMEOUT) if self.template.probe == "redis" else HttpGet(port, PROBE_TIMEOUT)
-        )
+        probe = RedisPing(port, PROBE_TIMEOUT) if self.template.probe == "redis" else HttpGet(port, PROBE_TIMEOUT)
         try:
             while process.returncode is None and not self.ready:
                 if await probe.check() is None:

@@ -84,20 +84,18 @@ async def preflight(redis_server: str, run_dir: Path, frontend_port: int, fronte
 
 
 async def _redis_server_check(binary: str) -> dict[str, Any]:
-    check: dict[str, Any] = {
-        "name": "redis-server",
-        "needed_for": ["leader", "followers"],
-        "blocks": [],
-        "ok": False,
-        "path": None,
-        "version": None,
-    }
+    check: dict[str, Any] = {"name": "redis-server", "needed_for": ["leader", "followers"], "blocks": [], "ok": False}
+    check.update(path=None, version=None)
+
+    def failed(detail: str, hint: str) -> dict[str, Any]:
+        return check | {"detail": detail, "hint": hint, "blocks": check["needed_for"]}
+
     path = shutil.which(binary)
     if path is None:
-        check["detail"] = f"{binary} was not found (on PATH or as a path)."
-        check["hint"] = "Install Redis (apt-get install redis-server, brew install redis) or pass --redis-server."
-        check["blocks"] = check["needed_for"]
-        return check
+        return failed(
+            f"{binary} was not found (on PATH or as a path).",
+            "Install Redis (apt-get install redis-server, brew install redis) or pass --redis-server.",
+        )
     check["path"] = path
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -115,17 +113,15 @@ async def _redis_server_check(binary: str) -> dict[str, Any]:
             await proc.wait()
             raise
     except (OSError, TimeoutError) as exc:
-        check["detail"] = f"{path} does not run ({type(exc).__name__}: {exc})."
-        check["hint"] = "Reinstall Redis or point --redis-server at a working binary."
-        check["blocks"] = check["needed_for"]
-        return check
+        return failed(
+            f"{path} does not run ({type(exc).__name__}: {exc}).",
+            "Reinstall Redis or point --redis-server at a working binary.",
+        )
     text = out.decode("utf-8", "replace")
     match = re.search(r"\bv=(\d+\.\d+\.\d+)", text)
     if proc.returncode != 0 or match is None:
-        check["detail"] = f"{path} --version did not print a Redis version: {text.strip()[:120]!r}."
-        check["hint"] = "Point --redis-server at a redis-server binary."
-        check["blocks"] = check["needed_for"]
-        return check
+        detail = f"{path} --version did not print a Redis version: {text.strip()[:120]!r}."
+        return failed(detail, "Point --redis-server at a redis-server binary.")
     version = match.group(1)
     check.update(ok=True, version=version, detail=f"{path}, Redis {version}")
     if int(version.split(".")[0]) < 5:
@@ -145,30 +141,28 @@ def _run_dir_check(run_dir: Path) -> dict[str, Any]:
         with tempfile.NamedTemporaryFile(dir=target, prefix=".preflight-"):
             pass
     except OSError as exc:
-        check.update(ok=False, blocks=check["needed_for"], detail=f"{target} is not writable ({exc.strerror or exc}).")
-        check["hint"] = "Choose a writable directory with --run-dir."
-        return check
+        detail, hint = (
+            f"{target} is not writable ({exc.strerror or exc}).",
+            "Choose a writable directory with --run-dir.",
+        )
+        return check | {"ok": False, "blocks": check["needed_for"], "detail": detail, "hint": hint}
     made = "" if target == run_dir else f" (will be created under {target})"
-    check.update(ok=True, detail=f"{run_dir} is writable{made}.")
-    return check
+    return check | {"ok": True, "detail": f"{run_dir} is writable{made}."}
 
 
 def _frontend_port_check(port: int, frontend_url: str | None) -> dict[str, Any]:
     check: dict[str, Any] = {"name": "frontend port", "port": port, "needed_for": ["expose"], "blocks": []}
     if port == 0:
-        check.update(ok=True, detail="--frontend-port 0: the expose step picks a free port.")
-        return check
+        return check | {"ok": True, "detail": "--frontend-port 0: the expose step picks a free port."}
     if frontend_url and frontend_url.rstrip("/").endswith(f":{port}"):
-        check.update(ok=True, detail=f"127.0.0.1:{port} is the lab's exposed guestbook ({frontend_url}).")
-        return check
+        return check | {"ok": True, "detail": f"127.0.0.1:{port} is the lab's exposed guestbook ({frontend_url})."}
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         if os.name != "nt":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
-            check.update(ok=False, blocks=check["needed_for"], detail=f"127.0.0.1:{port} is in use by another program.")
-            check["hint"] = "Free the port or pass --frontend-port (0 picks a free one)."
-            return check
-    check.update(ok=True, detail=f"127.0.0.1:{port} is free.")
-    return check
+            detail = f"127.0.0.1:{port} is in use by another program."
+            hint = "Free the port or pass --frontend-port (0 picks a free one)."
+            return check | {"ok": False, "blocks": check["needed_for"], "detail": detail, "hint": hint}
+    return check | {"ok": True, "detail": f"127.0.0.1:{port} is free."}

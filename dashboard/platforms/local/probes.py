@@ -9,7 +9,6 @@ keep-alive pool of one). `check()` answers None when the pod is ready, else the 
 from __future__ import annotations
 
 import contextlib
-from typing import Protocol
 
 import httpx
 import redis.asyncio as aredis
@@ -18,14 +17,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 LOOPBACK = "127.0.0.1"
-
-
-class ReadinessProbe(Protocol):
-    async def check(self) -> str | None:
-        """None when ready, else why not."""
-
-    async def close(self) -> None:
-        """Close the probe's connection."""
 
 
 class RedisPing:

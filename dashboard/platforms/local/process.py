@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import json
 import os
 import shutil
@@ -34,8 +35,6 @@ REDIS_DIR_PREFIX = "redis-data-"
 PR_SET_PDEATHSIG = 1
 PRIVATE_ENV_PREFIX = "GUESTBOOK_LAB_"  # the dashboard's own settings (its token among them): never for children
 
-_libc: Any = None
-
 
 def find_redis_server(binary: str) -> str:
     """The path of the redis-server binary (a name on PATH or a path), or PlatformUnavailable."""
@@ -53,19 +52,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A port nobody listens on right now (bind to port 0). Another program may take it before we do: callers retry."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks after boot), or None if no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces: split after the last ")".
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])
+        return int(sock.getsockname()[1])
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -74,7 +61,14 @@ def _stat_fields(pid: int) -> list[str] | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
+    # The command name (field 2) is in parentheses and may contain spaces: split after the last ")".
     return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks after boot), or None if no such process."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
 
 
 def group_members(pgid: int, since: int | None) -> list[int]:
@@ -99,28 +93,17 @@ def kill_group(pgid: int, since: int | None) -> None:
             os.killpg(pgid, signal.SIGKILL)
 
 
-def process_state(pid: int) -> str | None:
-    """Field 3 of /proc/<pid>/stat (R, S, Z, ...), or None if no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2 :].split()[0]
-
-
 def is_running(pid: int, start_time: int | None) -> bool:
     """True if `pid` is a live (non-zombie) process that started at `start_time` (so not a reused pid)."""
-    current = process_start_time(pid)
-    if current is None or (start_time is not None and current != start_time):
+    fields = _stat_fields(pid)
+    if fields is None or (start_time is not None and int(fields[19]) != start_time):
         return False
-    return process_state(pid) not in (None, "Z", "X")
+    return fields[0] not in ("Z", "X")
 
 
-def _load_libc() -> Any:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    return _libc
+@functools.cache
+def _libc() -> Any:
+    return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
 def child_setup() -> Callable[[], None]:
@@ -129,7 +112,7 @@ def child_setup() -> Callable[[], None]:
     Call it from the event loop thread: PR_SET_PDEATHSIG fires when the thread that forked exits.
     If the dashboard died between fork and prctl, the child exits at once instead of living on.
     """
-    libc = _load_libc()
+    libc = _libc()
     parent = os.getpid()
 
     def setup() -> None:
@@ -175,37 +158,31 @@ def read_pid_table(run_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def entry_group(entry: dict[str, Any]) -> tuple[int, int] | None:
-    """(pgid, leader start time) of a pid table entry (tables without a pgid: the pid leads its group), or None."""
-    try:
-        pid, start = int(entry["pid"]), int(entry["start_time"])
-        pgid = int(entry.get("pgid") or pid)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-    return (pgid, start) if pgid > 1 else None
-
-
-def live_groups(table: dict[str, Any]) -> dict[int, tuple[int, list[int]]]:
-    """The pid table's process groups that still have members: pgid -> (leader start time, member pids)."""
-    groups: dict[int, tuple[int, list[int]]] = {}
-    for entry in table.get("pods") or []:
-        group = entry_group(entry) if isinstance(entry, dict) else None
-        if group is not None and (members := group_members(*group)):
-            groups[group[0]] = (group[1], members)
-    return groups
-
-
-def live_entries(table: dict[str, Any]) -> list[dict[str, Any]]:
-    """The pid table's pod entries whose process still runs with the recorded start time."""
-    entries = []
+def _entries(table: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """(pid, start time, pgid) of each pod entry of a pid table (no pgid, or a bad one: the pid leads its group)."""
+    found = []
     for entry in table.get("pods") or []:
         try:
             pid, start = int(entry["pid"]), int(entry["start_time"])
         except (KeyError, TypeError, ValueError):
             continue
-        if pid > 1 and is_running(pid, start):
-            entries.append(entry)
-    return entries
+        pgid = entry.get("pgid") or pid
+        found.append((pid, start, pgid if isinstance(pgid, int) else 0))
+    return found
+
+
+def live_groups(table: dict[str, Any]) -> dict[int, tuple[int, list[int]]]:
+    """The pid table's process groups that still have members: pgid -> (leader start time, member pids)."""
+    groups: dict[int, tuple[int, list[int]]] = {}
+    for _, start, pgid in _entries(table):
+        if pgid > 1 and (members := group_members(pgid, start)):
+            groups[pgid] = (start, members)
+    return groups
+
+
+def live_pids(table: dict[str, Any]) -> list[tuple[int, int]]:
+    """(pid, start time) of the pid table's pod processes that still run with the recorded start time."""
+    return [(pid, start) for pid, start, _ in _entries(table) if pid > 1 and is_running(pid, start)]
 
 
 def kill_and_wait(

@@ -60,14 +60,15 @@ def _why(exc: OSError) -> str:
 def prepare(run_dir: Path) -> tuple[int, int]:
     """Create `run_dir` (mode 0700) and check that it is a writable directory; its (st_dev, st_ino)."""
     run_dir = Path(run_dir)
-    if str(run_dir.resolve()).startswith(("/proc/", "/sys/")) or str(run_dir.resolve()) in ("/proc", "/sys"):
+    if f"{run_dir.resolve()}/".startswith(("/proc/", "/sys/")):
         raise RunDirError(f"The run directory {run_dir} is inside a kernel file system (/proc, /sys).", RUN_DIR_HINT)
     for parent in reversed(run_dir.parents):
         if parent.exists() and not parent.is_dir():
             raise RunDirError(f"The run directory {run_dir} is under {parent}, which is a file.", RUN_DIR_HINT)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(
-            f"The run directory {run_dir} is a file, not a directory.", f"Remove that file, or {_lower(RUN_DIR_HINT)}"
+            f"The run directory {run_dir} is a file, not a directory.",
+            "Remove that file, or choose another directory with --run-dir (env GUESTBOOK_LAB_RUN_DIR).",
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -77,10 +78,6 @@ def prepare(run_dir: Path) -> tuple[int, int]:
     except OSError as exc:
         raise RunDirError(f"The run directory {run_dir} is not writable ({_why(exc)}).", RUN_DIR_HINT) from None
     return stat.st_dev, stat.st_ino
-
-
-def _lower(text: str) -> str:
-    return text[:1].lower() + text[1:]
 
 
 @dataclass
