@@ -26,6 +26,7 @@ import pytest
 
 from dashboard.errors import PlatformUnavailable
 from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform, reflector
+from dashboard.settings import Settings
 from tests.k8s_double import KubernetesApiDouble
 from tests.k8s_helpers import run, settings_for
 from tests.polling import until
@@ -104,6 +105,21 @@ def test_configuration_errors(double: KubernetesApiDouble, tmp_path: Path, monke
     closed.write_text(bad_token.read_text().replace(double.url, f"http://127.0.0.1:{port}"))
     with pytest.raises(PlatformUnavailable, match=f"The API server at http://127.0.0.1:{port} refused the connection"):
         asyncio.run(KubernetesPlatform(settings_for(double, tmp_path, kubeconfig=closed)).start())
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "[]", "contexts: 5", "contexts: [1, 2]", "{{{", "contexts:\n- name: a\n  context: 3\ncurrent-context: a\n"],
+    ids=["empty", "a list", "contexts a number", "contexts of numbers", "not YAML", "a context a number"],
+)
+def test_a_malformed_kubeconfig_is_one_sentence(text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    platform = KubernetesPlatform(Settings(platform="kubernetes", kubeconfig=path, run_dir=tmp_path / "run"))
+    with pytest.raises(PlatformUnavailable, match=f"^The kubeconfig {path} cannot be used") as caught:
+        asyncio.run(platform.start())
+    assert "kubectl config view" in caught.value.hint
 
 
 def test_nodeport_expose_uses_a_node_address(double: KubernetesApiDouble, tmp_path: Path) -> None:

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from dashboard.settings import Settings
 
 k8s_config: Any = _kube_config  # kubernetes.config is untyped: keep its Any here
+# What the client raises for a kubeconfig it cannot use: a malformed one (a list, a number where a mapping belongs)
+# surfaces as the TypeError or AttributeError of the code that walks it.
+KUBECONFIG_ERRORS = (ConfigException, OSError, yaml.YAMLError, ValueError, TypeError, AttributeError, KeyError)
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def load_cluster_config(settings: Settings) -> ClusterConfig:
     config_file = os.pathsep.join(existing)
     try:
         contexts, active = k8s_config.list_kube_config_contexts(config_file=config_file)
-    except (ConfigException, OSError, yaml.YAMLError) as exc:
+    except KUBECONFIG_ERRORS as exc:
         raise bad_kubeconfig(config_file, str(exc)) from exc
     names = [str(c.get("name")) for c in contexts or []]
     if settings.context and settings.context not in names:
@@ -72,6 +75,6 @@ def load_cluster_config(settings: Settings) -> ClusterConfig:
         k8s_config.load_kube_config(
             config_file=config_file, context=context, client_configuration=configuration, persist_config=False
         )
-    except (ConfigException, OSError, ValueError) as exc:
+    except KUBECONFIG_ERRORS as exc:
         raise bad_kubeconfig(config_file, str(exc)) from exc
     return ClusterConfig(configuration, context, str(configuration.host), False, config_file)
