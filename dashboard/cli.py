@@ -209,7 +209,7 @@ def serve(settings: Settings) -> int:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
     )
-    from dashboard.web.shutdown import DropCancelNotice
+    from dashboard.web.limits import DropCancelNotice
 
     logging.getLogger("uvicorn.error").addFilter(DropCancelNotice())  # after Config: it sets up uvicorn's logging
     server = uvicorn.Server(config)
