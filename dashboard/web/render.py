@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from fastapi import Request
@@ -94,14 +95,19 @@ def log_columns(session: LabSession) -> list[dict[str, Any]]:
     return columns
 
 
-async def topic_context(session: LabSession, topic: str) -> dict[str, Any]:
-    """The data the partial `_<topic>.html` shows, for one lab."""
-    lab, experiments = session.lab, session.experiments
-    ctx: dict[str, Any] = {
+def lab_context(session: LabSession) -> dict[str, Any]:
+    """What every template of a lab needs: its URL prefix, its platform's name and capabilities."""
+    return {
         "base": base_path(session),
         "platform": session.platform.name,
         "capabilities": session.platform.capabilities,
     }
+
+
+async def topic_context(session: LabSession, topic: str) -> dict[str, Any]:
+    """The data the partial `_<topic>.html` shows, for one lab."""
+    lab, experiments = session.lab, session.experiments
+    ctx = lab_context(session)
     if topic in ("steps", "drills"):
         body = lab.to_json()
         ctx.update(lab=body, steps=lab.steps, drills=body["drills"])
@@ -152,11 +158,13 @@ async def render_topic(session: LabSession, topic: str) -> str:
 
 async def shared_fragment(session: LabSession, topic: str) -> tuple[int, str]:
     """The panel's fragment at its current version, rendered at most once per version for all viewers."""
+    return await session.hub.rendered(topic, partial(render_topic, session, topic))
 
-    async def render() -> str:
-        return await render_topic(session, topic)
 
-    return await session.hub.rendered(topic, render)
+def sse_event(event: str, html: str) -> str:
+    """One Server-Sent Event carrying a fragment: a `data:` line per line of it."""
+    data = "\n".join(f"data: {line}" for line in html.splitlines() or [""])
+    return f"event: {event}\n{data}\n\n"
 
 
 def wants_fragment(request: Request) -> bool:
@@ -184,25 +192,17 @@ async def respond(request: Request, session: LabSession, data: Any, topic: str, 
 
 def error_response(request: Request, error: DashboardError) -> Response:
     """Every error, rendered once: JSON, an htmx fragment in the asking element's error slot, or a page."""
-    response = _error_response(request, error)
-    if error.retry_after is not None:
-        response.headers["Retry-After"] = str(error.retry_after)
-    return response
-
-
-def _error_response(request: Request, error: DashboardError) -> Response:
+    response: Response
     if wants_fragment(request):
         trigger = request.headers.get("hx-trigger", "")
         target = f"#{trigger}-error" if trigger.replace("-", "").isalnum() else "#page-error"
-        return TEMPLATES.TemplateResponse(
-            request,
-            "_error.html",
-            {"error": error},
-            status_code=error.status,
-            headers={"HX-Retarget": target, "HX-Reswap": "innerHTML"},
-        )
-    if wants_json(request):
-        return JSONResponse(error.to_json(), status_code=error.status)
-    return TEMPLATES.TemplateResponse(
-        request, "error.html", {"error": error, "status": error.status}, status_code=error.status
-    )
+        headers = {"HX-Retarget": target, "HX-Reswap": "innerHTML"}
+        response = TEMPLATES.TemplateResponse(request, "_error.html", {"error": error}, error.status, headers)
+    elif wants_json(request):
+        response = JSONResponse(error.to_json(), status_code=error.status)
+    else:
+        ctx = {"error": error, "status": error.status}
+        response = TEMPLATES.TemplateResponse(request, "error.html", ctx, status_code=error.status)
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
