@@ -164,11 +164,7 @@ class Lab:
             "result": dict(status.facts),
             "started_at": status.started_at,
             "finished_at": status.finished_at,
-            "duration_seconds": (
-                round(status.finished_at - status.started_at, 3)
-                if status.finished_at is not None and status.started_at is not None
-                else None
-            ),
+            "duration_seconds": None if status.duration is None else round(status.duration, 3),
             "output": list(status.output),
             "commands": list(step.commands),
             "manifests": list(step.manifests),

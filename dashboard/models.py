@@ -135,6 +135,13 @@ class StepStatus:
     output: list[str] = field(default_factory=list)
     facts: dict[str, object] = field(default_factory=dict)  # the action's structured result (JSON `result`)
 
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish, once finished."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
 
 @dataclass(frozen=True)
 class EventRow:
