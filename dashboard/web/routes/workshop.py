@@ -34,10 +34,10 @@ from dashboard.session import DEFAULT_LAB
 from dashboard.web.auth import LEARNER_COOKIE, OBSERVER_COOKIE, principal, require_instructor
 from dashboard.web.render import TEMPLATES, sse_event, wants_fragment
 from dashboard.web.routes.drills import body_params
+from dashboard.web.routes.live import KEEPALIVE_SECONDS
 from dashboard.workshop import MAIN_STEP_IDS, Room, Workshop, grid_csv, record_markdown
 
 router = APIRouter()
-KEEPALIVE_SECONDS = 15.0
 
 
 def workshop_of(request: Request) -> Workshop:
