@@ -241,7 +241,6 @@ class Lab:
         """Poll `probe` (None = passed, else the reason it has not yet) until it passes; StepFailed at the deadline."""
         timeout = self.platform.timing.step_timeout
         deadline = time.monotonic() + timeout
-        reason = "not checked yet"
         while True:
             try:
                 outcome = await probe()
@@ -255,10 +254,9 @@ class Lab:
                 outcome = f"{type(exc).__name__}: {exc}"
             if outcome is None:
                 return
-            reason = outcome
             if time.monotonic() >= deadline:
                 raise StepFailed(
-                    f"{what} did not happen within {timeout:.0f} s: {reason}",
+                    f"{what} did not happen within {timeout:.0f} s: {outcome}",
                     "Look at the pods board and the logs for the reason, fix it, then run the step again.",
                 )
             await asyncio.sleep(self.platform.timing.check_interval)

@@ -161,8 +161,7 @@ class Workshop:
             self.rooms[room.id] = room
             for learner_row in await asyncio.to_thread(self.store.learners, room.id):
                 learner = self._learner(learner_row)
-                transitions = await asyncio.to_thread(self.store.transitions, learner.id)
-                for t in transitions:
+                for t in await asyncio.to_thread(self.store.transitions, learner.id):
                     learner.states = {} if t.step == "*" else learner.states | {t.step: t.state}
                     if t.state == "failed":
                         learner.errors.append({"step": t.step, "message": t.message, "time": t.time})
@@ -232,9 +231,7 @@ class Workshop:
         return next((room.id for room in self.rooms.values() if lab_id in room.learners), None)
 
     def learner_for_secret(self, secret: str | None) -> Learner | None:
-        if not secret:
-            return None
-        return self._sessions.get(hash_secret(secret))
+        return self._sessions.get(hash_secret(secret)) if secret else None
 
     def take_rejoin_code(self, learner_id: str) -> str | None:
         """The learner's rejoin code, the first time their page asks for it; None after."""

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -43,7 +43,7 @@ Headers = tuple[tuple[bytes, bytes], ...]
 
 MAX_VALUE_BYTES = 1024 * 1024  # the whole stored value (cmd=set, and the total an append may grow it to)
 MAX_BODY = 4 * 1024 * 1024  # a request body (a 1 MiB value, form-encoded, fits)
-PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page")
+PAGE_DIR = Path(__file__).resolve().parent / "page"
 CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
 SURROGATES = re.compile("[\ud800-\udfff]")  # a str holding one cannot be encoded: a lone surrogate
 JSON_TYPE = b"application/json"
@@ -177,13 +177,12 @@ class GuestbookApp:
 
     def _load_page(self) -> None:
         for name in ("index.html", "app.js", "style.css"):
-            with open(os.path.join(PAGE_DIR, name), "rb") as fh:
-                data = fh.read()
+            data = (PAGE_DIR / name).read_bytes()
             if name == "index.html":
                 data = data.replace(b"{{MAX_ENTRY_LENGTH}}", str(self.max_entry_length).encode())
                 pod = self.pod_name.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
                 data = data.replace(b"{{POD_NAME}}", pod.encode("utf-8"))
-            ctype = STATIC_TYPES[os.path.splitext(name)[1]]
+            ctype = STATIC_TYPES[Path(name).suffix]
             self._static["/" + name] = Response(200, data, ctype, PAGE_HEADERS)
         self._static["/"] = self._static["/index.html"]
 

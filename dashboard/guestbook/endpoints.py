@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 Address = tuple[str, int]
 
@@ -81,8 +82,7 @@ class EndpointsFile:
         if stamp == self._stamp:
             return
         try:
-            with open(self.path, encoding="utf-8") as fh:
-                services = parse_endpoints(fh.read())
+            services = parse_endpoints(Path(self.path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             if self._stamp is None:
                 self._set({}, stamp, f"invalid ({exc})")
