@@ -1,25 +1,21 @@
 """Hostile input and a quiet stop, for every route: one pure ASGI middleware, `Hardened`, outside everything else.
 
-Pure ASGI, so no body is ever buffered to be measured. For every HTTP request it:
-- answers 400 with one sentence when the (percent-decoded) path holds a control character (`%00`, `%0A`, …):
-  no address of the dashboard has one, and passing one on (to the `/guestbook/` proxy) would only fail deeper down;
-- answers 413 with one sentence before the app runs when `Content-Length` says the body is over `max_bytes`, and
-  otherwise counts the bytes as the app reads them (chunked bodies, lying lengths): the read that crosses the cap
-  raises `PayloadTooLarge`, a `DashboardError`, which the app's error handler renders like every other error (JSON,
-  htmx fragment or page). Should it escape the app before a response started (alone, or wrapped in the
-  ExceptionGroup of a `BaseHTTPMiddleware`'s task group), it is answered here. Not FastAPI's `max_body_size`: its
-  413 is a bare "Content Too Large" without the fix, whatever the error handlers say. Bytes beyond the cap are never
-  held: the server discards what the client still sends;
-- adds `Content-Security-Policy: frame-ancestors 'self'` and `X-Frame-Options: SAMEORIGIN` to every response
-  (clickjacking: only the dashboard itself may frame the dashboard). A response that already has a policy keeps
-  it: ours is sent as a second `Content-Security-Policy` header (browsers enforce every one), unless it already
-  says `frame-ancestors`. The embedded guestbook is an iframe of `/guestbook/` on the dashboard's own origin;
-- ends a request that the server's stop cancelled with a 503 and one sentence (if nothing was sent yet). On
-  Ctrl-C/SIGTERM uvicorn waits `timeout_graceful_shutdown` for running requests (a drill, a step), then cancels
-  them and logs each as "Exception in ASGI application" with a CancelledError traceback; the cancel is expected
-  there, so the only output of a stop is the dashboard's own (`DropCancelNotice` drops uvicorn's notice of it).
-  Only the request's own task is cancelled that way (uvicorn cancels request tasks nowhere else), so no other
-  cancellation is swallowed. The lab itself is cleaned up by the lifespan after this, as on any other stop.
+Pure ASGI, so no body is ever buffered to be measured. For every HTTP request:
+- a control character in the (percent-decoded) path (`%00`, `%0A`, …) is answered 400: no address of the dashboard
+  has one, and passing one on (to the `/guestbook/` proxy) would only fail deeper down;
+- a body over `max_bytes` is answered 413: before the app runs when `Content-Length` says so, else at the read that
+  crosses the cap (chunked bodies, lying lengths), which raises `PayloadTooLarge` for the app's error handler to
+  render like every other error (answered here if it escapes the app before a response started, alone or in a
+  `BaseHTTPMiddleware`'s ExceptionGroup). Not FastAPI's `max_body_size`: its 413 is a bare "Content Too Large"
+  without the fix, whatever the error handlers say. Bytes beyond the cap are never held;
+- every response gets `Content-Security-Policy: frame-ancestors 'self'` and `X-Frame-Options: SAMEORIGIN`: only the
+  dashboard may frame the dashboard (clickjacking; the embedded guestbook is an iframe of its own origin). A
+  response's own policy is kept: ours is a second header (browsers enforce every one) unless it says
+  `frame-ancestors` already;
+- a request cancelled by the server's stop ends with a 503 and one sentence (if nothing was sent yet): on
+  Ctrl-C/SIGTERM uvicorn cancels the requests still running after `timeout_graceful_shutdown` (a drill, a step)
+  and would log each with a CancelledError traceback; `DropCancelNotice` drops its notice line too. Only a
+  request's own task is cancelled that way, so no other cancellation is swallowed.
 """
 
 from __future__ import annotations

@@ -75,9 +75,7 @@ async def pods_json(session: LabSession) -> list[dict[str, Any]]:
 def replication_json(session: LabSession) -> dict[str, Any]:
     """GET /api/replication and the Redis panel: the sampler's snapshot, plus `redis_access` {mode, using, reason}
     (how the platform reaches the pods: pod IPs, port-forward, loopback)."""
-    data = dict(session.sampler.snapshot.to_json())
-    data["redis_access"] = session.platform.redis_access().to_json()
-    return data
+    return {**session.sampler.snapshot.to_json(), "redis_access": session.platform.redis_access().to_json()}
 
 
 async def event_rows(session: LabSession, limit: int = EVENTS_LIMIT) -> list[dict[str, object]]:
