@@ -121,14 +121,17 @@ class Learner:
 class Room:
     id: str
     title: str
-    join_code: str
-    join_hash: str = ""
+    join_code: str = field(default_factory=new_code)  # a new one at every start: only its hash is stored
+    join_hash: str = field(init=False)
     locked: bool = False
     created: float = field(default_factory=time.time)
     notice: str | None = None
     observer_key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     learners: dict[str, Learner] = field(default_factory=dict)
     hub: Hub = field(default_factory=lambda: Hub(ROOM_TOPICS))
+
+    def __post_init__(self) -> None:
+        self.join_hash = hash_code(self.join_code)
 
     def changed(self) -> None:
         self.hub.publish(*ROOM_TOPICS)
@@ -155,8 +158,7 @@ class Workshop:
     async def start(self) -> None:
         """Bring back every room and learner from the store; rebuild their labs in the background."""
         for row in await asyncio.to_thread(self.store.rooms):
-            code = new_code()
-            room = Room(row.id, row.title, code, hash_code(code), locked=row.locked, created=row.created)
+            room = Room(row.id, row.title, locked=row.locked, created=row.created)
             await asyncio.to_thread(self.store.set_join_hash, room.id, room.join_hash)
             self.rooms[room.id] = room
             for learner_row in await asyncio.to_thread(self.store.learners, room.id):
@@ -192,8 +194,7 @@ class Workshop:
         room_id = ""
         while not room_id or room_id in self.rooms:
             room_id = f"ws{secrets.choice('abcdefghjkmnpqrstuvwxyz')}{secrets.randbelow(1000):03d}"
-        code = new_code()
-        room = Room(room_id, title[:80] or "Guestbook lab", code, hash_code(code))
+        room = Room(room_id, title[:80] or "Guestbook lab")
         await asyncio.to_thread(self.store.add_room, room.id, room.title, room.join_hash)
         self.rooms[room.id] = room
         return room
