@@ -16,7 +16,7 @@ the principal is the `instructor`. In workshop mode:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from fastapi import Request
 
@@ -65,8 +65,7 @@ def identify(request: Request, token: str | None, workshop: Workshop | None) -> 
 
 
 def principal(request: Request) -> Principal:
-    found: Principal = getattr(request.state, "principal", INSTRUCTOR)
-    return found
+    return cast(Principal, getattr(request.state, "principal", INSTRUCTOR))
 
 
 def authorize(request: Request, lab_id: str, room_of_lab: str | None) -> None:

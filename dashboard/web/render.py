@@ -55,9 +55,7 @@ def format_iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-TEMPLATES.env.filters["age"] = format_age
-TEMPLATES.env.filters["iso"] = format_iso
-TEMPLATES.env.filters["clock"] = format_clock
+TEMPLATES.env.filters.update(age=format_age, iso=format_iso, clock=format_clock)
 
 
 def base_path(session: LabSession) -> str:

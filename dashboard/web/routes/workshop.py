@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import segno
 from fastapi import APIRouter, Request
@@ -120,8 +120,7 @@ async def room_preflight(request: Request) -> dict[str, Any] | None:
         report = await request.app.state.labs.get(DEFAULT_LAB).platform.preflight()
     except DashboardError:
         return None
-    room: dict[str, Any] | None = report.get("room")
-    return room
+    return cast(dict[str, Any] | None, report.get("room"))
 
 
 @router.get("/rooms", include_in_schema=False)
