@@ -28,7 +28,7 @@ import yaml
 from redis.exceptions import RedisError
 
 from dashboard.errors import DashboardError, PlatformRefused, PrerequisiteMissing, StepFailed, UnknownStep
-from dashboard.models import Listener, Step, StepStatus
+from dashboard.models import COMPONENTS, Listener, Step, StepStatus
 from dashboard.platforms import Platform
 from dashboard.redis_nodes import frontend_clients, redis_info
 from dashboard.settings import MANIFESTS_DIR, Settings
@@ -107,11 +107,9 @@ class Lab:
         self.status: dict[str, StepStatus] = {step.id: StepStatus() for step in STEPS + DRILLS}
         self.before_cleanup: list[Callable[[], Awaitable[None]]] = []  # e.g. stop a running write load
         self.activity: deque[Activity] = deque(maxlen=ACTIVITY_LIMIT)
-        self.desired = {
-            "redis-leader": manifest_replicas("redis-leader-deployment.yaml"),
-            "redis-follower": manifest_replicas("redis-follower-deployment.yaml"),
-            "frontend": 1 if settings.workshop_profile else manifest_replicas("frontend-deployment.yaml"),
-        }
+        self.desired = {component: manifest_replicas(f"{component}-deployment.yaml") for component in COMPONENTS}
+        if settings.workshop_profile:  # a room of labs on one machine or cluster: one frontend per learner
+            self.desired["frontend"] = 1
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
         self._actions: dict[str, Action] = STEP_ACTIONS.bind(self)
