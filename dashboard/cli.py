@@ -62,9 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         default = "none" if default == () else default
         help_text = f"{field.description} [env {env}; default {default}]"
         names = [flag, "-n"] if flag == "--namespace" else [flag]
-        kwargs: dict[str, Any] = {"dest": name, "help": help_text, "default": None}
-        kwargs.update(extra)
-        parser.add_argument(*names, **kwargs)
+        parser.add_argument(*names, **{"dest": name, "help": help_text, "default": None, **extra})
     parser.add_argument("--version", action="version", version=f"guestbook-lab {__version__}")
     return parser
 
