@@ -1,6 +1,7 @@
 """One way to answer: a route returns data, `respond` renders it as JSON or as the htmx fragment of its topic.
 
-- `TEMPLATES`: the Jinja2 environment (with the `age`, `clock` and `iso` filters), built once per process.
+- `TEMPLATES`: the Jinja2 environment (with the `age`, `clock` and `iso` filters, and `Markup` and `human_bytes`
+  for the lag charts), built once per process.
 - `topic_context(session, topic)`: the data of one live panel of a lab, from the session only (templates never
   reach into `request.app.state`); `render_topic` renders its `_<topic>.html` partial. The page, `/fragments/…`,
   the SSE stream and the htmx answers of actions all use these, so a panel has one context builder.
@@ -56,6 +57,7 @@ def format_iso(epoch: float) -> str:
 
 
 TEMPLATES.env.filters.update(age=format_age, iso=format_iso, clock=format_clock)
+TEMPLATES.env.globals.update(Markup=Markup, human_bytes=human_bytes)
 
 
 def base_path(session: LabSession) -> str:
@@ -123,14 +125,7 @@ async def topic_context(session: LabSession, topic: str) -> dict[str, Any]:
             LAG_WINDOW_SECONDS,
             drill_marks=list(experiments.marks),
         )
-        ctx.update(
-            charts=charts,
-            marks=MARKS,
-            window=LAG_WINDOW_SECONDS,
-            interval=session.settings.sample_interval,
-            Markup=Markup,
-            human_bytes=human_bytes,
-        )
+        ctx.update(charts=charts, marks=MARKS, window=LAG_WINDOW_SECONDS, interval=session.settings.sample_interval)
     elif topic == "experiments":
         ctx.update(
             probe=experiments.probe,
