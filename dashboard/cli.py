@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
@@ -24,34 +24,24 @@ from dashboard import __version__
 from dashboard.security import generate_token
 from dashboard.settings import ENV_PREFIX, Settings
 
-# flag -> (settings field, extra argparse kwargs)
+FLAG_NAMES = {"expose_mode": "--expose"}  # the settings whose flag is not their field's name
+
+
+def flag_kwargs(name: str) -> dict[str, Any]:
+    """The argparse kwargs a setting's type asks for: a number parsed, a Literal's choices, a switch, a list."""
+    annotation = Settings.model_fields[name].annotation
+    if annotation in (int, float):
+        return {"type": annotation}
+    if annotation is bool:
+        return {"action": "store_true", "default": None}
+    if get_origin(annotation) is Literal:
+        return {"choices": list(get_args(annotation))}
+    return {"action": "append"} if annotation == tuple[str, ...] else {}
+
+
+# flag -> (settings field, extra argparse kwargs), in the settings' order
 FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "--host": ("host", {}),
-    "--port": ("port", {"type": int}),
-    "--platform": ("platform", {"choices": ["local", "kubernetes"]}),
-    "--token": ("token", {}),
-    "--token-file": ("token_file", {}),
-    "--allowed-host": ("allowed_host", {"action": "append"}),
-    "--redis-server": ("redis_server", {}),
-    "--frontend-port": ("frontend_port", {"type": int}),
-    "--run-dir": ("run_dir", {}),
-    "--sample-interval": ("sample_interval", {"type": float}),
-    "--step-timeout": ("step_timeout", {"type": float}),
-    "--max-entry-length": ("max_entry_length", {"type": int}),
-    "--leader-image": ("leader_image", {}),
-    "--follower-image": ("follower_image", {}),
-    "--frontend-image": ("frontend_image", {}),
-    "--kubeconfig": ("kubeconfig", {}),
-    "--context": ("context", {}),
-    "--namespace": ("namespace", {}),
-    "--create-namespace": ("create_namespace", {"action": "store_true", "default": None}),
-    "--redis-access": ("redis_access", {"choices": ["auto", "direct", "port-forward"]}),
-    "--expose": ("expose_mode", {"choices": ["port-forward", "nodeport", "loadbalancer"]}),
-    "--field-manager": ("field_manager", {}),
-    "--workshop": ("workshop", {"action": "store_true", "default": None}),
-    "--data-dir": ("data_dir", {}),
-    "--max-learners": ("max_learners", {"type": int}),
-    "--workshop-profile": ("workshop_profile", {"action": "store_true", "default": None}),
+    FLAG_NAMES.get(name, "--" + name.replace("_", "-")): (name, flag_kwargs(name)) for name in Settings.model_fields
 }
 
 
@@ -72,9 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         default = "none" if default == () else default
         help_text = f"{field.description} [env {env}; default {default}]"
         names = [flag, "-n"] if flag == "--namespace" else [flag]
-        kwargs: dict[str, Any] = {"dest": name, "help": help_text, "default": None}
-        kwargs.update(extra)
-        parser.add_argument(*names, **kwargs)
+        parser.add_argument(*names, **{"dest": name, "help": help_text, "default": None, **extra})
     parser.add_argument("--version", action="version", version=f"guestbook-lab {__version__}")
     return parser
 
@@ -209,7 +197,7 @@ def serve(settings: Settings) -> int:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
     )
-    from dashboard.web.shutdown import DropCancelNotice
+    from dashboard.web.limits import DropCancelNotice
 
     logging.getLogger("uvicorn.error").addFilter(DropCancelNotice())  # after Config: it sets up uvicorn's logging
     server = uvicorn.Server(config)

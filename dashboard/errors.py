@@ -44,8 +44,6 @@ class PlatformRefused(PlatformError):
 class StepFailed(DashboardError):
     """A lab step ran but its check did not pass."""
 
-    status = 500
-
 
 class UnknownStep(DashboardError):
     """No lab step has this id."""

@@ -28,7 +28,7 @@ import yaml
 from redis.exceptions import RedisError
 
 from dashboard.errors import DashboardError, PlatformRefused, PrerequisiteMissing, StepFailed, UnknownStep
-from dashboard.models import Listener, Step, StepStatus
+from dashboard.models import COMPONENTS, Listener, Step, StepStatus
 from dashboard.platforms import Platform
 from dashboard.redis_nodes import frontend_clients, redis_info
 from dashboard.settings import MANIFESTS_DIR, Settings
@@ -61,23 +61,20 @@ class Outcome:
 
 Owner = TypeVar("Owner")
 Action = Callable[[Step], Awaitable[Outcome]]
+Method = Callable[[Owner, Step], Awaitable[Outcome]]  # an action before it is bound to its owner
 
 
 class ActionTable(Generic[Owner]):
     """Step id -> the method that runs it, filled by decorating the methods: `@TABLE("leader")`."""
 
     def __init__(self) -> None:
-        self.methods: dict[str, Callable[[Owner, Step], Awaitable[Outcome]]] = {}
+        self.methods: dict[str, Method[Owner]] = {}
 
-    def __call__(
-        self, step_id: str
-    ) -> Callable[[Callable[[Owner, Step], Awaitable[Outcome]]], Callable[[Owner, Step], Awaitable[Outcome]]]:
+    def __call__(self, step_id: str) -> Callable[[Method[Owner]], Method[Owner]]:
         if get_step(step_id) is None:
             raise ValueError(f"no step {step_id!r} in dashboard.steps")
 
-        def register(
-            method: Callable[[Owner, Step], Awaitable[Outcome]],
-        ) -> Callable[[Owner, Step], Awaitable[Outcome]]:
+        def register(method: Method[Owner]) -> Method[Owner]:
             self.methods[step_id] = method
             return method
 
@@ -110,11 +107,9 @@ class Lab:
         self.status: dict[str, StepStatus] = {step.id: StepStatus() for step in STEPS + DRILLS}
         self.before_cleanup: list[Callable[[], Awaitable[None]]] = []  # e.g. stop a running write load
         self.activity: deque[Activity] = deque(maxlen=ACTIVITY_LIMIT)
-        self.desired = {
-            "redis-leader": manifest_replicas("redis-leader-deployment.yaml"),
-            "redis-follower": manifest_replicas("redis-follower-deployment.yaml"),
-            "frontend": 1 if settings.workshop_profile else manifest_replicas("frontend-deployment.yaml"),
-        }
+        self.desired = {component: manifest_replicas(f"{component}-deployment.yaml") for component in COMPONENTS}
+        if settings.workshop_profile:  # a room of labs on one machine or cluster: one frontend per learner
+            self.desired["frontend"] = 1
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
         self._actions: dict[str, Action] = STEP_ACTIONS.bind(self)
@@ -167,11 +162,7 @@ class Lab:
             "result": dict(status.facts),
             "started_at": status.started_at,
             "finished_at": status.finished_at,
-            "duration_seconds": (
-                round(status.finished_at - status.started_at, 3)
-                if status.finished_at is not None and status.started_at is not None
-                else None
-            ),
+            "duration_seconds": None if status.duration is None else round(status.duration, 3),
             "output": list(status.output),
             "commands": list(step.commands),
             "manifests": list(step.manifests),
@@ -195,26 +186,21 @@ class Lab:
 
     # -- running ---------------------------------------------------------------------------------------------
 
-    def prerequisite_error(self, step: Step) -> PrerequisiteMissing | None:
-        """The error to answer with if a step that `step` builds on has not been done."""
+    def check_prerequisites(self, step: Step) -> None:
+        """PrerequisiteMissing if a step that `step` builds on has not been done."""
         for required in step.requires:
-            if self.status[required].state != "done":
-                needed = self.resolve(required)
-                return PrerequisiteMissing(
-                    f"'{step.title}' needs '{needed.title}' to be done first.",
-                    f"Run the {required} step first ({STATE_WORDS[self.status[required].state]}), then try again.",
+            state = self.status[required].state
+            if state != "done":
+                raise PrerequisiteMissing(
+                    f"'{step.title}' needs '{self.resolve(required).title}' to be done first.",
+                    f"Run the {required} step first ({STATE_WORDS[state]}), then try again.",
                 )
-        return None
 
     async def run(self, step: Step) -> dict[str, object]:
         """Run one step (its action, then its check) and return its JSON. Raises PrerequisiteMissing."""
-        error = self.prerequisite_error(step)
-        if error is not None:
-            raise error
+        self.check_prerequisites(step)
         async with self._lock:
-            error = self.prerequisite_error(step)  # a step that ran meanwhile (cleanup) may have reset it
-            if error is not None:
-                raise error
+            self.check_prerequisites(step)  # a step that ran meanwhile (cleanup) may have reset it
             action = self._actions.get(step.id)
             if action is None:
                 raise UnknownStep(f"The drill {step.id!r} is not available here.", "Use one of the main steps.")
@@ -239,17 +225,20 @@ class Lab:
                 self.log(step.id, f"✓ {outcome.message} ({seconds:.2f} s)", "ok")
             return self.step_json(step)
 
+    async def _kubectl(self, step: Step, command: str, lines: Awaitable[list[str]]) -> None:
+        """Log `$ <command>` and then each line the platform answers with, as the step's output."""
+        self.log(step.id, f"$ {command}", "command")
+        for line in await lines:
+            self.say(step, line)
+
     async def _apply(self, step: Step) -> None:
         for manifest in step.manifests:
-            self.log(step.id, f"$ kubectl apply -f {manifest}", "command")
-            for line in await self.platform.apply(manifest):
-                self.say(step, line)
+            await self._kubectl(step, f"kubectl apply -f {manifest}", self.platform.apply(manifest))
 
     async def wait(self, step: Step, probe: Callable[[], Awaitable[str | None]], what: str) -> None:
         """Poll `probe` (None = passed, else the reason it has not yet) until it passes; StepFailed at the deadline."""
         timeout = self.platform.timing.step_timeout
         deadline = time.monotonic() + timeout
-        reason = "not checked yet"
         while True:
             try:
                 outcome = await probe()
@@ -263,10 +252,9 @@ class Lab:
                 outcome = f"{type(exc).__name__}: {exc}"
             if outcome is None:
                 return
-            reason = outcome
             if time.monotonic() >= deadline:
                 raise StepFailed(
-                    f"{what} did not happen within {timeout:.0f} s: {reason}",
+                    f"{what} did not happen within {timeout:.0f} s: {outcome}",
                     "Look at the pods board and the logs for the reason, fix it, then run the step again.",
                 )
             await asyncio.sleep(self.platform.timing.check_interval)
@@ -326,9 +314,9 @@ class Lab:
     async def frontend(self, step: Step) -> Outcome:
         await self._apply(step)
         if self.settings.workshop_profile:  # a room of labs on one machine or cluster: 4 pods per learner, not 6
-            self.log(step.id, "$ kubectl scale deployment frontend --replicas=1", "command")
-            for line in await self.platform.scale("frontend", 1):
-                self.say(step, line)
+            await self._kubectl(
+                step, "kubectl scale deployment frontend --replicas=1", self.platform.scale("frontend", 1)
+            )
         answered: list[str] = []
 
         async def probe() -> str | None:

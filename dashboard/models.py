@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 Component = Literal["redis-leader", "redis-follower", "frontend"]
@@ -45,7 +45,7 @@ class RedisAccess:
     reason: str  # one sentence: why this way
 
     def to_json(self) -> dict[str, object]:
-        return {"mode": self.mode, "using": self.using, "reason": self.reason}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,8 @@ class Step:
     title: str
     explanation: str
     commands: tuple[str, ...]
-    manifests: tuple[str, ...]
     check: str  # what the check proves, in words
+    manifests: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()
     optional: bool = False
     warning: str | None = None
@@ -134,6 +134,13 @@ class StepStatus:
     finished_at: float | None = None
     output: list[str] = field(default_factory=list)
     facts: dict[str, object] = field(default_factory=dict)  # the action's structured result (JSON `result`)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish, once finished."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
 
 
 @dataclass(frozen=True)

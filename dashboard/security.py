@@ -20,17 +20,16 @@ Rules, checked on every request before any route runs:
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import re
 import secrets
 from collections.abc import Collection, Iterable
 from urllib.parse import unquote_plus, urlsplit
 
 from dashboard.errors import DashboardError, Forbidden
+from dashboard.settings import is_loopback_host
 
 COOKIE = "guestbook_lab_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-LOOPBACK_NAMES = frozenset({"localhost"})
 ALLOWED_HOST_SETTING = "--allowed-host (env GUESTBOOK_LAB_ALLOWED_HOST)"
 # A Host header: a bracketed IPv6 literal or a name/IPv4 literal, then an optional decimal port.
 HOST_HEADER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\[\]:/@\s]+)(?::[0-9]{1,5})?")
@@ -52,26 +51,21 @@ def host_name(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
-def is_loopback_literal(name: str) -> bool:
-    """`127.0.0.0/8` or `::1` written as an IP address (never a DNS name that merely starts with `127.`)."""
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 def host_allowed(host_header: str, allowed_hosts: Iterable[str] = ()) -> bool:
     """Whether a Host header names this loopback dashboard: `localhost`, a loopback IP literal, or an allowed name."""
     match = HOST_HEADER.fullmatch(host_header)
     if match is None:
         return False
-    raw = match.group(1)
-    if raw.startswith("["):
-        return is_loopback_literal(raw[1:-1])
-    name = raw.lower()
-    if name in LOOPBACK_NAMES or name in {a.lower() for a in allowed_hosts}:
+    name = match.group(1).lower()
+    if name == "localhost" or name in {a.lower() for a in allowed_hosts}:
         return True
-    return "." in name and name.replace(".", "").isdigit() and is_loopback_literal(name)
+    # a loopback IP literal ([::1], 127.0.0.0/8), never a DNS name that merely starts with `127.`
+    return (name.startswith("[") or name.replace(".", "").isdigit()) and is_loopback_host(name)
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value, or None."""
+    return authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
 
 
 def same_token(candidate: str, token: str) -> bool:
@@ -141,11 +135,9 @@ def check_request(
             f"to open it under that name, start it with {ALLOWED_HOST_SETTING}.",
             "Open it at http://127.0.0.1:<port>/, or add the name with --allowed-host NAME.",
         )
-    bearer = headers.get("authorization", "")
-    bearer_token = bearer[7:].strip() if bearer.lower().startswith("bearer ") else None
+    bearer = bearer_token(headers.get("authorization", ""))
     has_token = token is not None and any(
-        candidate is not None and same_token(candidate, token)
-        for candidate in (bearer_token, cookie_token, query_token)
+        candidate is not None and same_token(candidate, token) for candidate in (bearer, cookie_token, query_token)
     )
     if token is not None and not has_token:
         raise Unauthorized(
@@ -154,14 +146,13 @@ def check_request(
         )
     if method.upper() in UNSAFE_METHODS:
         origin = headers.get("origin")
-        if origin is not None and origin != "null":
-            if urlsplit(origin).netloc.lower() != host.lower():
-                raise Forbidden(
-                    f"A request from another site ({origin}) may not change the lab.",
-                    "Use the dashboard's own page, or call the API from a script without an Origin header.",
-                )
-        elif origin == "null":
+        if origin == "null":
             raise Forbidden("A request from an opaque origin may not change the lab.", "Use the dashboard's own page.")
+        if foreign(origin, host):
+            raise Forbidden(
+                f"A request from another site ({origin}) may not change the lab.",
+                "Use the dashboard's own page, or call the API from a script without an Origin header.",
+            )
         if headers.get("sec-fetch-site") == "cross-site":
             raise Forbidden("A cross-site request may not change the lab.", "Use the dashboard's own page.")
         if page_form:
@@ -172,7 +163,7 @@ def check_request(
                 )
             return
         hx = headers.get("hx-request", "").lower() == "true"
-        bearer_ok = bearer_token is not None and (token is None or same_token(bearer_token, token))
+        bearer_ok = bearer is not None and (token is None or same_token(bearer, token))
         if not (hx or bearer_ok):
             raise Forbidden(
                 "A request that changes the lab must carry HX-Request: true or Authorization: Bearer <token>.",

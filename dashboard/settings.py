@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 import tempfile
@@ -159,8 +160,6 @@ class Settings(BaseSettings):
 
 def is_loopback_host(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and localhost."""
-    import ipaddress
-
     if host in ("localhost", "ip6-localhost"):
         return True
     try:

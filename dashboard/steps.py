@@ -64,7 +64,6 @@ STEPS: tuple[Step, ...] = (
             "machine so a browser can open the guestbook (on a cloud cluster, type: LoadBalancer does it instead)."
         ),
         commands=("kubectl port-forward svc/frontend 8080:80", "kubectl get service frontend"),
-        manifests=(),
         check="The guestbook answers at the URL shown on the page.",
         requires=("frontend",),
     ),
@@ -82,7 +81,6 @@ STEPS: tuple[Step, ...] = (
             "kubectl delete service frontend",
             "kubectl get pods",
         ),
-        manifests=(),
         check="Nothing of the lab is left running, no data is left behind and its ports are free.",
     ),
 )
@@ -96,7 +94,6 @@ DRILLS: tuple[Step, ...] = (
             "everything again; the other follower and the guestbook keep working all along."
         ),
         commands=("kubectl delete pod <a redis-follower pod>", "kubectl get pods -l role=follower -w"),
-        manifests=(),
         check="A replacement follower runs, links up to the leader and holds the leader's entries again.",
         requires=("followers",),
         optional=True,
@@ -114,7 +111,6 @@ DRILLS: tuple[Step, ...] = (
             "The follower reconnects at once and asks for just the bytes it missed."
         ),
         commands=("kubectl exec <a redis-follower pod> -- redis-cli CLIENT KILL TYPE master",),
-        manifests=(),
         check="The follower reconnects and the leader accepts a PARTIAL resynchronisation (sync_partial_ok goes up).",
         requires=("followers",),
         optional=True,
@@ -136,7 +132,6 @@ DRILLS: tuple[Step, ...] = (
             "kubectl exec <a redis-follower pod> -- redis-cli CLIENT PAUSE 5000 WRITE",
             "kubectl exec <a redis-follower pod> -- redis-cli INFO replication",
         ),
-        manifests=(),
         check="The paused follower's gap grows above 0 while its link stays up, then drops back to 0 with every entry.",
         requires=("frontend",),
         optional=True,
@@ -154,7 +149,6 @@ DRILLS: tuple[Step, ...] = (
             "because the lab's Redis has no persistence — and the followers resync to it and drop their copies."
         ),
         commands=("kubectl delete pod <the redis-leader pod>", "kubectl logs -f deployment/redis-follower"),
-        manifests=(),
         check="A new leader answers with role master, and every follower links up to it and holds exactly what it "
         "holds (nothing).",
         requires=("followers",),
@@ -180,7 +174,6 @@ DRILLS: tuple[Step, ...] = (
             "kubectl get pods -l role=follower",
             "kubectl scale deployment redis-follower --replicas=2",
         ),
-        manifests=(),
         check="Three followers are linked and in sync, then two are left, still in sync.",
         requires=("followers",),
         optional=True,
@@ -201,7 +194,6 @@ DRILLS: tuple[Step, ...] = (
             "kubectl get pods -l app=guestbook -l tier=frontend",
             "kubectl scale deployment frontend --replicas=2",
         ),
-        manifests=(),
         check="Five frontend replicas answer the guestbook API, then two do; no entry is lost.",
         requires=("frontend",),
         optional=True,

@@ -16,10 +16,9 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ACTIVITY_COALESCE_SECONDS = 30.0
 SCHEMA = """
@@ -39,6 +38,8 @@ CREATE TABLE IF NOT EXISTS transitions (
 CREATE INDEX IF NOT EXISTS transitions_learner ON transitions (learner, time);
 CREATE TABLE IF NOT EXISTS activity (learner TEXT PRIMARY KEY REFERENCES learners(id), time REAL NOT NULL);
 """
+LEARNER_COLUMNS = "id, room, name, session_hash, rejoin_hash, joined, removed"
+TRANSITION_COLUMNS = "learner, step, state, message, hint, time, duration"
 
 
 def hash_secret(secret: str) -> str:
@@ -97,8 +98,8 @@ class Store:
     """One SQLite database file (WAL); thread-safe through one connection guarded by a lock."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: every statement is its own transaction (each write here is one statement)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -111,102 +112,71 @@ class Store:
         with self._lock:
             self._db.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _sql(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
+        """Run one statement under the lock; its rows."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            return self._db.execute(sql, params).fetchall()
 
     # -- rooms ----------------------------------------------------------------------------------------------------
 
     def add_room(self, room_id: str, title: str, join_hash: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO rooms (id, title, join_hash, created) VALUES (?, ?, ?, ?)",
-                (room_id, title, join_hash, time.time()),
-            )
+        self._sql(
+            "INSERT INTO rooms (id, title, join_hash, created) VALUES (?, ?, ?, ?)",
+            (room_id, title, join_hash, time.time()),
+        )
 
     def set_join_hash(self, room_id: str, join_hash: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE rooms SET join_hash = ? WHERE id = ?", (join_hash, room_id))
+        self._sql("UPDATE rooms SET join_hash = ? WHERE id = ?", (join_hash, room_id))
 
     def set_locked(self, room_id: str, locked: bool) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE rooms SET locked = ? WHERE id = ?", (int(locked), room_id))
+        self._sql("UPDATE rooms SET locked = ? WHERE id = ?", (int(locked), room_id))
 
     def rooms(self) -> list[RoomRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, title, join_hash, locked, created FROM rooms WHERE closed IS NULL ORDER BY created"
-            ).fetchall()
+        rows = self._sql(
+            "SELECT id, title, join_hash, locked, created FROM rooms WHERE closed IS NULL ORDER BY created"
+        )
         return [RoomRow(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
 
     # -- learners -------------------------------------------------------------------------------------------------
 
     def add_learner(self, row: LearnerRow) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO learners (id, room, name, name_key, session_hash, rejoin_hash, joined) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (row.id, row.room, row.name, row.name.casefold(), row.session_hash, row.rejoin_hash, row.joined),
-            )
+        self._sql(
+            "INSERT INTO learners (id, room, name, name_key, session_hash, rejoin_hash, joined) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row.id, row.room, row.name, row.name.casefold(), row.session_hash, row.rejoin_hash, row.joined),
+        )
 
     def set_session_hash(self, learner_id: str, session_hash: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE learners SET session_hash = ? WHERE id = ?", (session_hash, learner_id))
+        self._sql("UPDATE learners SET session_hash = ? WHERE id = ?", (session_hash, learner_id))
 
     def remove_learner(self, learner_id: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE learners SET removed = ? WHERE id = ?", (time.time(), learner_id))
+        self._sql("UPDATE learners SET removed = ? WHERE id = ?", (time.time(), learner_id))
 
     def learners(self, room_id: str) -> list[LearnerRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, room, name, session_hash, rejoin_hash, joined, removed FROM learners "
-                "WHERE room = ? AND removed IS NULL ORDER BY joined",
-                (room_id,),
-            ).fetchall()
-        return [LearnerRow(*r) for r in rows]
+        sql = f"SELECT {LEARNER_COLUMNS} FROM learners WHERE room = ? AND removed IS NULL ORDER BY joined"
+        return [LearnerRow(*r) for r in self._sql(sql, (room_id,))]
 
     def learner_by_name(self, room_id: str, name: str) -> LearnerRow | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, room, name, session_hash, rejoin_hash, joined, removed FROM learners "
-                "WHERE room = ? AND name_key = ? AND removed IS NULL",
-                (room_id, name.casefold()),
-            ).fetchone()
-        return LearnerRow(*row) if row else None
+        sql = f"SELECT {LEARNER_COLUMNS} FROM learners WHERE room = ? AND name_key = ? AND removed IS NULL"
+        rows = self._sql(sql, (room_id, name.casefold()))
+        return LearnerRow(*rows[0]) if rows else None
 
     def name_taken(self, room_id: str, name: str) -> bool:
         """A name is kept by its learner, even once removed, so a removed learner's record stays theirs."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM learners WHERE room = ? AND name_key = ?", (room_id, name.casefold())
-            ).fetchone()
-        return row is not None
+        return bool(self._sql("SELECT 1 FROM learners WHERE room = ? AND name_key = ?", (room_id, name.casefold())))
 
     # -- progress -------------------------------------------------------------------------------------------------
 
     def add_transition(self, t: Transition) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO transitions (learner, step, state, message, hint, time, duration) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (t.learner, t.step, t.state, t.message, t.hint, t.time, t.duration),
-            )
+        self._sql(
+            f"INSERT INTO transitions ({TRANSITION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (t.learner, t.step, t.state, t.message, t.hint, t.time, t.duration),
+        )
 
     def transitions(self, learner_id: str) -> list[Transition]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT learner, step, state, message, hint, time, duration FROM transitions "
-                "WHERE learner = ? ORDER BY time, rowid",
-                (learner_id,),
-            ).fetchall()
+        rows = self._sql(
+            f"SELECT {TRANSITION_COLUMNS} FROM transitions WHERE learner = ? ORDER BY time, rowid", (learner_id,)
+        )
         return [Transition(*r) for r in rows]
 
     def touch(self, learner_id: str, now: float | None = None) -> bool:
@@ -215,11 +185,5 @@ class Store:
         if now - self._activity_written.get(learner_id, 0.0) < ACTIVITY_COALESCE_SECONDS:
             return False
         self._activity_written[learner_id] = now
-        with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO activity (learner, time) VALUES (?, ?)", (learner_id, now))
+        self._sql("INSERT OR REPLACE INTO activity (learner, time) VALUES (?, ?)", (learner_id, now))
         return True
-
-    def last_activity(self, learner_id: str) -> float | None:
-        with self._lock:
-            row = self._db.execute("SELECT time FROM activity WHERE learner = ?", (learner_id,)).fetchone()
-        return float(row[0]) if row else None

@@ -32,10 +32,11 @@ import time
 import unicodedata
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from dashboard.errors import BadRequest, DashboardError, Forbidden, NotFound
 from dashboard.live import Hub
+from dashboard.models import StepState, StepStatus
 from dashboard.session import LabRegistry, LabSession
 from dashboard.steps import DRILLS, STEPS
 from dashboard.store import LearnerRow, Store, Transition, code_matches, hash_code, hash_secret
@@ -120,14 +121,17 @@ class Learner:
 class Room:
     id: str
     title: str
-    join_code: str
-    join_hash: str = ""
+    join_code: str = field(default_factory=new_code)  # a new one at every start: only its hash is stored
+    join_hash: str = field(init=False)
     locked: bool = False
     created: float = field(default_factory=time.time)
     notice: str | None = None
     observer_key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     learners: dict[str, Learner] = field(default_factory=dict)
     hub: Hub = field(default_factory=lambda: Hub(ROOM_TOPICS))
+
+    def __post_init__(self) -> None:
+        self.join_hash = hash_code(self.join_code)
 
     def changed(self) -> None:
         self.hub.publish(*ROOM_TOPICS)
@@ -154,14 +158,12 @@ class Workshop:
     async def start(self) -> None:
         """Bring back every room and learner from the store; rebuild their labs in the background."""
         for row in await asyncio.to_thread(self.store.rooms):
-            code = new_code()
-            room = Room(row.id, row.title, code, hash_code(code), locked=row.locked, created=row.created)
+            room = Room(row.id, row.title, locked=row.locked, created=row.created)
             await asyncio.to_thread(self.store.set_join_hash, room.id, room.join_hash)
             self.rooms[room.id] = room
             for learner_row in await asyncio.to_thread(self.store.learners, room.id):
                 learner = self._learner(learner_row)
-                transitions = await asyncio.to_thread(self.store.transitions, learner.id)
-                for t in transitions:
+                for t in await asyncio.to_thread(self.store.transitions, learner.id):
                     learner.states = {} if t.step == "*" else learner.states | {t.step: t.state}
                     if t.state == "failed":
                         learner.errors.append({"step": t.step, "message": t.message, "time": t.time})
@@ -189,11 +191,10 @@ class Workshop:
     # -- rooms ----------------------------------------------------------------------------------------------------
 
     async def open_room(self, title: str = "Guestbook lab") -> Room:
-        room_id = f"ws{secrets.choice('abcdefghjkmnpqrstuvwxyz')}{secrets.randbelow(1000):03d}"
-        while room_id in self.rooms:
+        room_id = ""
+        while not room_id or room_id in self.rooms:
             room_id = f"ws{secrets.choice('abcdefghjkmnpqrstuvwxyz')}{secrets.randbelow(1000):03d}"
-        code = new_code()
-        room = Room(room_id, title[:80] or "Guestbook lab", code, hash_code(code))
+        room = Room(room_id, title[:80] or "Guestbook lab")
         await asyncio.to_thread(self.store.add_room, room.id, room.title, room.join_hash)
         self.rooms[room.id] = room
         return room
@@ -231,9 +232,7 @@ class Workshop:
         return next((room.id for room in self.rooms.values() if lab_id in room.learners), None)
 
     def learner_for_secret(self, secret: str | None) -> Learner | None:
-        if not secret:
-            return None
-        return self._sessions.get(hash_secret(secret))
+        return self._sessions.get(hash_secret(secret)) if secret else None
 
     def take_rejoin_code(self, learner_id: str) -> str | None:
         """The learner's rejoin code, the first time their page asks for it; None after."""
@@ -324,13 +323,8 @@ class Workshop:
             if learner.states.get(step_id, "pending") != status.state:
                 learner.states[step_id] = status.state
                 changed = True
-                duration = (
-                    status.finished_at - status.started_at
-                    if status.finished_at is not None and status.started_at is not None
-                    else None
-                )
                 transition = Transition(
-                    learner.id, step_id, status.state, status.message, status.hint, time.time(), duration
+                    learner.id, step_id, status.state, status.message, status.hint, time.time(), status.duration
                 )
                 if status.state == "failed":
                     learner.errors.append({"step": step_id, "message": status.message, "time": transition.time})
@@ -338,6 +332,11 @@ class Workshop:
         self._spawn(asyncio.to_thread(self.store.touch, learner.id))
         if changed:
             self.rooms[learner.room].changed()
+
+    @staticmethod
+    def _stored(learner: Learner, step_id: str) -> StepStatus:
+        """A step of a learner whose lab is not open: only its last stored state is known."""
+        return StepStatus(state=cast(StepState, learner.states.get(step_id, "pending")))
 
     def _session(self, learner: Learner) -> LabSession | None:
         return next((s for s in self.labs if s.id == learner.id), None)
@@ -402,7 +401,8 @@ class Workshop:
         rows = [self._row(learner, now) for learner in room.learners.values()]
         at = Counter(row["current_step"] for row in rows if row["current_step"])
         failed = Counter(row["last_error"]["reason"] for row in rows if row["failed"] and row["last_error"])
-        summary = [f"{n} at step {MAIN_STEP_IDS.index(s) + 1} ({s})" for s, n in sorted(at.items(), key=_step_order)]
+        ordered = sorted(at.items(), key=lambda item: MAIN_STEP_IDS.index(item[0]))
+        summary = [f"{n} at step {MAIN_STEP_IDS.index(s) + 1} ({s})" for s, n in ordered]
         done = sum(1 for row in rows if row["finished"])
         if done:
             summary.insert(0, f"{done} done")
@@ -429,22 +429,16 @@ class Workshop:
     def _row(self, learner: Learner, now: float) -> dict[str, Any]:
         session = self._session(learner)
         cells: dict[str, dict[str, Any]] = {}
-        current: str | None = None
+        current: str | None = None  # the first main step not done, while the learner's lab is open
         since = learner.joined
-        drills_done = 0
-        if session is not None:
-            for step_id in MAIN_STEP_IDS:
-                status = session.lab.status[step_id]
-                cells[step_id] = {"state": status.state, "message": status.message}
-                if status.state == "done" and status.finished_at is not None:
-                    since = max(since, status.finished_at)
-                if current is None and status.state != "done":
-                    current = step_id
-            drills_done = sum(1 for d in DRILLS if session.lab.status[d.id].state == "done")
-        else:
-            cells = {
-                step_id: {"state": learner.states.get(step_id, "pending"), "message": ""} for step_id in MAIN_STEP_IDS
-            }
+        for step_id in MAIN_STEP_IDS:
+            status = session.lab.status[step_id] if session else self._stored(learner, step_id)
+            cells[step_id] = {"state": status.state, "message": status.message}
+            if status.state == "done" and status.finished_at is not None:
+                since = max(since, status.finished_at)
+            if session is not None and current is None and status.state != "done":
+                current = step_id
+        drills_done = sum(1 for d in DRILLS if session.lab.status[d.id].state == "done") if session else 0
         failed = any(c["state"] == "failed" for c in cells.values())
         last_error = None
         if learner.errors:
@@ -470,18 +464,18 @@ class Workshop:
         transitions = await asyncio.to_thread(self.store.transitions, learner.id)
         steps = []
         for step in (*STEPS, *DRILLS):
-            status = session.lab.status[step.id] if session else None
+            status = session.lab.status[step.id] if session else self._stored(learner, step.id)
             steps.append(
                 {
                     "id": step.id,
                     "title": step.title,
                     "optional": step.optional,
-                    "state": status.state if status else learner.states.get(step.id, "pending"),
-                    "message": status.message if status else "",
-                    "started_at": status.started_at if status else None,
-                    "finished_at": status.finished_at if status else None,
-                    "output": list(status.output) if status else [],
-                    "result": dict(status.facts) if status else {},
+                    "state": status.state,
+                    "message": status.message,
+                    "started_at": status.started_at,
+                    "finished_at": status.finished_at,
+                    "output": list(status.output),
+                    "result": dict(status.facts),
                 }
             )
         return {
@@ -493,10 +487,6 @@ class Workshop:
             "errors": list(learner.errors),
             "transitions": [t.__dict__ for t in transitions],
         }
-
-
-def _step_order(item: tuple[str, int]) -> int:
-    return MAIN_STEP_IDS.index(item[0])
 
 
 def _reason(message: str) -> str:

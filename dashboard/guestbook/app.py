@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import redis.asyncio as aioredis
 from redis.exceptions import ReadOnlyError, ResponseError
 
+from dashboard.guestbook.endpoints import ServiceUnavailable
 from dashboard.guestbook.entries import KEY, encode_entry, split_entries
-from dashboard.guestbook.service import RedisService, ServiceUnavailable, SingleFlight
+from dashboard.guestbook.service import RedisService, SingleFlight
 
 LogFn = Callable[[str], None]
 Scope = dict[str, Any]
@@ -42,8 +43,9 @@ Headers = tuple[tuple[bytes, bytes], ...]
 
 MAX_VALUE_BYTES = 1024 * 1024  # the whole stored value (cmd=set, and the total an append may grow it to)
 MAX_BODY = 4 * 1024 * 1024  # a request body (a 1 MiB value, form-encoded, fits)
-PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page")
+PAGE_DIR = Path(__file__).resolve().parent / "page"
 CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
+SURROGATES = re.compile("[\ud800-\udfff]")  # a str holding one cannot be encoded: a lone surrogate
 JSON_TYPE = b"application/json"
 
 # ARGV: the encoded entry, the size limit, and "1" to return the new value ("0": its length only, for quiet=1)
@@ -102,15 +104,14 @@ class Response:
         }
 
 
-def json_response(status: int, payload: dict[str, Any], headers: Headers = ()) -> Response:
+def json_response(status: int, payload: dict[str, Any], headers: Headers = (), error: str = "") -> Response:
     """A JSON response (UTF-8, non-ASCII kept as is)."""
-    return Response(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), JSON_TYPE, headers)
+    return Response(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), JSON_TYPE, headers, error)
 
 
 def error_response(status: int, error: str, hint: str, headers: Headers = ()) -> Response:
     """The one error shape of the frontend: `{"error": one sentence, "hint": next step}`."""
-    body = json.dumps({"error": error, "hint": hint}, ensure_ascii=False).encode("utf-8")
-    return Response(status, body, JSON_TYPE, headers, error)
+    return json_response(status, {"error": error, "hint": hint}, headers, error)
 
 
 def printable(data: bytes, limit: int = 200) -> str:
@@ -154,13 +155,6 @@ def parse_form(data: bytes) -> dict[str, str]:
     return out
 
 
-def _check_unicode(value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadInput("The value is not valid Unicode (it contains a lone surrogate).", "Send real text.") from None
-
-
 class GuestbookApp:
     """The ASGI application of one frontend pod."""
 
@@ -183,13 +177,12 @@ class GuestbookApp:
 
     def _load_page(self) -> None:
         for name in ("index.html", "app.js", "style.css"):
-            with open(os.path.join(PAGE_DIR, name), "rb") as fh:
-                data = fh.read()
+            data = (PAGE_DIR / name).read_bytes()
             if name == "index.html":
                 data = data.replace(b"{{MAX_ENTRY_LENGTH}}", str(self.max_entry_length).encode())
                 pod = self.pod_name.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
                 data = data.replace(b"{{POD_NAME}}", pod.encode("utf-8"))
-            ctype = STATIC_TYPES[os.path.splitext(name)[1]]
+            ctype = STATIC_TYPES[Path(name).suffix]
             self._static["/" + name] = Response(200, data, ctype, PAGE_HEADERS)
         self._static["/"] = self._static["/index.html"]
 
@@ -240,7 +233,7 @@ class GuestbookApp:
 
     async def _guestbook(self, scope: Scope, receive: Receive) -> Response:
         if scope["query_string"] == b"cmd=get" and scope["method"] != "POST":  # the page's poll: skip the parsing
-            return await self._redis(self._get())
+            return await self._redis(self._reads.get())
         params = parse_form(scope["query_string"])
         if scope["method"] == "POST":
             params.update(await self._body_params(scope, receive))
@@ -258,7 +251,7 @@ class GuestbookApp:
         if cmd == "append":
             entry = self._valid_entry(params.get("value"))
             return await self._redis(self._append_entry(entry, quiet=params.get("quiet") == "1"))
-        return await self._redis(self._get())
+        return await self._redis(self._reads.get())
 
     async def _body_params(self, scope: Scope, receive: Receive) -> dict[str, str]:
         headers = dict(scope["headers"])
@@ -297,8 +290,8 @@ class GuestbookApp:
                 raise BadInput("The request body is not valid JSON in UTF-8.", 'Send {"value": "text"}.') from None
             if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
                 raise BadInput("The JSON body must be an object whose values are strings.", 'Send {"value": "text"}.')
-            for value in data.values():
-                _check_unicode(value)
+            if any(SURROGATES.search(value) for value in data.values()):
+                raise BadInput("The value is not valid Unicode (it contains a lone surrogate).", "Send real text.")
             return data
         raise BadInput(
             f"The Content-Type {printable(ctype, 60) or '(none)'} is not supported.",
@@ -345,10 +338,6 @@ class GuestbookApp:
             return await self.follower.execute(client, "GET", KEY)
 
         return self._get_response(await self.follower.run(get, idempotent=True))
-
-    async def _get(self) -> Response:
-        result: Response = await self._reads.get()
-        return result
 
     def _get_response(self, raw: Any) -> Response:
         if not isinstance(raw, bytes):

@@ -13,12 +13,13 @@ import json
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 Address = tuple[str, int]
 
 
-class EndpointsUnavailable(Exception):
-    """No endpoint can be used for a service. `str(exc)` is one sentence; `hint` is the next step."""
+class ServiceUnavailable(Exception):
+    """No endpoint of a service can be used, or none answers. `str(exc)` is one sentence; `hint` is the next step."""
 
     def __init__(self, message: str, hint: str) -> None:
         super().__init__(message)
@@ -81,8 +82,7 @@ class EndpointsFile:
         if stamp == self._stamp:
             return
         try:
-            with open(self.path, encoding="utf-8") as fh:
-                services = parse_endpoints(fh.read())
+            services = parse_endpoints(Path(self.path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             if self._stamp is None:
                 self._set({}, stamp, f"invalid ({exc})")
@@ -99,21 +99,21 @@ class EndpointsFile:
         self._problem = problem
 
     def lookup(self, service: str) -> list[Address]:
-        """The endpoints of `service` (after a time-gated refresh); raise EndpointsUnavailable when there are none."""
+        """The endpoints of `service` (after a time-gated refresh); raise ServiceUnavailable when there are none."""
         self.refresh()
         if self._problem == "missing":
-            raise EndpointsUnavailable(
+            raise ServiceUnavailable(
                 f"The endpoints file {self.path} does not exist, so no Redis endpoint is known.",
                 "Run the Redis steps of the lab first; the platform writes this file when the Services have endpoints.",
             )
         if self._problem is not None:
-            raise EndpointsUnavailable(
+            raise ServiceUnavailable(
                 f"The endpoints file {self.path} is {self._problem}.",
                 "The local platform writes this file; restart the lab step that manages the Redis Services.",
             )
         addrs = self._services.get(service)
         if not addrs:
-            raise EndpointsUnavailable(
+            raise ServiceUnavailable(
                 f"The {service} Service has no ready endpoints.",
                 f"Check that the {service} pods are Running and ready (kubectl get endpoints {service}).",
             )

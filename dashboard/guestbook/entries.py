@@ -9,7 +9,10 @@ The only thing lost is that an upstream writer's literal "%2C" reads back as ","
 
 from __future__ import annotations
 
+import re
+
 KEY = "guestbook"
+ESCAPES = re.compile("%(2C|25)", re.IGNORECASE)  # the only two escapes, scanned left to right like the decoder
 
 
 def encode_entry(entry: str) -> str:
@@ -19,23 +22,7 @@ def encode_entry(entry: str) -> str:
 
 def decode_entry(stored: str) -> str:
     """The inverse of `encode_entry` (case-insensitive on the hex, like percent-decoding)."""
-    if "%" not in stored:
-        return stored
-    out: list[str] = []
-    i = 0
-    while i < len(stored):
-        chunk = stored[i : i + 3]
-        upper = chunk.upper()
-        if upper == "%2C":
-            out.append(",")
-            i += 3
-        elif upper == "%25":
-            out.append("%")
-            i += 3
-        else:
-            out.append(stored[i])
-            i += 1
-    return "".join(out)
+    return ESCAPES.sub(lambda m: "," if m.group(1).upper() == "2C" else "%", stored) if "%" in stored else stored
 
 
 def split_entries(raw: str | bytes | None) -> list[str]:

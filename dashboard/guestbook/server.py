@@ -385,11 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     if os.environ.get("GUESTBOOK_LOOP", "auto") != "asyncio":  # GUESTBOOK_LOOP=asyncio forces the stdlib loop
-        try:
+        with contextlib.suppress(ImportError):
             import uvloop  # optional: a faster event loop when installed
-        except ImportError:
-            pass
-        else:
+
             runner = uvloop.run
     runner(serve(args, sock))
     return 0

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -29,7 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dashboard.guestbook.endpoints import Address, EndpointsFile, EndpointsUnavailable
+from dashboard.guestbook.endpoints import Address, EndpointsFile, ServiceUnavailable
 
 try:  # redis-py >= 7
     from redis.maint_notifications import MaintNotificationsConfig
@@ -50,17 +50,8 @@ POOL_SIZE = 32
 BROKEN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-class ServiceUnavailable(Exception):
-    """No endpoint of the service answers. `str(exc)` is one sentence; `hint` is the next step."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.hint = hint
-
-
 def _reason(exc: BaseException) -> str:
-    text = str(exc).rstrip(".") or type(exc).__name__
-    return text
+    return str(exc).rstrip(".") or type(exc).__name__
 
 
 class RedisService:
@@ -84,10 +75,7 @@ class RedisService:
     # endpoints and clients -------------------------------------------------------------------------------------
 
     def _addresses(self) -> list[Address]:
-        try:
-            addrs = self._endpoints.lookup(self.name)
-        except EndpointsUnavailable as exc:
-            raise ServiceUnavailable(str(exc), exc.hint) from None
+        addrs = self._endpoints.lookup(self.name)
         if self._endpoints.version != self._version:
             self._version = self._endpoints.version
             if self._addr is not None and self._addr not in addrs:
@@ -218,7 +206,7 @@ class RedisService:
                 await client.aclose(close_connection_pool=True)
 
 
-class SingleFlight:
+class SingleFlight(Generic[T]):
     """Single-flight for one read: concurrent callers share the one read in flight (Go's `singleflight`).
 
     The first caller starts the read; callers that arrive while it is in flight wait for the same answer, and the
@@ -230,24 +218,24 @@ class SingleFlight:
     Each caller gets a future of its own (cancelling it touches nobody else), resolved when the read finishes.
     """
 
-    def __init__(self, read: Callable[[], Awaitable[Any]]) -> None:
+    def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
         self._read = read
-        self._waiters: list[asyncio.Future[Any]] = []  # waiting for the read in flight; empty when none is
+        self._waiters: list[asyncio.Future[T]] = []  # waiting for the read in flight; empty when none is
 
-    def get(self) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    def get(self) -> asyncio.Future[T]:
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         if len(self._waiters) == 1:
             asyncio.ensure_future(self._read()).add_done_callback(self._finished)
         return fut
 
-    def _finished(self, task: asyncio.Future[Any]) -> None:
+    def _finished(self, task: asyncio.Future[T]) -> None:
         waiters, self._waiters = self._waiters, []
         for fut in waiters:
             _copy_outcome(fut, task)
 
 
-def _copy_outcome(out: asyncio.Future[Any], task: asyncio.Future[Any]) -> None:
+def _copy_outcome(out: asyncio.Future[T], task: asyncio.Future[T]) -> None:
     if out.done():
         return
     if task.cancelled():

@@ -29,12 +29,10 @@ from dashboard.session import DEFAULT_LAB, LabRegistry
 from dashboard.settings import PROJECT_ROOT, Settings
 from dashboard.store import Store
 from dashboard.web.auth import identify
-from dashboard.web.headers import FrameHeaders
-from dashboard.web.limits import BodyLimit, CleanPath
+from dashboard.web.limits import Hardened
 from dashboard.web.render import error_response
 from dashboard.web.routes import LAB_ROUTERS, SITE_ROUTERS
 from dashboard.web.routes.workshop import workshop_entry
-from dashboard.web.shutdown import QuietShutdown
 from dashboard.workshop import Workshop
 
 log = logging.getLogger("dashboard")
@@ -124,11 +122,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
-    # -- hostile input (issue 9): outermost, so they hold for every answer, the guard's refusals included --
-    app.add_middleware(BodyLimit)  # request bodies over 1 MiB: 413, counted as they stream, never buffered
-    app.add_middleware(CleanPath)  # a control character in the path: 400 (no route has one)
-    app.add_middleware(FrameHeaders)  # frame-ancestors 'self' + X-Frame-Options on every response
-    app.add_middleware(QuietShutdown)  # a request cancelled by the server's stop ends with 503, no traceback
+    # hostile input (issue 9), framing headers, a quiet stop: outermost, so they hold for every answer, the guard's
+    # refusals included (`dashboard.web.limits`)
+    app.add_middleware(Hardened)
 
     @app.exception_handler(DashboardError)
     async def dashboard_error(request: Request, exc: DashboardError) -> Response:

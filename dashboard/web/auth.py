@@ -15,14 +15,13 @@ the principal is the `instructor`. In workshop mode:
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from fastapi import Request
 
 from dashboard.errors import Forbidden
-from dashboard.security import COOKIE, Unauthorized
+from dashboard.security import COOKIE, Unauthorized, bearer_token, same_token
 
 if TYPE_CHECKING:
     from dashboard.workshop import Workshop
@@ -45,17 +44,14 @@ ANONYMOUS = Principal("anonymous")
 
 
 def _same(candidate: str | None, secret: str | None) -> bool:
-    if not candidate or not secret:
-        return False
-    return hmac.compare_digest(candidate.encode("utf-8", "surrogateescape"), secret.encode("utf-8"))
+    return bool(candidate and secret and same_token(candidate, secret))
 
 
 def identify(request: Request, token: str | None, workshop: Workshop | None) -> Principal:
     """The principal of `request` (see the module docstring)."""
     if workshop is None:
         return INSTRUCTOR
-    header = request.headers.get("authorization", "")
-    bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
+    bearer = bearer_token(request.headers.get("authorization", ""))
     if any(_same(c, token) for c in (bearer, request.cookies.get(COOKIE), request.query_params.get("token"))):
         return INSTRUCTOR
     learner = workshop.learner_for_secret(request.cookies.get(LEARNER_COOKIE))
@@ -69,16 +65,13 @@ def identify(request: Request, token: str | None, workshop: Workshop | None) -> 
 
 
 def principal(request: Request) -> Principal:
-    found: Principal = getattr(request.state, "principal", INSTRUCTOR)
-    return found
+    return cast(Principal, getattr(request.state, "principal", INSTRUCTOR))
 
 
 def authorize(request: Request, lab_id: str, room_of_lab: str | None) -> None:
     """Raise unless the request's principal may use lab `lab_id` (of room `room_of_lab`) with this method."""
     who = principal(request)
-    if who.role == "instructor":
-        return
-    if who.role == "learner" and who.lab_id == lab_id:
+    if who.role == "instructor" or (who.role == "learner" and who.lab_id == lab_id):
         return
     if who.role == "observer" and request.method in READ_METHODS and room_of_lab == who.room_id:
         return

@@ -8,7 +8,7 @@ lab); an unknown lab id is a 404 with one sentence.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
@@ -18,8 +18,7 @@ from dashboard.web.auth import authorize
 
 
 def registry(request: Request) -> LabRegistry:
-    labs: LabRegistry = request.app.state.labs
-    return labs
+    return cast(LabRegistry, request.app.state.labs)
 
 
 def lab_session(request: Request) -> LabSession:

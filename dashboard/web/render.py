@@ -1,6 +1,7 @@
 """One way to answer: a route returns data, `respond` renders it as JSON or as the htmx fragment of its topic.
 
-- `TEMPLATES`: the Jinja2 environment (with the `age`, `clock` and `iso` filters), built once per process.
+- `TEMPLATES`: the Jinja2 environment (with the `age`, `clock` and `iso` filters, and `Markup` and `human_bytes`
+  for the lag charts), built once per process.
 - `topic_context(session, topic)`: the data of one live panel of a lab, from the session only (templates never
   reach into `request.app.state`); `render_topic` renders its `_<topic>.html` partial. The page, `/fragments/…`,
   the SSE stream and the htmx answers of actions all use these, so a panel has one context builder.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from fastapi import Request
@@ -54,9 +56,8 @@ def format_iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-TEMPLATES.env.filters["age"] = format_age
-TEMPLATES.env.filters["iso"] = format_iso
-TEMPLATES.env.filters["clock"] = format_clock
+TEMPLATES.env.filters.update(age=format_age, iso=format_iso, clock=format_clock)
+TEMPLATES.env.globals.update(Markup=Markup, human_bytes=human_bytes)
 
 
 def base_path(session: LabSession) -> str:
@@ -74,9 +75,7 @@ async def pods_json(session: LabSession) -> list[dict[str, Any]]:
 def replication_json(session: LabSession) -> dict[str, Any]:
     """GET /api/replication and the Redis panel: the sampler's snapshot, plus `redis_access` {mode, using, reason}
     (how the platform reaches the pods: pod IPs, port-forward, loopback)."""
-    data = dict(session.sampler.snapshot.to_json())
-    data["redis_access"] = session.platform.redis_access().to_json()
-    return data
+    return {**session.sampler.snapshot.to_json(), "redis_access": session.platform.redis_access().to_json()}
 
 
 async def event_rows(session: LabSession, limit: int = EVENTS_LIMIT) -> list[dict[str, object]]:
@@ -94,14 +93,19 @@ def log_columns(session: LabSession) -> list[dict[str, Any]]:
     return columns
 
 
-async def topic_context(session: LabSession, topic: str) -> dict[str, Any]:
-    """The data the partial `_<topic>.html` shows, for one lab."""
-    lab, experiments = session.lab, session.experiments
-    ctx: dict[str, Any] = {
+def lab_context(session: LabSession) -> dict[str, Any]:
+    """What every template of a lab needs: its URL prefix, its platform's name and capabilities."""
+    return {
         "base": base_path(session),
         "platform": session.platform.name,
         "capabilities": session.platform.capabilities,
     }
+
+
+async def topic_context(session: LabSession, topic: str) -> dict[str, Any]:
+    """The data the partial `_<topic>.html` shows, for one lab."""
+    lab, experiments = session.lab, session.experiments
+    ctx = lab_context(session)
     if topic in ("steps", "drills"):
         body = lab.to_json()
         ctx.update(lab=body, steps=lab.steps, drills=body["drills"])
@@ -121,14 +125,7 @@ async def topic_context(session: LabSession, topic: str) -> dict[str, Any]:
             LAG_WINDOW_SECONDS,
             drill_marks=list(experiments.marks),
         )
-        ctx.update(
-            charts=charts,
-            marks=MARKS,
-            window=LAG_WINDOW_SECONDS,
-            interval=session.settings.sample_interval,
-            Markup=Markup,
-            human_bytes=human_bytes,
-        )
+        ctx.update(charts=charts, marks=MARKS, window=LAG_WINDOW_SECONDS, interval=session.settings.sample_interval)
     elif topic == "experiments":
         ctx.update(
             probe=experiments.probe,
@@ -152,11 +149,13 @@ async def render_topic(session: LabSession, topic: str) -> str:
 
 async def shared_fragment(session: LabSession, topic: str) -> tuple[int, str]:
     """The panel's fragment at its current version, rendered at most once per version for all viewers."""
+    return await session.hub.rendered(topic, partial(render_topic, session, topic))
 
-    async def render() -> str:
-        return await render_topic(session, topic)
 
-    return await session.hub.rendered(topic, render)
+def sse_event(event: str, html: str) -> str:
+    """One Server-Sent Event carrying a fragment: a `data:` line per line of it."""
+    data = "\n".join(f"data: {line}" for line in html.splitlines() or [""])
+    return f"event: {event}\n{data}\n\n"
 
 
 def wants_fragment(request: Request) -> bool:
@@ -184,25 +183,17 @@ async def respond(request: Request, session: LabSession, data: Any, topic: str, 
 
 def error_response(request: Request, error: DashboardError) -> Response:
     """Every error, rendered once: JSON, an htmx fragment in the asking element's error slot, or a page."""
-    response = _error_response(request, error)
-    if error.retry_after is not None:
-        response.headers["Retry-After"] = str(error.retry_after)
-    return response
-
-
-def _error_response(request: Request, error: DashboardError) -> Response:
+    response: Response
     if wants_fragment(request):
         trigger = request.headers.get("hx-trigger", "")
         target = f"#{trigger}-error" if trigger.replace("-", "").isalnum() else "#page-error"
-        return TEMPLATES.TemplateResponse(
-            request,
-            "_error.html",
-            {"error": error},
-            status_code=error.status,
-            headers={"HX-Retarget": target, "HX-Reswap": "innerHTML"},
-        )
-    if wants_json(request):
-        return JSONResponse(error.to_json(), status_code=error.status)
-    return TEMPLATES.TemplateResponse(
-        request, "error.html", {"error": error, "status": error.status}, status_code=error.status
-    )
+        headers = {"HX-Retarget": target, "HX-Reswap": "innerHTML"}
+        response = TEMPLATES.TemplateResponse(request, "_error.html", {"error": error}, error.status, headers)
+    elif wants_json(request):
+        response = JSONResponse(error.to_json(), status_code=error.status)
+    else:
+        ctx = {"error": error, "status": error.status}
+        response = TEMPLATES.TemplateResponse(request, "error.html", ctx, status_code=error.status)
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response

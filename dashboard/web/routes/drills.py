@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from dashboard.errors import BadRequest
 from dashboard.web.deps import Lab
@@ -79,11 +79,3 @@ async def api_load_stop(request: Request, session: Lab) -> Response:
     session.experiments.stop_load_now()
     load = session.experiments.load
     return await respond(request, session, load.to_json() if load else None, "experiments")
-
-
-@router.get("/api/drills-status", include_in_schema=False)
-async def api_status(session: Lab) -> JSONResponse:
-    """Counters for tests and benchmarks: lag renders, log fetches."""
-    return JSONResponse(
-        {"lag_renders": session.hub.renders.get("lag", 0), "logs_fetches": session.experiments.logs_fetches}
-    )

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from dashboard.web.deps import Lab
-from dashboard.web.render import shared_fragment
+from dashboard.web.render import shared_fragment, sse_event
 
 router = APIRouter()
 KEEPALIVE_SECONDS = 15.0
@@ -38,8 +38,7 @@ async def events(request: Request, session: Lab) -> StreamingResponse:
                 for topic in changed:
                     version, html = await shared_fragment(session, topic)
                     seen[topic] = version
-                    data = "\n".join(f"data: {line}" for line in html.splitlines() or [""])
-                    yield f"event: {topic}\n{data}\n\n"
+                    yield sse_event(topic, html)
         finally:
             hub.viewers -= 1
 

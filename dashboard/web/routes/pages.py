@@ -17,7 +17,7 @@ from dashboard.settings import MANIFESTS_DIR
 from dashboard.steps import STEPS
 from dashboard.web.auth import LEARNER_COOKIE
 from dashboard.web.deps import Lab, registry
-from dashboard.web.render import TEMPLATES, base_path, render_topic
+from dashboard.web.render import TEMPLATES, lab_context, render_topic
 
 router = APIRouter(include_in_schema=False)
 site_router = APIRouter()
@@ -30,21 +30,19 @@ async def index(request: Request, session: Lab) -> Response:
     panels = {topic: Markup(await render_topic(session, topic)) for topic in TOPICS}
     workshop = request.app.state.workshop
     learner = workshop.learner_for_secret(request.cookies.get(LEARNER_COOKIE)) if workshop is not None else None
+    if learner is not None and learner.id != session.id:
+        learner = None  # shown on the learner's own lab only
     ctx = {
+        **lab_context(session),
         "settings": session.settings,
-        "platform": session.platform.name,
-        "capabilities": session.platform.capabilities,
         "platform_error": session.platform_error,
         "version": __version__,
-        "base": base_path(session),
         "lab_id": session.id,
         "panels": panels,
         "view": request.query_params.get("view", ""),
         "readonly": request.query_params.get("look") == "1",
-        "learner": learner if learner is not None and learner.id == session.id else None,
-        "rejoin_code": workshop.take_rejoin_code(session.id)
-        if learner is not None and learner.id == session.id
-        else None,
+        "learner": learner,
+        "rejoin_code": workshop.take_rejoin_code(session.id) if learner is not None else None,
     }
     return TEMPLATES.TemplateResponse(request, "index.html", ctx)
 

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from dashboard.errors import DashboardError
 from dashboard.web.deps import Lab
-from dashboard.web.render import EVENTS_LIMIT, TEMPLATES, base_path, event_rows
+from dashboard.web.render import EVENTS_LIMIT, TEMPLATES, event_rows, lab_context
 
 router = APIRouter()
 
@@ -33,11 +33,5 @@ async def preflight_page(request: Request, session: Lab) -> Response:
         report = await session.platform.preflight()
     except DashboardError as exc:
         report = {"platform": session.platform.name, "ok": False, "error": exc.to_json(), "checks": []}
-    ctx = {
-        "settings": session.settings,
-        "platform": session.platform.name,
-        "capabilities": session.platform.capabilities,
-        "report": report,
-        "base": base_path(session),
-    }
+    ctx = {**lab_context(session), "settings": session.settings, "report": report}
     return TEMPLATES.TemplateResponse(request, "preflight.html", ctx)

@@ -24,10 +24,8 @@ async def api_replication(session: Lab) -> dict[str, Any]:
 @router.get("/api/lag")
 async def api_lag(session: Lab) -> dict[str, Any]:
     """Per follower the last samples {time, gap_bytes, seconds_behind, link}; replication events; drill marks."""
-    body = dict(session.sampler.history.to_json())
-    body["interval"] = session.settings.sample_interval
-    body["marks"] = list(session.experiments.marks)
-    return body
+    history = session.sampler.history.to_json()
+    return {**history, "interval": session.settings.sample_interval, "marks": list(session.experiments.marks)}
 
 
 @router.get("/api/logs-side")

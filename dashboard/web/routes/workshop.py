@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import segno
 from fastapi import APIRouter, Request
@@ -32,12 +32,12 @@ from markupsafe import Markup
 from dashboard.errors import BadRequest, DashboardError, NotFound
 from dashboard.session import DEFAULT_LAB
 from dashboard.web.auth import LEARNER_COOKIE, OBSERVER_COOKIE, principal, require_instructor
-from dashboard.web.render import TEMPLATES, wants_fragment
+from dashboard.web.render import TEMPLATES, sse_event, wants_fragment
 from dashboard.web.routes.drills import body_params
+from dashboard.web.routes.live import KEEPALIVE_SECONDS
 from dashboard.workshop import MAIN_STEP_IDS, Room, Workshop, grid_csv, record_markdown
 
 router = APIRouter()
-KEEPALIVE_SECONDS = 15.0
 
 
 def workshop_of(request: Request) -> Workshop:
@@ -76,10 +76,6 @@ def qr_svg(url: str) -> Markup:
     return Markup(svg)
 
 
-def client_key(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 # -- learners -----------------------------------------------------------------------------------------------------
 
 
@@ -103,7 +99,7 @@ async def join(request: Request) -> Response:
         room_id,
         str(params.get("code", ""))[:40],
         str(params.get("name", ""))[:200],
-        client_key(request),
+        request.client.host if request.client else "unknown",
         rejoin_code=str(params.get("rejoin_code", "") or "")[:40],
     )
     url = f"/labs/{learner.id}/"
@@ -124,8 +120,7 @@ async def room_preflight(request: Request) -> dict[str, Any] | None:
         report = await request.app.state.labs.get(DEFAULT_LAB).platform.preflight()
     except DashboardError:
         return None
-    room: dict[str, Any] | None = report.get("room")
-    return room
+    return cast(dict[str, Any] | None, report.get("room"))
 
 
 @router.get("/rooms", include_in_schema=False)
@@ -210,10 +205,10 @@ async def learner_markdown(request: Request, room_id: str, learner_id: str) -> R
     return PlainTextResponse(record_markdown(record), media_type="text/markdown; charset=utf-8")
 
 
-async def grid_answer(request: Request, workshop: Workshop, room: Room, status_code: int = 200) -> Response:
+async def grid_answer(request: Request, workshop: Workshop, room: Room) -> Response:
     if wants_fragment(request):
-        return HTMLResponse(render_grid(request, workshop, room), status_code=status_code)
-    return JSONResponse(workshop.grid(room.id), status_code=status_code)
+        return HTMLResponse(render_grid(workshop, room))
+    return JSONResponse(workshop.grid(room.id))
 
 
 @router.post("/api/rooms/{room_id}/learners/{learner_id}/reset", tags=["workshop"], response_model=None)
@@ -266,39 +261,36 @@ async def lock(request: Request, room_id: str) -> Response:
 # -- pages and the live grid ----------------------------------------------------------------------------------------
 
 
-def render_grid(request: Request, workshop: Workshop, room: Room, *, present: bool = False) -> str:
+def render_grid(workshop: Workshop, room: Room, *, present: bool = False) -> str:
     ctx = {"grid": workshop.grid(room.id), "room": room, "present": present}
     return TEMPLATES.get_template("_grid.html").render(ctx)
 
 
-@router.get("/rooms/{room_id}", include_in_schema=False)
-async def room_page(request: Request, room_id: str) -> Response:
-    workshop, room = room_for(request, room_id)
+async def room_view(request: Request, room_id: str, *, present: bool) -> Response:
+    """The instructor's page of a room or (`present`) the projector's view of it: join code, QR code, grid."""
+    workshop, room = room_for(request, room_id, observer_may=present)
     ctx = {
         "room": room,
-        "info": room_json(request, room),
+        "info": {"join_code": room.join_code, "join_url": join_url(request, room)}
+        if present
+        else room_json(request, room),
         "qr": qr_svg(join_url(request, room, with_code=True)),
-        "grid_html": Markup(render_grid(request, workshop, room)),
-        "steps": MAIN_STEP_IDS,
-        "present": False,
+        "grid_html": Markup(render_grid(workshop, room, present=present)),
+        "present": present,
         "base": "",
-        "fit": await room_preflight(request),
+        "fit": None if present else await room_preflight(request),
     }
     return TEMPLATES.TemplateResponse(request, "rooms.html", ctx)
+
+
+@router.get("/rooms/{room_id}", include_in_schema=False)
+async def room_page(request: Request, room_id: str) -> Response:
+    return await room_view(request, room_id, present=False)
 
 
 @router.get("/rooms/{room_id}/present", include_in_schema=False)
 async def present_page(request: Request, room_id: str) -> Response:
-    workshop, room = room_for(request, room_id, observer_may=True)
-    ctx = {
-        "room": room,
-        "info": {"join_code": room.join_code, "join_url": join_url(request, room)},
-        "qr": qr_svg(join_url(request, room, with_code=True)),
-        "grid_html": Markup(render_grid(request, workshop, room, present=True)),
-        "present": True,
-        "base": "",
-    }
-    return TEMPLATES.TemplateResponse(request, "rooms.html", ctx)
+    return await room_view(request, room_id, present=True)
 
 
 @router.get("/rooms/{room_id}/events", include_in_schema=False)
@@ -310,7 +302,7 @@ async def room_events(request: Request, room_id: str) -> StreamingResponse:
     topic = "present" if present else "grid"
 
     async def render() -> str:
-        return render_grid(request, workshop, room, present=present)
+        return render_grid(workshop, room, present=present)
 
     async def stream() -> AsyncIterator[str]:
         seen: dict[str, int] = {}
@@ -328,7 +320,6 @@ async def room_events(request: Request, room_id: str) -> StreamingResponse:
                 continue
             version, html = await room.hub.rendered(topic, render)
             seen[topic] = version
-            data = "\n".join(f"data: {line}" for line in html.splitlines() or [""])
-            yield f"event: grid\n{data}\n\n"
+            yield sse_event("grid", html)
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
