@@ -53,7 +53,6 @@ class Experiments:
     marks: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MARKS_LIMIT))
     logs: list[tuple[str, str, list[LogLine]]] = field(default_factory=list)  # (pod, component, lines)
     logs_wanted_until: float = 0.0
-    logs_fetches: int = 0
     _probe_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -125,7 +124,6 @@ class Experiments:
         pods = [p for p in await self.platform.get_pods() if p.component != "frontend" and not p.deleting]
         pods.sort(key=lambda p: (p.component != "redis-leader", p.created_at, p.name))
         results = await asyncio.gather(*(self.platform.logs(p.name, LOG_TAIL) for p in pods), return_exceptions=True)
-        self.logs_fetches += 1
         logs: list[tuple[str, str, list[LogLine]]] = [
             (pod.name, pod.component, list(lines) if not isinstance(lines, BaseException) else [])
             for pod, lines in zip(pods, results, strict=True)

@@ -36,7 +36,6 @@ class Hub:
         self.versions: dict[str, int] = dict.fromkeys(topics, 0)
         self._event = asyncio.Event()
         self._cache: dict[str, tuple[int, str]] = {}
-        self.renders: dict[str, int] = dict.fromkeys(topics, 0)  # how often each topic was rendered (benchmarks)
         self._rendering: dict[str, asyncio.Lock] = {topic: asyncio.Lock() for topic in topics}
         self.viewers = 0  # open live streams (browser tabs) on this lab
 
@@ -65,6 +64,5 @@ class Hub:
             if cached is not None and cached[0] == version:
                 return cached
             html = await render()
-            self.renders[topic] += 1
             self._cache[topic] = (version, html)
             return version, html
