@@ -340,8 +340,8 @@ class LocalPlatform:
         return [
             RedisEndpoint(name=pod.name, component=pod.component, host=LOOPBACK, port=pod.port)
             for pod in self._all_pods()
-            if pod.component != "frontend" and pod.ready and pod.port is not None
-        ]
+            if pod.component != "frontend" and pod.ready and not pod.deleting and pod.port is not None
+        ]  # as on Kubernetes: a Terminating pod is not asked any more
 
     async def frontend_endpoints(self) -> list[str]:
         return [f"http://{LOOPBACK}:{port}" for _, port in self._serving("frontend")]
