@@ -156,7 +156,7 @@ class KubernetesPlatform:
 
     def _ensure_namespace(self) -> None:
         status, body = self.api.request(
-            "GET", f"/api/v1/namespaces/{self.namespace}", verb="get", resource="namespaces", ok=(403, 404)
+            "GET", api_path("Namespace", "", self.namespace), verb="get", resource="namespaces", ok=(403, 404)
         )
         if status == 403:
             return  # a namespaced Role cannot read Namespaces; the watch's list tells whether we may work here
@@ -169,7 +169,12 @@ class KubernetesPlatform:
                 "metadata": {"name": self.namespace, "labels": {objects.LAB_LABEL_KEY: objects.LAB_LABEL_VALUE}},
             }
             self.api.request(
-                "POST", "/api/v1/namespaces", verb="create", resource="namespaces", name=self.namespace, body=namespace
+                "POST",
+                api_path("Namespace", ""),
+                verb="create",
+                resource="namespaces",
+                name=self.namespace,
+                body=namespace,
             )
             return
         if (body.get("status") or {}).get("phase") == "Terminating":

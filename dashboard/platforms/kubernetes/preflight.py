@@ -12,7 +12,7 @@ from typing import Any
 
 from dashboard.errors import DashboardError
 from dashboard.models import RedisAccess
-from dashboard.platforms.kubernetes.api import Api
+from dashboard.platforms.kubernetes.api import Api, api_path
 from dashboard.platforms.kubernetes.namespace import LEARNER_RULES, LabRequests, cpu_millis, memory_bytes, show_memory
 
 # What the lab needs, for the pre-flight: (verb, group, resource, subresource, what it is needed for).
@@ -69,7 +69,7 @@ async def preflight(
     except DashboardError as exc:
         return _report({**result, "ok": False, "error": exc.to_json(), "checks": []})
     status, found = await asyncio.to_thread(
-        api.request, "GET", f"/api/v1/namespaces/{namespace}", verb="get", resource="namespaces", ok=(403, 404)
+        api.request, "GET", api_path("Namespace", "", namespace), verb="get", resource="namespaces", ok=(403, 404)
     )
     result["namespace"] = {
         "name": namespace,
