@@ -17,7 +17,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from websocket import ABNF, WebSocketConnectionClosedException, WebSocketException
 
@@ -25,6 +25,12 @@ from dashboard.errors import DashboardError, PlatformError
 from dashboard.platforms.kubernetes.api import Api
 
 log = logging.getLogger(__name__)
+MOVES = 3  # pods a connection is tried on when the dial is refused before any answer
+
+
+class Relayed(NamedTuple):
+    error: str | None  # what the port's error channel said, if anything
+    answered: bool  # whether the pod sent any data back
 
 
 class PortForward:
@@ -79,21 +85,8 @@ class PortForward:
     def _pipe(self, conn: socket.socket) -> None:
         with self._lock:
             self._open.add(conn)
-        forward: Any = None
         try:
-            pod = self.target()
-            if pod is None:
-                self.error = PlatformError("No ready pod to forward to.", "Wait until the pods are Ready.")
-                return
-            forward = self.api.portforward(pod, self.remote_port)
-            self.connections += 1
-            # The kubelet reports a failed dial inside the pod on the port's error channel, then closes.
-            failure = relay(conn, forward, self._closed)
-            if failure:
-                raise PlatformError(
-                    f"The port-forward to pod {pod} port {self.remote_port} failed: {failure.strip()}.",
-                    "Check that the container listens on that port (kubectl logs, kubectl describe pod).",
-                )
+            self._forward(conn)
             self.error = None
         except DashboardError as exc:
             self.error = exc
@@ -105,8 +98,37 @@ class PortForward:
                 self._open.discard(conn)
             with contextlib.suppress(OSError):
                 conn.close()
-            if forward is not None:
+
+    def _forward(self, conn: socket.socket) -> None:
+        """Relay `conn` to the pod `target()` names. A dial the pod refused before it answered anything (a frontend
+        Ready before its server listens: the tutorial has no readiness probe) moves the connection, with what it sent
+        so far, to the next pod `target()` names, as a Service would send the next connection elsewhere."""
+        unanswered = bytearray()
+        tried: list[str] = []
+        failure: PlatformError | None = None
+        while True:
+            pod = self.target()
+            if pod is None:
+                raise PlatformError("No ready pod to forward to.", "Wait until the pods are Ready.")
+            if failure is not None and pod in tried:  # no other pod to try: the last refusal stands
+                raise failure
+            tried.append(pod)
+            forward = self.api.portforward(pod, self.remote_port)
+            self.connections += 1
+            try:
+                # The kubelet reports a failed dial inside the pod on the port's error channel, then closes.
+                outcome = relay(conn, forward, self._closed, unanswered)
+            finally:
                 close_websocket(forward)
+            if outcome.error is None:
+                return
+            failure = PlatformError(
+                f"The port-forward to pod {pod} port {self.remote_port} failed: {outcome.error.strip()}.",
+                "Check that the container listens on that port (kubectl logs, kubectl describe pod).",
+            )
+            if outcome.answered or len(tried) == MOVES:
+                raise failure
+            log.info("port-forward :%s: %s Trying another pod.", self.port, failure.message)
 
 
 def close_websocket(websocket: Any) -> None:
@@ -119,15 +141,21 @@ def close_websocket(websocket: Any) -> None:
         websocket.shutdown()
 
 
-def relay(local: socket.socket, websocket: Any, closed: threading.Event) -> str | None:
+def relay(
+    local: socket.socket, websocket: Any, closed: threading.Event, unanswered: bytearray | None = None
+) -> Relayed:
     """Copy bytes both ways between `local` and a one-port port-forward `websocket` until either side closes (or
-    `closed` is set); what the port's error channel said, if anything.
+    `closed` is set). `unanswered`, when given, is sent first, and keeps what `local` sends until the pod answers,
+    for a caller that replays a refused connection on another pod.
 
     `v4.channel.k8s.io` for one port: channel 0 carries the data, channel 1 the errors; the server opens each with
     one frame of the port number (2 bytes, little-endian), and every client frame is [0, data...].
     """
     errors: list[str] = []
     opened = [False, False]
+    answered = False
+    if unanswered:
+        websocket.send_binary(b"\x00" + bytes(unanswered))
     with selectors.DefaultSelector() as selector:
         selector.register(local, selectors.EVENT_READ, "local")
         remote = selector.register(websocket.sock, selectors.EVENT_READ, "remote")
@@ -141,24 +169,28 @@ def relay(local: socket.socket, websocket: Any, closed: threading.Event) -> str 
                     if key.data == "local":
                         data = local.recv(65536)
                         if not data:
-                            return "".join(errors) or None
+                            return Relayed("".join(errors) or None, answered)
+                        if unanswered is not None and not answered:
+                            unanswered += data
                         websocket.send_binary(b"\x00" + data)
                         continue
                     opcode, frame = websocket.recv_data_frame(True)
                     if opcode == ABNF.OPCODE_CLOSE:
-                        return "".join(errors) or None
+                        return Relayed("".join(errors) or None, answered)
                     if opcode == ABNF.OPCODE_BINARY and frame.data and frame.data[0] in (0, 1):
                         channel, payload = frame.data[0], frame.data[1:]
                         if not opened[channel]:
                             opened[channel] = True
                             payload = payload[2:]  # the port number that opens the channel
                         if payload and channel == 0:
+                            answered = True
                             local.sendall(payload)
                         elif payload:
                             errors.append(payload.decode("utf-8", "replace"))
                 except (OSError, WebSocketConnectionClosedException, WebSocketException):
-                    return "".join(errors) or None  # a reset or a closed side ends the copy like an EOF
-    return "".join(errors) or None
+                    # a reset or a closed side ends the copy like an EOF
+                    return Relayed("".join(errors) or None, answered)
+    return Relayed("".join(errors) or None, answered)
 
 
 def tls_buffered(sock: socket.socket) -> bool:
