@@ -4,7 +4,8 @@
   with `send_close`, which marks the websocket disconnected with its TCP socket still open, and
   `WebSocket.close()` then does nothing. `portforward.close_websocket` closes the socket too.
 - A connection whose dial the pod refused before answering anything moves, with what it sent, to the next pod
-  the forward names (a frontend Ready before Apache listens); one that has no other pod keeps the refusal.
+  the forward names (a frontend Ready before Apache listens); one that has no other pod, or sent more than a
+  replay keeps (REPLAY_LIMIT), keeps the refusal.
 - Frames TLS has already decrypted are relayed without waiting: the API server can send a port's first frames in
   the TLS record of its 101 (a kubelet that refused the dial at once: open, error, close), and reading the 101
   leaves them in the TLS buffer, where no selector sees them. Over TLS with a throwaway certificate (openssl).
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import websocket
 
-from dashboard.platforms.kubernetes.portforward import PortForward, Relayed, close_websocket, relay
+from dashboard.platforms.kubernetes.portforward import REPLAY_LIMIT, PortForward, Relayed, close_websocket, relay
 from tests.polling import wait_until
 
 SERVER_CLOSE = b"\x88\x00"  # a server's close frame: FIN + opcode 8, unmasked, no payload
@@ -32,7 +33,7 @@ def relayed_until_the_server_closes() -> tuple[websocket.WebSocket, socket.socke
     ws = websocket.WebSocket()
     ws.sock, ws.connected = ours, True
     theirs.sendall(b"\x82\x03\x00\x79\x18" + b"\x82\x03\x01\x79\x18" + SERVER_CLOSE)  # the two channels, then close
-    assert relay(local, ws, threading.Event()) == Relayed(None, answered=False)
+    assert relay(local, ws, threading.Event()) == Relayed(None, movable=False)
     assert not ws.connected and ours.fileno() != -1  # what websocket-client leaves: disconnected, socket open
     return ws, ours, [theirs, local, peer]
 
@@ -95,7 +96,7 @@ def test_frames_already_decrypted_with_the_101_are_relayed_without_waiting(tmp_p
         relaying = threading.Thread(target=lambda: outcome.append(relay(local, ws, closed)))
         relaying.start()
         relaying.join(5)  # the server keeps its TCP connection open: nothing more reaches the socket
-        assert outcome == [Relayed(REFUSED.decode(), answered=False)], "it waited with the frames in the TLS buffer"
+        assert outcome == [Relayed(REFUSED.decode(), movable=False)], "it waited with the frames in the TLS buffer"
     finally:
         closed.set()  # a relay still waiting returns within its 1 s select
         for sock in (client, server, local, peer):
@@ -104,10 +105,12 @@ def test_frames_already_decrypted_with_the_101_are_relayed_without_waiting(tmp_p
 
 class Kubelet:
     """Plays the API server's end of each port-forward websocket on a socket pair: a pod in `refusing` reports a
-    refused dial on the error channel once the client's first bytes came, any other answers `echo:` + them."""
+    refused dial on the error channel once `refuse_after` of the client's bytes came, any other answers `echo:` +
+    the client's first frame."""
 
-    def __init__(self, refusing: set[str]) -> None:
+    def __init__(self, refusing: set[str], refuse_after: int = 1) -> None:
         self.refusing = refusing
+        self.refuse_after = refuse_after
         self.asked: list[str] = []
         self.threads: list[threading.Thread] = []
 
@@ -129,6 +132,9 @@ class Kubelet:
             server.send_binary(b"\x01" + opening)
             _, frame = server.recv_data_frame(True)
             if pod in self.refusing:
+                received = len(frame.data) - 1
+                while received < self.refuse_after:
+                    received += len(server.recv_data_frame(True)[1].data) - 1
                 server.send_binary(b"\x01" + REFUSED)
             else:
                 server.send_binary(b"\x00echo:" + frame.data[1:])
@@ -171,5 +177,18 @@ def test_a_refused_dial_with_no_other_pod_keeps_the_refusal() -> None:
         assert error.message == (f"The port-forward to pod redis-leader-0 port 6379 failed: {REFUSED.decode()}."), (
             error.message
         )
+    finally:
+        forward.close()
+
+
+def test_a_connection_that_sent_more_than_it_keeps_is_not_replayed() -> None:
+    upload = b"x" * (REPLAY_LIMIT + 1000)  # more than a replay keeps: replaying the rest would garble it
+    kubelet = Kubelet(refusing={"frontend-a"}, refuse_after=len(upload))
+    pods = iter(["frontend-a", "frontend-b"])
+    forward = PortForward(kubelet, lambda: next(pods), 80)  # type: ignore[arg-type]
+    try:
+        assert ask(forward.port, upload) == b""
+        assert kubelet.asked == ["frontend-a"]
+        assert wait_until(lambda: forward.error, 5).message.startswith("The port-forward to pod frontend-a port 80")
     finally:
         forward.close()

@@ -26,11 +26,12 @@ from dashboard.platforms.kubernetes.api import Api
 
 log = logging.getLogger(__name__)
 MOVES = 3  # pods a connection is tried on when the dial is refused before any answer
+REPLAY_LIMIT = 64 * 1024  # bytes of a connection kept to replay it on another pod: a request, not an upload
 
 
 class Relayed(NamedTuple):
     error: str | None  # what the port's error channel said, if anything
-    answered: bool  # whether the pod sent any data back
+    movable: bool  # nothing came back and `unanswered` holds all that was sent: it can be replayed elsewhere
 
 
 class PortForward:
@@ -126,7 +127,7 @@ class PortForward:
                 f"The port-forward to pod {pod} port {self.remote_port} failed: {outcome.error.strip()}.",
                 "Check that the container listens on that port (kubectl logs, kubectl describe pod).",
             )
-            if outcome.answered or len(tried) == MOVES:
+            if not outcome.movable or len(tried) == MOVES:
                 raise failure
             log.info("port-forward :%s: %s Trying another pod.", self.port, failure.message)
 
@@ -145,15 +146,15 @@ def relay(
     local: socket.socket, websocket: Any, closed: threading.Event, unanswered: bytearray | None = None
 ) -> Relayed:
     """Copy bytes both ways between `local` and a one-port port-forward `websocket` until either side closes (or
-    `closed` is set). `unanswered`, when given, is sent first, and keeps what `local` sends until the pod answers,
-    for a caller that replays a refused connection on another pod.
+    `closed` is set). `unanswered`, when given, is sent first, and keeps what `local` sends until the pod answers
+    (up to REPLAY_LIMIT bytes), for a caller that replays a refused connection on another pod.
 
     `v4.channel.k8s.io` for one port: channel 0 carries the data, channel 1 the errors; the server opens each with
     one frame of the port number (2 bytes, little-endian), and every client frame is [0, data...].
     """
     errors: list[str] = []
     opened = [False, False]
-    answered = False
+    keep = unanswered is not None  # still keeping every byte sent, and nothing came back
     if unanswered:
         websocket.send_binary(b"\x00" + bytes(unanswered))
     with selectors.DefaultSelector() as selector:
@@ -169,28 +170,30 @@ def relay(
                     if key.data == "local":
                         data = local.recv(65536)
                         if not data:
-                            return Relayed("".join(errors) or None, answered)
-                        if unanswered is not None and not answered:
-                            unanswered += data
+                            return Relayed("".join(errors) or None, keep)
+                        if keep and unanswered is not None:
+                            keep = len(unanswered) + len(data) <= REPLAY_LIMIT
+                            if keep:
+                                unanswered += data
                         websocket.send_binary(b"\x00" + data)
                         continue
                     opcode, frame = websocket.recv_data_frame(True)
                     if opcode == ABNF.OPCODE_CLOSE:
-                        return Relayed("".join(errors) or None, answered)
+                        return Relayed("".join(errors) or None, keep)
                     if opcode == ABNF.OPCODE_BINARY and frame.data and frame.data[0] in (0, 1):
                         channel, payload = frame.data[0], frame.data[1:]
                         if not opened[channel]:
                             opened[channel] = True
                             payload = payload[2:]  # the port number that opens the channel
                         if payload and channel == 0:
-                            answered = True
+                            keep = False
                             local.sendall(payload)
                         elif payload:
                             errors.append(payload.decode("utf-8", "replace"))
                 except (OSError, WebSocketConnectionClosedException, WebSocketException):
                     # a reset or a closed side ends the copy like an EOF
-                    return Relayed("".join(errors) or None, answered)
-    return Relayed("".join(errors) or None, answered)
+                    return Relayed("".join(errors) or None, keep)
+    return Relayed("".join(errors) or None, keep)
 
 
 def tls_buffered(sock: socket.socket) -> bool:
