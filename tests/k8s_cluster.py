@@ -37,10 +37,9 @@ HX = {"HX-Request": "true"}  # the dashboard refuses a state change without it (
 
 def cluster_clients(kubeconfig: str, context: str | None) -> tuple[Any, Any]:
     """CoreV1Api and AppsV1Api for the test's own checks (independent of the dashboard's client)."""
-    from kubernetes import client, config
+    from kubernetes import client
 
-    kube_config: Any = config
-    api_client = kube_config.new_client_from_config(config_file=str(Path(kubeconfig).expanduser()), context=context)
+    api_client = admin_api_client(kubeconfig, context)
     return client.CoreV1Api(api_client), client.AppsV1Api(api_client)
 
 
