@@ -329,7 +329,6 @@ class Workshop:
                 if status.state == "failed":
                     learner.errors.append({"step": step_id, "message": status.message, "time": transition.time})
                 self._spawn(asyncio.to_thread(self.store.add_transition, transition))
-        self._spawn(asyncio.to_thread(self.store.touch, learner.id))
         if changed:
             self.rooms[learner.room].changed()
 
