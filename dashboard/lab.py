@@ -90,10 +90,8 @@ STEP_ACTIONS: ActionTable[Lab] = ActionTable()
 
 def manifest_replicas(manifest: str) -> int:
     """spec.replicas of a Deployment manifest (1 when absent, as Kubernetes defaults it)."""
-    with open(MANIFESTS_DIR / manifest, encoding="utf-8") as handle:
-        document = yaml.safe_load(handle)
-    replicas = document.get("spec", {}).get("replicas", 1)
-    return int(replicas)
+    document = yaml.safe_load((MANIFESTS_DIR / manifest).read_text(encoding="utf-8"))
+    return int(document.get("spec", {}).get("replicas", 1))
 
 
 class Lab:
