@@ -138,8 +138,6 @@ class BadInput(Exception):
 def parse_form(data: bytes) -> dict[str, str]:
     """`a=1&b=2` with `+` as space and percent-escapes, decoded as strict UTF-8; the last duplicate wins (like PHP)."""
     out: dict[str, str] = {}
-    if not data:
-        return out
     for part in data.split(b"&"):
         if not part:
             continue

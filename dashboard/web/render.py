@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import Any
 
 from fastapi import Request
@@ -145,11 +144,6 @@ async def topic_context(session: LabSession, topic: str) -> dict[str, Any]:
 async def render_topic(session: LabSession, topic: str) -> str:
     """The fragment of one live panel, rendered now."""
     return TEMPLATES.get_template(f"_{topic}.html").render(await topic_context(session, topic))
-
-
-async def shared_fragment(session: LabSession, topic: str) -> tuple[int, str]:
-    """The panel's fragment at its current version, rendered at most once per version for all viewers."""
-    return await session.hub.rendered(topic, partial(render_topic, session, topic))
 
 
 def sse_event(event: str, html: str) -> str:
