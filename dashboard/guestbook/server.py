@@ -144,10 +144,6 @@ class FrontendProtocol(HttpToolsProtocol):
         self._head_since = self.loop.time()
         _HeadSweeper.watch(self)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._head_since = None
-        super().connection_lost(exc)
-
     def eof_received(self) -> bool | None:  # type: ignore[override]
         if (self.cycle is not None and not self.cycle.response_complete) or self.pipeline:
             self._eof = True
@@ -278,9 +274,6 @@ class CorkedTransport:
     def close(self) -> None:
         self.flush()
         self._transport.close()
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
 
 
 def protocol_class(head_timeout: float, log: Callable[[str], None]) -> type[FrontendProtocol]:
