@@ -107,7 +107,7 @@ async def topic_context(session: LabSession, topic: str) -> dict[str, Any]:
     ctx = lab_context(session)
     if topic in ("steps", "drills"):
         body = lab.to_json()
-        ctx.update(lab=body, steps=lab.steps, drills=body["drills"])
+        ctx.update(lab=body, drills=body["drills"])
     elif topic == "pods":
         ctx["pods"] = await pods_json(session)
     elif topic == "replication":
