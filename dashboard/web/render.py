@@ -186,8 +186,7 @@ def error_response(request: Request, error: DashboardError) -> Response:
     elif wants_json(request):
         response = JSONResponse(error.to_json(), status_code=error.status)
     else:
-        ctx = {"error": error, "status": error.status}
-        response = TEMPLATES.TemplateResponse(request, "error.html", ctx, status_code=error.status)
+        response = TEMPLATES.TemplateResponse(request, "error.html", {"error": error}, status_code=error.status)
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(error.retry_after)
     return response
