@@ -31,11 +31,10 @@ from urllib.parse import unquote_to_bytes
 import redis.asyncio as aioredis
 from redis.exceptions import ReadOnlyError, ResponseError
 
-from dashboard.guestbook.endpoints import ServiceUnavailable
+from dashboard.guestbook.endpoints import LogFn, ServiceUnavailable
 from dashboard.guestbook.entries import KEY, encode_entry, split_entries
 from dashboard.guestbook.service import RedisService, SingleFlight
 
-LogFn = Callable[[str], None]
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
