@@ -163,8 +163,3 @@ class Experiments:
         load.start()
         self.publish("experiments")
         return load
-
-    def stop_load_now(self) -> None:
-        """Ask the running write load to stop early (its entries are still accounted for)."""
-        if self.load is not None:
-            self.load.stop()
