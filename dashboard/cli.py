@@ -81,7 +81,6 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         parser.exit(
             2, f"guestbook-lab: {flag} (env {ENV_PREFIX}{name.upper()}): {first['msg']}. Run guestbook-lab --help.\n"
         )
-    raise AssertionError("unreachable")
 
 
 def token_warning(argv: Sequence[str] | None) -> str | None:

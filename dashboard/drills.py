@@ -79,7 +79,7 @@ class Drills:
                 return f"{victim.name} is still running"
             return await converged(self.platform, len(followers))
 
-        await self.lab.wait(step, back, "A replacement follower linking up and catching up")
+        await self.lab.wait(back, "A replacement follower linking up and catching up")
         took = time.monotonic() - started
         leader, now_followers = await split_nodes(self.platform)
         new = sorted({e.name for e in now_followers} - {e.name for e in followers})
@@ -116,7 +116,7 @@ class Drills:
                 relinked.append(time.monotonic() - cut)
             return await converged(self.platform, len(followers))
 
-        await self.lab.wait(step, up, f"{victim.name} reconnecting to the leader")
+        await self.lab.wait(up, f"{victim.name} reconnecting to the leader")
         after = await sync_counters(leader)
         kind, full, partial = resync_words(before, after)
         self.x.mark(f"{kind}_resync" if kind != "none" else "link_up", f"reconnected: {kind} resync", victim.name)
@@ -167,7 +167,7 @@ class Drills:
                 return "the write load is still running"
             return await converged(self.platform, len(followers))
 
-        await self.lab.wait(step, drained, f"{victim.name} falling behind and catching up")
+        await self.lab.wait(drained, f"{victim.name} falling behind and catching up")
         self.x.mark("drill", "pause over, caught up", victim.name)
         if max_gap <= 0:
             raise StepFailed(
@@ -213,7 +213,7 @@ class Drills:
                 return "the leader has not restarted yet"
             return await converged(self.platform, len(followers))
 
-        await self.lab.wait(step, resynced, "A new leader starting and the followers resyncing to it")
+        await self.lab.wait(resynced, "A new leader starting and the followers resyncing to it")
         new_leader, now_followers = await split_nodes(self.platform)
         _, new_raw = await node_state(new_leader)
         left = len(split_entries(new_raw))
@@ -256,7 +256,7 @@ class Drills:
         before = await sync_counters(leader)
         shown = "scale deployment redis-follower --replicas=3"
         await self._kubectl(step, shown, self.platform.scale("redis-follower", 3))
-        await self.lab.wait(step, partial(converged, self.platform, 3), "Three followers linking up and catching up")
+        await self.lab.wait(partial(converged, self.platform, 3), "Three followers linking up and catching up")
         _, full, _ = resync_words(before, await sync_counters(leader))
         _, grown = await split_nodes(self.platform)
         new = sorted({e.name for e in grown} - {e.name for e in followers})
@@ -265,7 +265,7 @@ class Drills:
         self.lab.say(step, f"3 followers in sync; {', '.join(new) or 'the new one'} joined with {full} full sync(s).")
         shown = f"scale deployment redis-follower --replicas={back_to}"
         await self._kubectl(step, shown, self.platform.scale("redis-follower", back_to))
-        await self.lab.wait(step, partial(converged, self.platform, back_to), f"{back_to} followers left, in sync")
+        await self.lab.wait(partial(converged, self.platform, back_to), f"{back_to} followers left, in sync")
         _, shrunk = await split_nodes(self.platform)
         gone = sorted({e.name for e in grown} - {e.name for e in shrunk})
         message = (
@@ -282,7 +282,7 @@ class Drills:
             shown = f"scale deployment frontend --replicas={replicas}"
             await self._kubectl(step, shown, self.platform.scale("frontend", replicas))
             answering = partial(frontends_answer, self.platform, replicas)
-            await self.lab.wait(step, answering, f"{replicas} frontend replicas answering")
+            await self.lab.wait(answering, f"{replicas} frontend replicas answering")
             self.lab.say(step, f"{replicas} frontend replicas answer the guestbook API.", "ok")
         after = len(split_entries((await node_state((await split_nodes(self.platform))[0]))[1]))
         if after < before:

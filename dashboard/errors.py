@@ -63,6 +63,12 @@ class PrerequisiteMissing(DashboardError):
     status = 409
 
 
+class Conflict(DashboardError):
+    """Something stands in the way: the same kind of thing is already running, a room is full."""
+
+    status = 409
+
+
 class BadRequest(DashboardError):
     """The request itself is wrong (bad parameter, refused cross-site request)."""
 

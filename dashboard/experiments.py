@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dashboard.errors import DashboardError
+from dashboard.errors import Conflict, DashboardError
 from dashboard.models import LogLine
 from dashboard.platforms.base import Platform
 from dashboard.probe import LoadRun, check_params, run_probe
@@ -27,12 +27,6 @@ LOGS_REFRESH_SECONDS = 1.0
 LOGS_LEASE_SECONDS = 15.0
 LOG_TAIL = 60
 MARKS_LIMIT = 100
-
-
-class Conflict(DashboardError):
-    """Something of the same kind is already running."""
-
-    status = 409
 
 
 def _mark(kind: str, detail: str, node: str | None) -> dict[str, Any]:
@@ -169,8 +163,3 @@ class Experiments:
         load.start()
         self.publish("experiments")
         return load
-
-    def stop_load_now(self) -> None:
-        """Ask the running write load to stop early (its entries are still accounted for)."""
-        if self.load is not None:
-            self.load.stop()

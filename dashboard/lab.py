@@ -90,10 +90,8 @@ STEP_ACTIONS: ActionTable[Lab] = ActionTable()
 
 def manifest_replicas(manifest: str) -> int:
     """spec.replicas of a Deployment manifest (1 when absent, as Kubernetes defaults it)."""
-    with open(MANIFESTS_DIR / manifest, encoding="utf-8") as handle:
-        document = yaml.safe_load(handle)
-    replicas = document.get("spec", {}).get("replicas", 1)
-    return int(replicas)
+    document = yaml.safe_load((MANIFESTS_DIR / manifest).read_text(encoding="utf-8"))
+    return int(document.get("spec", {}).get("replicas", 1))
 
 
 class Lab:
@@ -235,7 +233,7 @@ class Lab:
         for manifest in step.manifests:
             await self._kubectl(step, f"kubectl apply -f {manifest}", self.platform.apply(manifest))
 
-    async def wait(self, step: Step, probe: Callable[[], Awaitable[str | None]], what: str) -> None:
+    async def wait(self, probe: Callable[[], Awaitable[str | None]], what: str) -> None:
         """Poll `probe` (None = passed, else the reason it has not yet) until it passes; StepFailed at the deadline."""
         timeout = self.platform.timing.step_timeout
         deadline = time.monotonic() + timeout
@@ -279,7 +277,7 @@ class Lab:
             found[:] = [leaders[0].name]
             return None
 
-        await self.wait(step, probe, "The leader answering PING with role master")
+        await self.wait(probe, "The leader answering PING with role master")
         return Outcome(f"{found[0]} answers PING with role master.", {"leader": found[0], "role": "master"})
 
     @STEP_ACTIONS("followers")
@@ -304,7 +302,7 @@ class Lab:
             linked[:] = [f.name for f in followers]
             return None
 
-        await self.wait(step, probe, "Both followers linking up to the leader")
+        await self.wait(probe, "Both followers linking up to the leader")
         return Outcome(
             f"{len(linked)} followers run with master_link_status:up ({', '.join(linked)}).",
             {"followers": list(linked), "link": "up"},
@@ -327,7 +325,7 @@ class Lab:
                 answered[:] = await self.platform.frontend_endpoints()
             return reason
 
-        await self.wait(step, probe, "Every frontend replica answering the guestbook API")
+        await self.wait(probe, "Every frontend replica answering the guestbook API")
         writers, readers = await self._frontend_paths()
         if writers and readers:
             paths = f"CLIENT LIST shows them writing to {', '.join(writers)} and reading from {', '.join(readers)}."
@@ -363,7 +361,7 @@ class Lab:
         note = self.platform.expose_note()
         if note:
             self.say(step, note)
-        await self.wait(step, probe, f"The guestbook answering at {url}")
+        await self.wait(probe, f"The guestbook answering at {url}")
         self._changed()
         return Outcome(f"The guestbook answers at {url}" + (f" ({note})" if note else ""), {"url": url, "note": note})
 
@@ -380,7 +378,7 @@ class Lab:
             left = await self.platform.leftovers()
             return "still there: " + "; ".join(left) if left else None
 
-        await self.wait(step, probe, "Everything of the lab going away")
+        await self.wait(probe, "Everything of the lab going away")
         for other in self.status:
             if other != step.id:
                 self.status[other] = StepStatus()

@@ -39,10 +39,6 @@ class Hub:
         self._rendering: dict[str, asyncio.Lock] = {topic: asyncio.Lock() for topic in topics}
         self.viewers = 0  # open live streams (browser tabs) on this lab
 
-    @property
-    def topics(self) -> tuple[str, ...]:
-        return tuple(self.versions)
-
     def publish(self, *topics: str) -> None:
         for topic in topics:
             self.versions[topic] += 1

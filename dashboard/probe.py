@@ -117,7 +117,7 @@ HTTP_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
 class FrontendHttp:
     """The one HTTP client of the probe and the write load: an aiohttp session with a shared keep-alive pool.
 
-    `get` answers (status, body); `aclose` closes the pool. Connections are reused across requests and
+    `get` answers (status, body); leaving `async with` closes the pool. Connections are reused across requests and
     frontends (up to `connections` at once, the load's in-flight bound).
     """
 
@@ -134,14 +134,11 @@ class FrontendHttp:
         async with self._session.get(url, params=params) as response:
             return response.status, await response.read()
 
-    async def aclose(self) -> None:
-        await self._session.close()
-
     async def __aenter__(self) -> FrontendHttp:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        await self._session.close()
 
 
 def open_http(connections: int = MAX_IN_FLIGHT) -> FrontendHttp:

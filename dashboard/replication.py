@@ -5,7 +5,7 @@ Pure functions and frozen dataclasses, no I/O. The sampler (`dashboard.sampler`)
 
 - `parse_info` / `parse_replication` turn `INFO` text into a `NodeReplication` (role, link, offsets, followers,
   and the process's `run_id` and the leader's resync counters `sync_full` / `sync_partial_ok`);
-- `compare_entries` / `compare_keys` say what a follower lacks or has in addition to the leader;
+- `diff_entries` / `diff_keys` say what a follower lacks or has in addition to the leader;
 - `build_snapshot` assembles a `ReplicationSnapshot` whose `to_json()` is the contract the web layer renders;
 - `LagHistory` keeps the last samples per follower (gap in bytes, seconds behind, link) and the events
   (link down/up, full or partial resynchronisation, leader restarted) for a live chart, from both sides: what
@@ -213,11 +213,6 @@ def diff_entries(leader: Sequence[str] | None, follower: Sequence[str]) -> Entry
     return EntryDiff(missing=missing, extra=extra, same=not missing and not extra, same_order=False)
 
 
-def compare_entries(leader: Sequence[str] | None, followers: Mapping[str, Sequence[str]]) -> dict[str, EntryDiff]:
-    """Per follower name: what it misses and has in addition compared with the leader's entries."""
-    return {name: diff_entries(leader, entries) for name, entries in followers.items()}
-
-
 @dataclass(frozen=True)
 class KeyDiff:
     """How a follower's keys (other than `guestbook`, which is compared by entries) differ from the leader's.
@@ -257,13 +252,6 @@ def diff_keys(leader: Mapping[str, bytes] | None, follower: Mapping[str, bytes] 
         extra=tuple(sorted(follower_keys - leader_keys)),
         differing=tuple(sorted(k for k in leader_keys & follower_keys if leader[k] != follower[k])),
     )
-
-
-def compare_keys(
-    leader: Mapping[str, bytes] | None, followers: Mapping[str, Mapping[str, bytes] | None]
-) -> dict[str, KeyDiff]:
-    """Per follower name: keys missing, extra and differing compared with the leader (input: key → value digest)."""
-    return {name: diff_keys(leader, keys) for name, keys in followers.items()}
 
 
 class EntriesCache:

@@ -61,10 +61,7 @@ def _nice_max(value: float, floor: float) -> float:
     scale = 1.0
     while scale * 10 <= value:
         scale *= 10
-    for step in (1, 2, 5, 10):
-        if step * scale >= value:
-            return step * scale
-    return 10 * scale
+    return next((step * scale for step in (1, 2, 5) if step * scale >= value), 10 * scale)
 
 
 def render_chart(

@@ -31,7 +31,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from dashboard.guestbook.entries import KEY as GUESTBOOK_KEY
-from dashboard.models import RedisEndpoint
+from dashboard.models import Listener, RedisEndpoint
 from dashboard.replication import (
     EntriesCache,
     LagHistory,
@@ -45,8 +45,6 @@ from dashboard.replication import (
 )
 
 log = logging.getLogger(__name__)
-
-Listener = Callable[[], None]
 
 # DUMP's payload ends with a 2-byte RDB version and an 8-byte CRC64; they are dropped before digesting so that a
 # leader and a follower running different Redis versions (the lab mixes 6.0 and 6.2) compare by value.

@@ -207,7 +207,4 @@ DRILL_IDS: tuple[str, ...] = tuple(step.id for step in DRILLS)
 
 def get_step(step_id: str) -> Step | None:
     """The step (main step or drill) with this id, or None."""
-    for step in STEPS + DRILLS:
-        if step.id == step_id:
-            return step
-    return None
+    return next((step for step in STEPS + DRILLS if step.id == step_id), None)

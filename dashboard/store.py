@@ -2,8 +2,7 @@
 
 Tables: `rooms` (id, title, hashed join code, locked, created), `learners` (id = lab id, room, display name,
 hashed session secret and rejoin code, joined, removed), `transitions` (every step state change of every
-learner, written at once), `activity` (a learner's last activity, coalesced: at most one write per learner per
-`ACTIVITY_COALESCE_SECONDS`). Secrets are never stored: session secrets (high entropy) as SHA-256, join and rejoin
+learner, written at once). Secrets are never stored: session secrets (high entropy) as SHA-256, join and rejoin
 codes (short, typed by people) with scrypt and a salt. Every call is small and synchronous; callers on the event
 loop run them with `asyncio.to_thread`. Nothing expires unless the instructor removes it.
 """
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ACTIVITY_COALESCE_SECONDS = 30.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
   id TEXT PRIMARY KEY, title TEXT NOT NULL, join_hash TEXT NOT NULL, locked INTEGER NOT NULL DEFAULT 0,
@@ -36,7 +34,6 @@ CREATE TABLE IF NOT EXISTS transitions (
   hint TEXT NOT NULL, time REAL NOT NULL, duration REAL
 );
 CREATE INDEX IF NOT EXISTS transitions_learner ON transitions (learner, time);
-CREATE TABLE IF NOT EXISTS activity (learner TEXT PRIMARY KEY REFERENCES learners(id), time REAL NOT NULL);
 """
 LEARNER_COLUMNS = "id, room, name, session_hash, rejoin_hash, joined, removed"
 TRANSITION_COLUMNS = "learner, step, state, message, hint, time, duration"
@@ -106,7 +103,6 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
-        self._activity_written: dict[str, float] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -156,11 +152,6 @@ class Store:
         sql = f"SELECT {LEARNER_COLUMNS} FROM learners WHERE room = ? AND removed IS NULL ORDER BY joined"
         return [LearnerRow(*r) for r in self._sql(sql, (room_id,))]
 
-    def learner_by_name(self, room_id: str, name: str) -> LearnerRow | None:
-        sql = f"SELECT {LEARNER_COLUMNS} FROM learners WHERE room = ? AND name_key = ? AND removed IS NULL"
-        rows = self._sql(sql, (room_id, name.casefold()))
-        return LearnerRow(*rows[0]) if rows else None
-
     def name_taken(self, room_id: str, name: str) -> bool:
         """A name is kept by its learner, even once removed, so a removed learner's record stays theirs."""
         return bool(self._sql("SELECT 1 FROM learners WHERE room = ? AND name_key = ?", (room_id, name.casefold())))
@@ -178,12 +169,3 @@ class Store:
             f"SELECT {TRANSITION_COLUMNS} FROM transitions WHERE learner = ? ORDER BY time, rowid", (learner_id,)
         )
         return [Transition(*r) for r in rows]
-
-    def touch(self, learner_id: str, now: float | None = None) -> bool:
-        """Record a learner's activity, at most once per ACTIVITY_COALESCE_SECONDS; whether it was written."""
-        now = time.time() if now is None else now
-        if now - self._activity_written.get(learner_id, 0.0) < ACTIVITY_COALESCE_SECONDS:
-            return False
-        self._activity_written[learner_id] = now
-        self._sql("INSERT OR REPLACE INTO activity (learner, time) VALUES (?, ?)", (learner_id, now))
-        return True

@@ -34,7 +34,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from dashboard.errors import BadRequest, DashboardError, Forbidden, NotFound
+from dashboard.errors import BadRequest, Conflict, DashboardError, Forbidden, NotFound
 from dashboard.live import Hub
 from dashboard.models import StepState, StepStatus
 from dashboard.session import LabRegistry, LabSession
@@ -55,10 +55,6 @@ MAIN_STEP_IDS = tuple(step.id for step in STEPS if step.id != "cleanup")
 
 class TooManyAttempts(DashboardError):
     status = 429
-
-
-class RoomFull(DashboardError):
-    status = 409
 
 
 def new_code(length: int = 6) -> str:
@@ -264,7 +260,7 @@ class Workshop:
         if room.locked:
             raise Forbidden("The room is locked: no new learners.", "Ask the instructor to unlock it.")
         if len(room.learners) >= self.max_learners:
-            raise RoomFull(
+            raise Conflict(
                 f"The room is full ({self.max_learners} learners).",
                 "Ask the instructor; they can raise --max-learners when the machine has room.",
             )
@@ -329,7 +325,6 @@ class Workshop:
                 if status.state == "failed":
                     learner.errors.append({"step": step_id, "message": status.message, "time": transition.time})
                 self._spawn(asyncio.to_thread(self.store.add_transition, transition))
-        self._spawn(asyncio.to_thread(self.store.touch, learner.id))
         if changed:
             self.rooms[learner.room].changed()
 

@@ -19,8 +19,8 @@ from dashboard.replication import (
     ReplicationSnapshot,
     build_snapshot,
     choose_leader,
-    compare_entries,
-    compare_keys,
+    diff_entries,
+    diff_keys,
     parse_info,
     parse_replication,
     unreachable_node,
@@ -186,27 +186,30 @@ def test_parse_replication_of_real_redis_servers() -> None:
 
 
 def test_compare_entries_counts_multiplicity() -> None:
-    diffs = compare_entries(["a", "b", "b", "c"], {"f1": ["a", "b", "c"], "f2": ["c", "b", "a", "b"], "f3": ["a", "x"]})
+    followers = {"f1": ["a", "b", "c"], "f2": ["c", "b", "a", "b"], "f3": ["a", "x"]}
+    diffs = {name: diff_entries(["a", "b", "b", "c"], entries) for name, entries in followers.items()}
     assert diffs["f1"].missing == ("b",) and diffs["f1"].extra == () and not diffs["f1"].same
     assert diffs["f2"].same and not diffs["f2"].same_order and diffs["f2"].missing == diffs["f2"].extra == ()
     assert diffs["f3"].missing == ("b", "b", "c") and diffs["f3"].extra == ("x",)
 
 
 def test_compare_entries_identical_and_unknown_leader() -> None:
-    assert compare_entries(["a"], {"f": ["a"]})["f"] == EntryDiff(same=True, same_order=True)
-    unknown = compare_entries(None, {"f": ["a"]})["f"]
+    assert diff_entries(["a"], ["a"]) == EntryDiff(same=True, same_order=True)
+    unknown = diff_entries(None, ["a"])
     assert not unknown.compared and not unknown.same and unknown.missing == unknown.extra == ()
-    assert compare_entries([], {}) == {}
 
 
 def test_compare_keys_ignores_guestbook_and_reports_missing_extra_differing() -> None:
     leader = {"guestbook": b"1", "a": b"x", "b": b"y", "c": b"z"}
-    diffs = compare_keys(leader, {"f1": {"guestbook": b"2", "a": b"x", "b": b"other", "d": b"w"}, "f2": None})
+    diffs = {
+        "f1": diff_keys(leader, {"guestbook": b"2", "a": b"x", "b": b"other", "d": b"w"}),
+        "f2": diff_keys(leader, None),
+    }
     assert (diffs["f1"].missing, diffs["f1"].extra, diffs["f1"].differing) == (("c",), ("d",), ("b",))
     assert not diffs["f1"].same
     assert not diffs["f2"].compared and not diffs["f2"].same
-    assert compare_keys({"guestbook": b"1"}, {"f": {}})["f"].same
-    assert not compare_keys(None, {"f": {}})["f"].compared
+    assert diff_keys({"guestbook": b"1"}, {}).same
+    assert not diff_keys(None, {}).compared
 
 
 def test_entries_cache_splits_each_raw_value_once() -> None:

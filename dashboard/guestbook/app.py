@@ -31,11 +31,10 @@ from urllib.parse import unquote_to_bytes
 import redis.asyncio as aioredis
 from redis.exceptions import ReadOnlyError, ResponseError
 
-from dashboard.guestbook.endpoints import ServiceUnavailable
+from dashboard.guestbook.endpoints import LogFn, ServiceUnavailable
 from dashboard.guestbook.entries import KEY, encode_entry, split_entries
 from dashboard.guestbook.service import RedisService, SingleFlight
 
-LogFn = Callable[[str], None]
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -138,8 +137,6 @@ class BadInput(Exception):
 def parse_form(data: bytes) -> dict[str, str]:
     """`a=1&b=2` with `+` as space and percent-escapes, decoded as strict UTF-8; the last duplicate wins (like PHP)."""
     out: dict[str, str] = {}
-    if not data:
-        return out
     for part in data.split(b"&"):
         if not part:
             continue

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 Address = tuple[str, int]
+LogFn = Callable[[str], None]
 
 
 class ServiceUnavailable(Exception):
@@ -53,7 +54,7 @@ def parse_endpoints(text: str) -> dict[str, list[Address]]:
 class EndpointsFile:
     """The current content of the endpoints file, re-read when its inode, mtime or size changes."""
 
-    def __init__(self, path: str, log: Callable[[str], None], interval: float = 0.5) -> None:
+    def __init__(self, path: str, log: LogFn, interval: float = 0.5) -> None:
         self.path = path
         self.interval = interval
         self.version = 0  # bumped whenever the content changes

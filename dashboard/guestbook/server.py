@@ -41,7 +41,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from dashboard.guestbook.app import GuestbookApp, printable
-from dashboard.guestbook.endpoints import EndpointsFile
+from dashboard.guestbook.endpoints import EndpointsFile, LogFn
 from dashboard.guestbook.service import RedisService
 
 MAX_HEAD = 4 * 1024 * 1024  # request line + headers; a 1 MiB value percent-encoded in a GET URL is at most 3 MiB
@@ -104,7 +104,7 @@ class Logger:
 class _ToLogger(logging.Handler):
     """uvicorn's own warnings and errors, as one-line records of the frontend's log (no tracebacks)."""
 
-    def __init__(self, log: Callable[[str], None]) -> None:
+    def __init__(self, log: LogFn) -> None:
         super().__init__(logging.WARNING)
         self._log = log
 
@@ -119,7 +119,7 @@ class FrontendProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol plus the head deadline, head size bound and connection cap (module docstring)."""
 
     head_timeout = HEADER_TIMEOUT
-    log: Callable[[str], None] = staticmethod(print)
+    log: LogFn = staticmethod(print)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -143,10 +143,6 @@ class FrontendProtocol(HttpToolsProtocol):
             return
         self._head_since = self.loop.time()
         _HeadSweeper.watch(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._head_since = None
-        super().connection_lost(exc)
 
     def eof_received(self) -> bool | None:  # type: ignore[override]
         if (self.cycle is not None and not self.cycle.response_complete) or self.pipeline:
@@ -279,11 +275,8 @@ class CorkedTransport:
         self.flush()
         self._transport.close()
 
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
 
-
-def protocol_class(head_timeout: float, log: Callable[[str], None]) -> type[FrontendProtocol]:
+def protocol_class(head_timeout: float, log: LogFn) -> type[FrontendProtocol]:
     """The protocol class for uvicorn's `http=` setting, with this process's head deadline and logger."""
     return type("GuestbookHttpProtocol", (FrontendProtocol,), {"head_timeout": head_timeout, "log": staticmethod(log)})
 
@@ -295,7 +288,7 @@ class FrontendServer(uvicorn.Server):
     the signal instead of exit 0, which the platform reads as a crash.)
     """
 
-    def __init__(self, config: uvicorn.Config, ready_line: str, log: Callable[[str], None]) -> None:
+    def __init__(self, config: uvicorn.Config, ready_line: str, log: LogFn) -> None:
         super().__init__(config)
         self._ready_line = ready_line
         self._log = log

@@ -29,7 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dashboard.guestbook.endpoints import Address, EndpointsFile, ServiceUnavailable
+from dashboard.guestbook.endpoints import Address, EndpointsFile, LogFn, ServiceUnavailable
 
 try:  # redis-py >= 7
     from redis.maint_notifications import MaintNotificationsConfig
@@ -41,7 +41,6 @@ try:  # redis-py >= 7
 except ImportError:  # pragma: no cover - older redis-py checks the connection unconditionally
     POOL_OPTIONS = {}
 
-LogFn = Callable[[str], None]
 T = TypeVar("T")
 
 CONNECT_TIMEOUT = 1.0

@@ -28,7 +28,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dashboard.errors import DashboardError
+from dashboard.errors import BadRequest, DashboardError
 
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: the largest guestbook value is 1 MiB, every API body is a few bytes
 CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
@@ -39,10 +39,6 @@ UVICORN_CANCEL_NOTICE = "Cancel %s running task(s), timeout graceful shutdown ex
 
 class PayloadTooLarge(DashboardError):
     status = 413
-
-
-class BadPath(DashboardError):
-    status = 400
 
 
 class ShuttingDown(DashboardError):
@@ -71,7 +67,7 @@ def with_frame_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, 
 def refusal(scope: Scope, max_bytes: int) -> DashboardError | None:
     """The error to answer before the app runs: a control character in the path, a declared body too large."""
     if CONTROL_CHARS.search(scope.get("path", "")):
-        return BadPath(
+        return BadRequest(
             "The address contains a control character.",
             "Remove it: no address of the dashboard has one (see /docs for the API).",
         )

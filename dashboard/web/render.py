@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import Any
 
 from fastapi import Request
@@ -108,7 +107,7 @@ async def topic_context(session: LabSession, topic: str) -> dict[str, Any]:
     ctx = lab_context(session)
     if topic in ("steps", "drills"):
         body = lab.to_json()
-        ctx.update(lab=body, steps=lab.steps, drills=body["drills"])
+        ctx.update(lab=body, drills=body["drills"])
     elif topic == "pods":
         ctx["pods"] = await pods_json(session)
     elif topic == "replication":
@@ -145,11 +144,6 @@ async def topic_context(session: LabSession, topic: str) -> dict[str, Any]:
 async def render_topic(session: LabSession, topic: str) -> str:
     """The fragment of one live panel, rendered now."""
     return TEMPLATES.get_template(f"_{topic}.html").render(await topic_context(session, topic))
-
-
-async def shared_fragment(session: LabSession, topic: str) -> tuple[int, str]:
-    """The panel's fragment at its current version, rendered at most once per version for all viewers."""
-    return await session.hub.rendered(topic, partial(render_topic, session, topic))
 
 
 def sse_event(event: str, html: str) -> str:
@@ -192,8 +186,7 @@ def error_response(request: Request, error: DashboardError) -> Response:
     elif wants_json(request):
         response = JSONResponse(error.to_json(), status_code=error.status)
     else:
-        ctx = {"error": error, "status": error.status}
-        response = TEMPLATES.TemplateResponse(request, "error.html", ctx, status_code=error.status)
+        response = TEMPLATES.TemplateResponse(request, "error.html", {"error": error}, status_code=error.status)
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(error.retry_after)
     return response

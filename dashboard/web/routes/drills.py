@@ -76,6 +76,7 @@ async def api_load_status(session: Lab) -> dict[str, object] | None:
 @router.delete("/api/load", tags=["experiments"], response_model=None)
 async def api_load_stop(request: Request, session: Lab) -> Response:
     """Stop the running write load early (its entries are still accounted for)."""
-    session.experiments.stop_load_now()
     load = session.experiments.load
+    if load is not None:
+        load.stop()
     return await respond(request, session, load.to_json() if load else None, "experiments")

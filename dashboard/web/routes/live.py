@@ -1,18 +1,19 @@
 """The live stream: one Server-Sent Events stream per browser tab, per lab (`/events`).
 
 The stream waits on the lab's `Hub` for any topic's version to move and sends that topic's fragment, rendered
-once per version for every viewer of the lab (`render.shared_fragment`). A keep-alive comment every 15 s.
+once per version for every viewer of the lab (`Hub.rendered`). A keep-alive comment every 15 s.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from dashboard.web.deps import Lab
-from dashboard.web.render import shared_fragment, sse_event
+from dashboard.web.render import render_topic, sse_event
 
 router = APIRouter()
 KEEPALIVE_SECONDS = 15.0
@@ -36,7 +37,7 @@ async def events(request: Request, session: Lab) -> StreamingResponse:
                     yield ": keep-alive\n\n"
                     continue
                 for topic in changed:
-                    version, html = await shared_fragment(session, topic)
+                    version, html = await hub.rendered(topic, partial(render_topic, session, topic))
                     seen[topic] = version
                     yield sse_event(topic, html)
         finally:

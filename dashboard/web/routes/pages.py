@@ -34,10 +34,8 @@ async def index(request: Request, session: Lab) -> Response:
         learner = None  # shown on the learner's own lab only
     ctx = {
         **lab_context(session),
-        "settings": session.settings,
         "platform_error": session.platform_error,
         "version": __version__,
-        "lab_id": session.id,
         "panels": panels,
         "view": request.query_params.get("view", ""),
         "readonly": request.query_params.get("look") == "1",

@@ -56,12 +56,9 @@ def workshop_entry(request: Request) -> Response | None:
         redirect.set_cookie(OBSERVER_COOKIE, key, httponly=True, samesite="strict")
         return redirect
     if request.url.path == "/" and request.method == "GET":
-        if who.role == "learner":
-            return RedirectResponse(f"/labs/{who.lab_id}/", status_code=303)
-        if who.role == "anonymous":
-            return RedirectResponse("/join", status_code=303)
-        if who.role == "observer":
-            return RedirectResponse(f"/rooms/{who.room_id}/present", status_code=303)
+        homes = {"learner": f"/labs/{who.lab_id}/", "anonymous": "/join", "observer": f"/rooms/{who.room_id}/present"}
+        if who.role in homes:
+            return RedirectResponse(homes[who.role], status_code=303)
     return None
 
 
