@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import httpx
 import pytest
 
 from tests.polling import wait_until
+from tests.redis_helpers import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_PATH = "/usr/bin/chromium"
@@ -78,12 +78,6 @@ def children_of(pid: int) -> list[int]:
             if fields is not None and int(fields[1]) == pid:
                 out.append(int(entry))
     return out
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 wait_for = wait_until  # the dashboard tests' name for the one polling helper
@@ -295,13 +289,9 @@ def _no_browser(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium (Debian's, /usr/bin/chromium) under Playwright, one per test module.
-
-    Module- rather than session-scoped: Playwright's sync API cannot run twice at once in one thread, and a module
-    with its own `browser` fixture (test_guestbook_page) would otherwise start a second one while this one lives.
-    """
+@contextlib.contextmanager
+def chromium(*extra_args: str) -> Iterator[Any]:
+    """Headless Debian Chromium (/usr/bin/chromium) under Playwright, with `CHROMIUM_ARGS` and `extra_args`."""
     if not os.path.exists(CHROMIUM_PATH):
         _no_browser(f"{CHROMIUM_PATH} is not installed (apt-get install chromium)")
     try:
@@ -310,11 +300,22 @@ def browser() -> Iterator[Any]:
         _no_browser("the playwright Python package is not installed (pip install -e '.[test]')")
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM_PATH, headless=True, args=CHROMIUM_ARGS)
+        instance = pw.chromium.launch(executable_path=CHROMIUM_PATH, headless=True, args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield instance
         finally:
             instance.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's, /usr/bin/chromium) under Playwright, one per test module.
+
+    Module- rather than session-scoped: Playwright's sync API cannot run twice at once in one thread, and a module
+    with its own `browser` fixture (test_guestbook_page) would otherwise start a second one while this one lives.
+    """
+    with chromium() as instance:
+        yield instance
 
 
 @pytest.fixture

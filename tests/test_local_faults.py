@@ -25,7 +25,7 @@ from dashboard.platforms.local import LocalPlatform
 from dashboard.platforms.local.rundir import RunDirBusy, RunDirError, lock_path
 from tests.conftest import HX, PROJECT_ROOT, StartDashboard, free_port, is_alive, wait_for
 from tests.polling import until
-from tests.test_local_platform import FOLLOWER, LEADER, alive, followers_linked, settings_for
+from tests.test_local_platform import FOLLOWER, LEADER, followers_linked, settings_for
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
@@ -260,7 +260,7 @@ def test_a_run_dir_replaced_mid_lab_fails_the_step_and_cleanup_stops_everything(
             # Cleanup still stops every process (and says what it deleted).
             lines = await platform.delete_lab()
             assert 'deployment.apps "redis-leader" deleted' in lines
-            assert not any(alive(pid) for pid in pids)
+            assert not any(is_alive(pid) for pid in pids)
             assert await platform.get_pods() == []
             assert not [line for line in await platform.leftovers() if line.startswith(("process", "port"))]
 

@@ -27,6 +27,7 @@ from dashboard.platforms import Platform
 from dashboard.platforms.local import FrontendCommand, LocalPlatform
 from dashboard.platforms.local.process import free_port, process_start_time
 from dashboard.settings import Settings
+from tests.conftest import is_alive
 from tests.polling import until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -98,15 +99,6 @@ async def followers_linked(platform: LocalPlatform, count: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def alive(pid: int) -> bool:
-    """True if pid runs and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
 
 
 # -- tests -------------------------------------------------------------------------------------------------------
@@ -214,7 +206,7 @@ def test_delete_pod_creates_a_new_pod_with_a_new_name_and_port(tmp_path: Path) -
             old_pid, old_port = platform.pod_pid(old), platform.pod_port(old)
             assert old_pid is not None
             assert await platform.delete_pod(old) == [f'pod "{old}" deleted']
-            assert not alive(old_pid)
+            assert not is_alive(old_pid)
             names = await pods_of(platform, "redis-follower")
             assert len(names) == 2 and old not in names
             assert all(platform.pod_port(name) != old_port for name in names)
@@ -247,7 +239,7 @@ def test_scale_followers_up_and_down(tmp_path: Path) -> None:
             await platform.scale("redis-follower", 2)
             remaining = await pods_of(platform, "redis-follower")
             assert len(remaining) == 2 and set(remaining) < set(three)
-            assert len([pid for pid in pids if pid is not None and alive(pid)]) == 2
+            assert len([pid for pid in pids if pid is not None and is_alive(pid)]) == 2
             assert (await info(platform.leader_port or 0))["connected_slaves"] in (2, 3)  # the leader notices soon
             with pytest.raises(PrerequisiteMissing):
                 await platform.scale("frontend", 2)
@@ -301,7 +293,7 @@ def test_delete_lab_leaves_nothing(tmp_path: Path) -> None:
             ]
             assert took < 2.0, took
             assert await platform.get_pods() == []
-            assert all(pid is not None and not alive(pid) for pid in pids)
+            assert all(pid is not None and not is_alive(pid) for pid in pids)
             run_dir = tmp_path / "run"
             assert not run_dir.exists() or list(run_dir.iterdir()) == []
             for port in ports:
@@ -326,7 +318,7 @@ def test_close_stops_every_process(tmp_path: Path) -> None:
             return [pid for pod in await platform.get_pods() if (pid := platform.pod_pid(pod.name))]
 
     pids = asyncio.run(body())
-    assert len(pids) == 3 and not any(alive(pid) for pid in pids)
+    assert len(pids) == 3 and not any(is_alive(pid) for pid in pids)
     assert not (tmp_path / "run").exists()
 
 
@@ -365,7 +357,7 @@ def test_start_reaps_orphans_of_a_killed_dashboard_but_not_reused_pids(tmp_path:
 
         asyncio.run(body())
         assert orphan.wait(timeout=2) == -signal.SIGKILL
-        assert bystander.poll() is None and alive(bystander.pid)
+        assert bystander.poll() is None and is_alive(bystander.pid)
         assert not run_dir.exists()
     finally:
         for process in (orphan, bystander):
@@ -591,13 +583,13 @@ def test_pods_die_with_a_dashboard_killed_by_sigkill(tmp_path: Path) -> None:
     try:
         assert dashboard.stdout is not None
         pids = [int(pid) for pid in dashboard.stdout.readline().split()]
-        assert len(pids) == 3 and all(alive(pid) for pid in pids)
+        assert len(pids) == 3 and all(is_alive(pid) for pid in pids)
         assert (run_dir / "pods.json").exists()
         dashboard.kill()
         dashboard.wait()
 
         async def body() -> None:
-            await until(_true_when(lambda: not any(alive(pid) for pid in pids)), what="the pods to die with it")
+            await until(lambda: not any(is_alive(pid) for pid in pids), what="the pods to die with it")
             platform = LocalPlatform(settings_for(tmp_path))
             await platform.start()
             assert await platform.leftovers() == []
@@ -611,10 +603,3 @@ def test_pods_die_with_a_dashboard_killed_by_sigkill(tmp_path: Path) -> None:
             dashboard.wait()
         if dashboard.stdout is not None:
             dashboard.stdout.close()
-
-
-def _true_when(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return predicate()
-
-    return check
