@@ -29,6 +29,7 @@ from tests.k8s_double.fixtures import (
     ApiError,
     fixture,
     merge,
+    no_namespace,
     now,
     status_body,
 )
@@ -60,10 +61,8 @@ class KubernetesApiDouble:
         self._ip = itertools.count(10)
         self._expired = 0  # generation of expire_watches()
         self._closing = False
-        self.node_ports = itertools.count(30303)
         self.kubelet = kubelet
         self.routes: dict[tuple[str, str, int], Address] = {}  # (namespace, pod, containerPort) -> real address
-        self.portforwards: list[tuple[str, str, int]] = []  # every upgraded port-forward: (namespace, pod, port)
         self._sessions: dict[tuple[str, str], set[PortForwardSession]] = {}
         template = fixture("10-cluster/namespace-guestbook.json")
         for name in namespaces:
@@ -386,11 +385,18 @@ class KubernetesApiDouble:
         return Handler
 
     def _send(
-        self, handler: BaseHTTPRequestHandler, code: int, body: Any, content_type: str = "application/json"
+        self,
+        handler: BaseHTTPRequestHandler,
+        code: int,
+        body: Any,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         handler.send_response(code)
         handler.send_header("Content-Type", content_type)
+        for header, value in (headers or {}).items():
+            handler.send_header(header, value)
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
@@ -429,30 +435,15 @@ class KubernetesApiDouble:
             name = rest[3] if len(rest) > 3 else ""
             sub = rest[4] if len(rest) > 4 else ""
             if namespace not in self.namespaces:
-                raise ApiError(
-                    404,
-                    status_body(
-                        404,
-                        "NotFound",
-                        f'namespaces "{namespace}" not found',
-                        {"name": namespace, "kind": "namespaces"},
-                    ),
-                )
+                raise no_namespace(namespace)
             with self.lock:
                 fault = self.faults.get((verb, plural))
             if fault is not None:
                 code, retry_after = fault
                 reason = {429: "TooManyRequests", 503: "ServiceUnavailable"}.get(code, "InternalError")
                 body = status_body(code, reason, f"the server is {reason}", {"retryAfterSeconds": 1})
-                data = json.dumps(body).encode()
-                handler.send_response(code)
-                handler.send_header("Content-Type", "application/json")
-                if retry_after is not None:
-                    handler.send_header("Retry-After", retry_after)
-                handler.send_header("Content-Length", str(len(data)))
-                handler.end_headers()
-                handler.wfile.write(data)
-                return None
+                headers = {"Retry-After": retry_after} if retry_after is not None else None
+                return self._send(handler, code, body, headers=headers)
             if plural == "pods" and sub == "portforward":
                 return self._portforward(handler, namespace, name, query)
             if verb == "watch":
@@ -571,12 +562,7 @@ class KubernetesApiDouble:
                 return 201, self.namespaces[name]
             name = parts[3]
             if name not in self.namespaces:
-                raise ApiError(
-                    404,
-                    status_body(
-                        404, "NotFound", f'namespaces "{name}" not found', {"name": name, "kind": "namespaces"}
-                    ),
-                )
+                raise no_namespace(name)
             if method == "DELETE":
                 ns = self.namespaces[name]
                 self.delete_namespace(name)
@@ -592,8 +578,9 @@ class KubernetesApiDouble:
             raise ApiError(404, status_body(404, "NotFound", f'{qualified} "{name}" not found', details))
         return obj
 
-    def _selected(self, plural: str, namespace: str, query: dict[str, str]) -> list[JSON]:
-        items = [o for (p, ns, _), o in sorted(self.store.items()) if p == plural and ns == namespace]
+    def _selected(self, plural: str, namespace: str | None, query: dict[str, str]) -> list[JSON]:
+        """The stored `plural` in `namespace` (None: in every namespace), narrowed by the query's selectors."""
+        items = [o for (p, ns, _), o in sorted(self.store.items()) if p == plural and namespace in (None, ns)]
         if query.get("labelSelector"):
             items = [o for o in items if selector_matches(query["labelSelector"], o["metadata"].get("labels"))]
         if query.get("fieldSelector"):
@@ -791,7 +778,6 @@ class KubernetesApiDouble:
         handler.close_connection = True
         session = PortForwardSession(handler, name, uid, ports, targets)
         with self.lock:
-            self.portforwards += [(namespace, name, p) for p in ports]
             self._sessions.setdefault((namespace, name), set()).add(session)
         try:
             session.run()
@@ -807,7 +793,11 @@ class KubernetesApiDouble:
         event["object"]["message"] = f"too old resource version: {start_rv} ({self.compacted})"
         return json.dumps(event, separators=(",", ":")).encode() + b"\n"
 
-    def _watch(self, handler: BaseHTTPRequestHandler, plural: str, namespace: str, query: dict[str, str]) -> None:
+    def _watch(
+        self, handler: BaseHTTPRequestHandler, plural: str, namespace: str | None, query: dict[str, str]
+    ) -> None:
+        """A watch of `plural` in `namespace` (None: in every namespace), from `resourceVersion`, narrowed by
+        `labelSelector`, ended after `timeoutSeconds`."""
         start_rv = int(query.get("resourceVersion") or 0)
         timeout = float(query.get("timeoutSeconds") or 1800)
         selector = query.get("labelSelector")
@@ -846,7 +836,7 @@ class KubernetesApiDouble:
                     pending = self.history[position:]
                     position = len(self.history)
                 for rv, kind, p, ns, obj in pending:
-                    if p != plural or ns != namespace:
+                    if p != plural or namespace not in (None, ns):
                         continue
                     if selector and not selector_matches(selector, obj["metadata"].get("labels")):
                         continue
