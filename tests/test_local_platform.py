@@ -70,35 +70,22 @@ async def ready_count(platform: LocalPlatform, component: str) -> int:
 
 
 async def info(port: int, section: str = "replication") -> dict[str, object]:
-    client = aredis.Redis(port=port, socket_timeout=1)
-    try:
+    async with aredis.Redis(port=port, socket_timeout=1) as client:
         result: dict[str, object] = await client.info(section)
         return result
-    finally:
-        await client.aclose()
 
 
 async def redis_get(port: int, key: str) -> bytes | None:
-    client = aredis.Redis(port=port, socket_timeout=1)
-    try:
+    async with aredis.Redis(port=port, socket_timeout=1) as client:
         value = await client.get(key)
         assert value is None or isinstance(value, bytes)
         return value
-    finally:
-        await client.aclose()
 
 
 async def followers_linked(platform: LocalPlatform, count: int) -> bool:
+    """`count` followers, each with master_link_status:up (for `until`: one that does not answer is "not yet")."""
     endpoints = [e for e in await platform.redis_endpoints() if e.component == "redis-follower"]
-    if len(endpoints) != count:
-        return False
-    for endpoint in endpoints:
-        try:
-            if (await info(endpoint.port)).get("master_link_status") != "up":
-                return False
-        except OSError:
-            return False
-    return True
+    return len(endpoints) == count and all([(await info(e.port)).get("master_link_status") == "up" for e in endpoints])
 
 
 # -- tests -------------------------------------------------------------------------------------------------------
@@ -117,11 +104,8 @@ def test_leader_becomes_ready_and_answers_as_master(tmp_path: Path) -> None:
             assert (pod.phase, pod.status, pod.restarts) == ("Running", "Running", 0)
             [endpoint] = await platform.redis_endpoints()
             assert endpoint.port == platform.leader_port and pod.ip == f"127.0.0.1:{endpoint.port}"
-            client = aredis.Redis(port=endpoint.port)
-            try:
+            async with aredis.Redis(port=endpoint.port) as client:
                 assert await client.ping()
-            finally:
-                await client.aclose()
             assert (await info(endpoint.port))["role"] == "master"
             persistence = await info(endpoint.port, "persistence")
             assert persistence["aof_enabled"] == 0
@@ -142,11 +126,8 @@ def test_followers_link_up_and_replicate_a_set(tmp_path: Path) -> None:
             await until(lambda: followers_linked(platform, 2), what="2 followers with master_link_status:up")
             leader = platform.leader_port
             assert leader is not None
-            client = aredis.Redis(port=leader)
-            try:
+            async with aredis.Redis(port=leader) as client:
                 await client.set("guestbook", "hello")
-            finally:
-                await client.aclose()
             for endpoint in await platform.redis_endpoints():
                 await until(_holds(endpoint.port, b"hello"), what=f"{endpoint.name} has the value")
             leader_info = await info(leader)
@@ -156,13 +137,10 @@ def test_followers_link_up_and_replicate_a_set(tmp_path: Path) -> None:
 
 
 def _holds(port: int, expected: bytes | None) -> Callable[[], Awaitable[bool]]:
-    """A check that the Redis on `port` has the key `guestbook` (equal to `expected`, unless it is None)."""
+    """A check for `until` that the Redis on `port` has the key `guestbook` (equal to `expected`, unless it is None)."""
 
     async def check() -> bool:
-        try:
-            value = await redis_get(port, "guestbook")
-        except OSError:
-            return False
+        value = await redis_get(port, "guestbook")
         return value is not None and (expected is None or value == expected)
 
     return check
@@ -173,11 +151,8 @@ def test_kill_9_follower_restarts_once_and_resyncs(tmp_path: Path) -> None:
         async with lab(tmp_path, *LEADER, *FOLLOWER) as platform:
             await until(lambda: followers_linked(platform, 2), what="followers linked")
             assert platform.leader_port is not None
-            client = aredis.Redis(port=platform.leader_port)
-            try:
+            async with aredis.Redis(port=platform.leader_port) as client:
                 await client.set("guestbook", "before the crash")
-            finally:
-                await client.aclose()
             victim = (await pods_of(platform, "redis-follower"))[0]
             pid = platform.pod_pid(victim)
             port = platform.pod_port(victim)
