@@ -62,15 +62,18 @@ def throwaway_namespace(v1: Any, timeout: float = 180) -> Iterator[str]:
         yield name
     finally:
         v1.delete_namespace(name)
+        wait_until(lambda: namespace_gone(v1, name), timeout, f"namespace {name} to be deleted", interval=0.5)
 
-        def gone() -> bool:
-            try:
-                v1.read_namespace(name)
-            except ApiException as exc:
-                return bool(exc.status == 404)
-            return False
 
-        wait_until(gone, timeout, f"namespace {name} to be deleted", interval=0.5)
+def namespace_gone(v1: Any, name: str) -> bool:
+    """The API server answers 404 for the namespace (a Terminating one is not gone yet)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        v1.read_namespace(name)
+    except ApiException as exc:
+        return bool(exc.status == 404)
+    return False
 
 
 def admin_api_client(kubeconfig: str, context: str | None) -> Any:
