@@ -69,6 +69,10 @@ async def ready_count(platform: LocalPlatform, component: str) -> int:
     return sum(1 for pod in await platform.get_pods() if pod.component == component and pod.ready and not pod.deleting)
 
 
+async def ready_exactly(platform: LocalPlatform, component: str, count: int) -> bool:
+    return await ready_count(platform, component) == count
+
+
 async def info(port: int, section: str = "replication") -> dict[str, object]:
     async with aredis.Redis(port=port, socket_timeout=1) as client:
         result: dict[str, object] = await client.info(section)
@@ -98,7 +102,7 @@ def test_satisfies_the_platform_protocol(tmp_path: Path) -> None:
 def test_leader_becomes_ready_and_answers_as_master(tmp_path: Path) -> None:
     async def body() -> None:
         async with lab(tmp_path, "redis-leader-deployment.yaml") as platform:
-            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="leader ready")
+            await until(lambda: ready_exactly(platform, "redis-leader", 1), what="leader ready")
             [pod] = await platform.get_pods()
             assert pod.name.startswith("redis-leader-") and len(pod.name.split("-")) == 4
             assert (pod.phase, pod.status, pod.restarts) == ("Running", "Running", 0)
@@ -114,10 +118,6 @@ def test_leader_becomes_ready_and_answers_as_master(tmp_path: Path) -> None:
             assert await platform.logs("deployment/redis-leader", tail=1) == (await platform.logs(pod.name))[-1:]
 
     asyncio.run(body())
-
-
-async def _eq(value: Awaitable[int], expected: int) -> bool:
-    return await value == expected
 
 
 def test_followers_link_up_and_replicate_a_set(tmp_path: Path) -> None:
@@ -193,7 +193,7 @@ def test_delete_pod_creates_a_new_pod_with_a_new_name_and_port(tmp_path: Path) -
             await platform.delete_pod(leader)
             [replacement] = await pods_of(platform, "redis-leader")
             assert replacement != leader
-            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="a new leader")
+            await until(lambda: ready_exactly(platform, "redis-leader", 1), what="a new leader")
             assert platform.pod_port(replacement) == port
             await until(lambda: followers_linked(platform, 2), what="followers reconnected", timeout=5)
 
@@ -229,7 +229,7 @@ def test_reapply_is_idempotent_and_starts_nothing(tmp_path: Path) -> None:
         async with lab(tmp_path) as platform:
             assert await platform.apply("redis-leader-deployment.yaml") == ["deployment.apps/redis-leader created"]
             assert await platform.apply("redis-leader-service.yaml") == ["service/redis-leader created"]
-            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="leader")
+            await until(lambda: ready_exactly(platform, "redis-leader", 1), what="leader")
             before = [(pod.name, platform.pod_pid(pod.name)) for pod in await platform.get_pods()]
             assert await platform.apply("redis-leader-deployment.yaml") == ["deployment.apps/redis-leader unchanged"]
             assert await platform.apply("redis-leader-service.yaml") == ["service/redis-leader unchanged"]
@@ -239,7 +239,7 @@ def test_reapply_is_idempotent_and_starts_nothing(tmp_path: Path) -> None:
             await platform.scale("redis-leader", 0)
             assert await pods_of(platform, "redis-leader") == []
             assert await platform.apply("redis-leader-deployment.yaml") == ["deployment.apps/redis-leader configured"]
-            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="leader again")
+            await until(lambda: ready_exactly(platform, "redis-leader", 1), what="leader again")
 
     asyncio.run(body())
 
@@ -249,7 +249,7 @@ def test_delete_lab_leaves_nothing(tmp_path: Path) -> None:
         platform = LocalPlatform(settings_for(tmp_path), frontend_command=stub_frontend(tmp_path))
         async with running(platform, *LEADER, *FOLLOWER, *FRONTEND):
             await until(lambda: followers_linked(platform, 2), what="followers")
-            await until(lambda: _eq(ready_count(platform, "frontend"), 3), what="frontends")
+            await until(lambda: ready_exactly(platform, "frontend", 3), what="frontends")
             await platform.expose()
             pids = [platform.pod_pid(pod.name) for pod in await platform.get_pods()]
             ports = [platform.pod_port(pod.name) for pod in await platform.get_pods()]
@@ -281,7 +281,7 @@ def test_delete_lab_leaves_nothing(tmp_path: Path) -> None:
             assert await platform.delete_lab() == ["No resources found"]
             # The platform can run the lab again after a cleanup.
             await platform.apply("redis-leader-deployment.yaml")
-            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="a leader again")
+            await until(lambda: ready_exactly(platform, "redis-leader", 1), what="a leader again")
 
     asyncio.run(body())
 
@@ -323,12 +323,8 @@ def test_start_reaps_orphans_of_a_killed_dashboard_but_not_reused_pids(tmp_path:
         (run_dir / "endpoints.json").write_text("{}")
 
         async def body() -> None:
-            platform = LocalPlatform(settings_for(tmp_path))
-            await platform.start()
-            try:
+            async with lab(tmp_path) as platform:
                 assert await platform.leftovers() == []
-            finally:
-                await platform.close()
 
         asyncio.run(body())
         assert orphan.wait(timeout=2) == -signal.SIGKILL
@@ -382,7 +378,7 @@ def test_listeners_hear_pod_changes_and_endpoints_file_follows(tmp_path: Path) -
             calls: list[int] = []
             platform.add_listener(lambda: calls.append(1))
             await platform.apply("redis-leader-deployment.yaml")
-            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="leader")
+            await until(lambda: ready_exactly(platform, "redis-leader", 1), what="leader")
             assert len(calls) >= 2  # created, ready
             endpoints = json.loads(platform.endpoints_file.read_text())
             assert endpoints == {"redis-leader": [], "redis-follower": []}  # no Service yet: no endpoints
@@ -457,7 +453,7 @@ def test_expose_forwards_round_robin_and_follows_replacements(tmp_path: Path) ->
             url = await platform.expose()
             assert url == platform.frontend_url() and url.startswith("http://127.0.0.1:") and url.endswith("/")
             assert await platform.expose() == url  # idempotent
-            await until(lambda: _eq(ready_count(platform, "frontend"), 3), what="3 frontends")
+            await until(lambda: ready_exactly(platform, "frontend", 3), what="3 frontends")
             names = set(await pods_of(platform, "frontend"))
             seen = {(await http_get(url))[1] for _ in range(6)}
             assert seen == names
@@ -505,7 +501,7 @@ def test_the_real_frontend_serves_the_guestbook_through_expose(tmp_path: Path) -
         async with lab(tmp_path, *LEADER, *FOLLOWER, *FRONTEND) as platform:
             url = await platform.expose()
             await until(lambda: followers_linked(platform, 2), what="followers")
-            await until(lambda: _eq(ready_count(platform, "frontend"), 3), what="3 frontends", timeout=10)
+            await until(lambda: ready_exactly(platform, "frontend", 3), what="3 frontends", timeout=10)
 
             async def written() -> bool:
                 # A frontend re-reads the endpoints file every 0.5 s (as kube-proxy lags behind the Endpoints):
@@ -565,10 +561,8 @@ def test_pods_die_with_a_dashboard_killed_by_sigkill(tmp_path: Path) -> None:
 
         async def body() -> None:
             await until(lambda: not any(is_alive(pid) for pid in pids), what="the pods to die with it")
-            platform = LocalPlatform(settings_for(tmp_path))
-            await platform.start()
-            assert await platform.leftovers() == []
-            await platform.close()
+            async with lab(tmp_path) as platform:
+                assert await platform.leftovers() == []
 
         asyncio.run(body())
         assert not run_dir.exists()
