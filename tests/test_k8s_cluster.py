@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 
 from dashboard.errors import BadRequest, PlatformError, PlatformUnavailable
-from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform
+from dashboard.platforms.kubernetes import KubernetesPlatform
 from dashboard.platforms.kubernetes.objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
 from tests.k8s_cluster import CLUSTER, CONTEXT, KUBECONFIG, cluster_clients, cluster_settings, ready_pods
-from tests.k8s_helpers import run
+from tests.k8s_helpers import apply_all, run
 from tests.polling import until
 
 pytestmark = [*CLUSTER, pytest.mark.timeout(1200)]
@@ -40,13 +40,6 @@ pytestmark = [*CLUSTER, pytest.mark.timeout(1200)]
 def core() -> tuple[Any, Any]:
     assert KUBECONFIG
     return cluster_clients(KUBECONFIG, CONTEXT)
-
-
-async def apply_all(platform: KubernetesPlatform) -> list[str]:
-    lines: list[str] = []
-    for manifest in LAB_MANIFESTS:
-        lines += await platform.apply(manifest)
-    return lines
 
 
 def test_apply_creates_then_reapply_is_unchanged(core: Any, namespace: str, tmp_path: Path) -> None:
