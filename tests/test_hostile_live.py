@@ -26,10 +26,10 @@ from tests.conftest import (
     Dashboard,
     StartDashboard,
     assert_lab_gone,
-    free_port,
     launch_dashboard,
     wait_for,
 )
+from tests.redis_helpers import free_port
 
 MB = 1024 * 1024
 

@@ -23,8 +23,9 @@ import pytest
 from dashboard.errors import PlatformUnavailable
 from dashboard.platforms.local import LocalPlatform
 from dashboard.platforms.local.rundir import RunDirBusy, RunDirError, lock_path
-from tests.conftest import HX, PROJECT_ROOT, StartDashboard, free_port, is_alive, wait_for
+from tests.conftest import HX, PROJECT_ROOT, StartDashboard, is_alive, wait_for
 from tests.polling import until
+from tests.redis_helpers import free_port
 from tests.test_local_platform import FOLLOWER, LEADER, followers_linked, lab, ready_count, running, settings_for
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")

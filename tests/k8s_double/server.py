@@ -14,7 +14,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlparse
 
 import yaml
@@ -74,7 +74,7 @@ class KubernetesApiDouble:
 
     # ---------------------------------------------------------------------------------- control
 
-    def start(self) -> KubernetesApiDouble:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -85,7 +85,7 @@ class KubernetesApiDouble:
         self.server.shutdown()
         self.server.server_close()
 
-    def __enter__(self) -> KubernetesApiDouble:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
