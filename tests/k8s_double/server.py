@@ -367,21 +367,8 @@ class KubernetesApiDouble:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:
-                double._serve(self, "GET")
-
-            def do_POST(self) -> None:
-                double._serve(self, "POST")
-
-            def do_PATCH(self) -> None:
-                double._serve(self, "PATCH")
-
-            def do_DELETE(self) -> None:
-                double._serve(self, "DELETE")
-
-            def do_PUT(self) -> None:
-                double._serve(self, "PUT")
-
+        for method in ("GET", "POST", "PATCH", "DELETE", "PUT"):  # do_GET ... do_PUT: every verb to _serve
+            setattr(Handler, f"do_{method}", lambda handler, method=method: double._serve(handler, method))
         return Handler
 
     def _send(
@@ -548,15 +535,8 @@ class KubernetesApiDouble:
                 body = json.loads(raw)
                 name = body["metadata"]["name"]
                 if name in self.namespaces:
-                    raise ApiError(
-                        409,
-                        status_body(
-                            409,
-                            "AlreadyExists",
-                            f'namespaces "{name}" already exists',
-                            {"name": name, "kind": "namespaces"},
-                        ),
-                    )
+                    message, details = f'namespaces "{name}" already exists', {"name": name, "kind": "namespaces"}
+                    raise ApiError(409, status_body(409, "AlreadyExists", message, details))
                 self.add_namespace(name)
                 self.namespaces[name]["metadata"]["labels"].update(body["metadata"].get("labels") or {})
                 return 201, self.namespaces[name]
