@@ -372,16 +372,11 @@ class KubernetesApiDouble:
         return Handler
 
     def _send(
-        self,
-        handler: BaseHTTPRequestHandler,
-        code: int,
-        body: Any,
-        content_type: str = "application/json",
-        headers: dict[str, str] | None = None,
+        self, handler: BaseHTTPRequestHandler, code: int, body: Any, headers: dict[str, str] | None = None
     ) -> None:
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        data = json.dumps(body).encode()
         handler.send_response(code)
-        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Type", "application/json")
         for header, value in (headers or {}).items():
             handler.send_header(header, value)
         handler.send_header("Content-Length", str(len(data)))
@@ -435,8 +430,7 @@ class KubernetesApiDouble:
                 return self._portforward(handler, namespace, name, query)
             if verb == "watch":
                 return self._watch(handler, plural, namespace, query)
-            code, body, ctype = self._resource(method, verb, plural, namespace, name, sub, query, raw, handler)
-            return self._send(handler, code, body, ctype)
+            return self._send(handler, *self._resource(method, verb, plural, namespace, name, sub, query, raw, handler))
         except ApiError as exc:
             return self._send(handler, exc.code, exc.body)
 
@@ -581,7 +575,7 @@ class KubernetesApiDouble:
         query: dict[str, str],
         raw: bytes,
         handler: BaseHTTPRequestHandler,
-    ) -> tuple[int, Any, str]:
+    ) -> tuple[int, Any]:
         group, kind, _ = RESOURCES[plural]
         api_version = f"{group}/v1" if group else "v1"
         with self.lock:
@@ -591,16 +585,12 @@ class KubernetesApiDouble:
                     item.pop("kind", None)
                     item.pop("apiVersion", None)
                 meta = {"resourceVersion": str(self.resource_version)}
-                return (
-                    200,
-                    {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": items},
-                    "application/json",
-                )
+                return 200, {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": items}
             if verb == "get" and sub == "scale":
                 dep = self._find(plural, namespace, name)
-                return 200, self._scale_body(dep), "application/json"
+                return 200, self._scale_body(dep)
             if verb == "get":
-                return 200, self._find(plural, namespace, name), "application/json"
+                return 200, self._find(plural, namespace, name)
             if verb == "patch" and handler.headers.get("Content-Type") == "application/apply-patch+yaml":
                 return self._apply(plural, namespace, name, query, yaml.safe_load(raw))
             if verb == "patch" and sub == "scale":
@@ -612,7 +602,7 @@ class KubernetesApiDouble:
                     self._bump(dep["metadata"])
                     self._record("MODIFIED", plural, dep)
                     self._reconcile(namespace, name)
-                return 200, self._scale_body(dep), "application/json"
+                return 200, self._scale_body(dep)
             if verb == "patch":
                 obj = self._find(plural, namespace, name)
                 patched = merge(obj, json.loads(raw))
@@ -622,7 +612,7 @@ class KubernetesApiDouble:
                     self._bump(patched["metadata"])
                     self.store[(plural, namespace, name)] = patched
                     self._record("MODIFIED", plural, patched)
-                return 200, patched, "application/json"
+                return 200, patched
             if verb == "delete":
                 obj = self._find(plural, namespace, name)
                 options = json.loads(raw) if raw else {}
@@ -632,7 +622,7 @@ class KubernetesApiDouble:
                         f"Precondition failed: UID in precondition: {uid}, UID in object meta: {obj['metadata']['uid']}"
                     )
                     raise ApiError(409, status_body(409, "Conflict", message, {"name": name, "kind": plural}))
-                return 200, self._delete(plural, namespace, name), "application/json"
+                return 200, self._delete(plural, namespace, name)
         raise ApiError(405, status_body(405, "MethodNotAllowed", f"{method} is not supported here"))
 
     def _scale_body(self, dep: JSON) -> JSON:
@@ -679,7 +669,7 @@ class KubernetesApiDouble:
                 port.pop("nodePort", None)
         service.setdefault("status", {"loadBalancer": {}})
 
-    def _apply(self, plural: str, namespace: str, name: str, query: dict[str, str], doc: JSON) -> tuple[int, JSON, str]:
+    def _apply(self, plural: str, namespace: str, name: str, query: dict[str, str], doc: JSON) -> tuple[int, JSON]:
         manager = query.get("fieldManager")
         if not manager:
             raise ApiError(422, fixture("06-errors/422-apply-without-fieldmanager.json"))
@@ -699,7 +689,7 @@ class KubernetesApiDouble:
             self._record("ADDED", plural, obj)
             if plural == "deployments":
                 self._reconcile(namespace, name)
-            return 201, copy.deepcopy(self.store[(plural, namespace, name)]), "application/json"
+            return 201, copy.deepcopy(self.store[(plural, namespace, name)])
         updated = copy.deepcopy(existing)
         updated["metadata"]["labels"] = {
             **(existing["metadata"].get("labels") or {}),
@@ -712,7 +702,7 @@ class KubernetesApiDouble:
         if not any(m["manager"] == manager and m.get("operation") == "Apply" for m in managers):
             managers.append({"manager": manager, "operation": "Apply", "apiVersion": doc["apiVersion"], "time": now()})
         if updated == existing:
-            return 200, copy.deepcopy(existing), "application/json"
+            return 200, copy.deepcopy(existing)
         if updated["spec"] != existing.get("spec"):
             updated["metadata"]["generation"] = existing["metadata"].get("generation", 1) + 1
         self._bump(updated["metadata"])
@@ -720,7 +710,7 @@ class KubernetesApiDouble:
         self._record("MODIFIED", plural, updated)
         if plural == "deployments":
             self._reconcile(namespace, name)
-        return 200, copy.deepcopy(updated), "application/json"
+        return 200, copy.deepcopy(updated)
 
     # ----------------------------------------------------------------------------- port-forward
 
