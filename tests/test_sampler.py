@@ -69,7 +69,6 @@ def cluster() -> Iterator[Cluster]:
     try:
         leader = start_redis()
         started.append(leader)
-        leader.command("CONFIG", "SET", "repl-diskless-sync-delay", "0")  # followers sync at once, not after 5 s
         for _ in range(2):
             started.append(start_redis(replicaof=("127.0.0.1", leader.port)))
         cluster = Cluster(*started)
