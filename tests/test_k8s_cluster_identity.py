@@ -36,6 +36,7 @@ from tests.k8s_cluster import (
     cluster_settings,
     dashboard_role_rules,
     identity_kubeconfig,
+    ignore_404,
     namespace_on_cluster,
     timed,
 )
@@ -153,7 +154,6 @@ def test_no_periodic_list_while_the_dashboard_is_viewed(
 ) -> None:
     assert KUBECONFIG
     from kubernetes import client as k8s_client
-    from kubernetes.client.exceptions import ApiException
 
     name = f"dashboard-{namespace}"
     kubeconfig = identity_kubeconfig(
@@ -200,11 +200,7 @@ def test_no_periodic_list_while_the_dashboard_is_viewed(
         assert after - before == 0, f"the dashboard sent {after - before:g} LIST requests while viewed"
         assert dash.proc.poll() is None
     finally:
-        try:
-            flowcontrol.delete_flow_schema(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        ignore_404(lambda: flowcontrol.delete_flow_schema(name))
 
 
 def test_403_on_the_pod_watch_fails_start_with_the_verb(admin: Any, namespace: str, tmp_path: Path) -> None:

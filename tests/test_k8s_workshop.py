@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.k8s_cluster import CLUSTER, CONTEXT, KUBECONFIG, admin_api_client, namespace_gone
+from tests.k8s_cluster import CLUSTER, CONTEXT, KUBECONFIG, admin_api_client, ignore_404, namespace_gone
 from tests.k8s_helpers import poll
 from tests.test_workshop import INSTRUCTOR, TOKEN, join, row  # the same room API as on the local platform
 
@@ -263,7 +263,6 @@ def test_the_workshop_cluster_role_is_enough_for_the_dashboard(kube: Any, tmp_pa
     import asyncio
 
     import yaml
-    from kubernetes.client.exceptions import ApiException
 
     from dashboard.platforms.kubernetes import KubernetesPlatform
     from dashboard.settings import Settings
@@ -346,8 +345,4 @@ def test_the_workshop_cluster_role_is_enough_for_the_dashboard(kube: Any, tmp_pa
             lambda: v1.delete_namespace(learner),
             lambda: v1.delete_namespace(home),
         ):
-            try:
-                delete()
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+            ignore_404(delete)
