@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import httpx
 import pytest
 
 from tests.polling import wait_until
+from tests.redis_helpers import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_PATH = "/usr/bin/chromium"
@@ -46,7 +46,7 @@ STOP_TIMEOUT = 10.0
 # -- processes, read from /proc (never signalled unless the test started them or the dashboard recorded them) --------
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
     """Fields 3.. of /proc/<pid>/stat (after the parenthesised command name), or None if there is no such pid."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -57,13 +57,13 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 def start_time_of(pid: int) -> int | None:
     """Start time of `pid` in clock ticks after boot (field 22), or None."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return int(fields[19]) if fields else None
 
 
 def is_alive(pid: int, start_time: int | None = None) -> bool:
     """A live, non-zombie process with this pid (and, if given, this start time: never a reused pid)."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     if fields is None or fields[0] in ("Z", "X"):
         return False
     return start_time is None or int(fields[19]) == start_time
@@ -74,16 +74,10 @@ def children_of(pid: int) -> list[int]:
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            fields = _stat_fields(int(entry))
+            fields = stat_fields(int(entry))
             if fields is not None and int(fields[1]) == pid:
                 out.append(int(entry))
     return out
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 wait_for = wait_until  # the dashboard tests' name for the one polling helper
@@ -180,16 +174,24 @@ class Dashboard:
 StartDashboard = Callable[..., Dashboard]
 
 
-def launch_dashboard(run_dir: Path, log_path: Path, *extra: str, port: int | None = None) -> Dashboard:
+def launch_dashboard(
+    run_dir: Path,
+    log_path: Path,
+    *extra: str,
+    port: int | None = None,
+    token: str | None = None,
+    via_env: bool = False,
+) -> Dashboard:
     """Start `python -m dashboard` on 127.0.0.1 and return once its /healthz answers (polled with a deadline).
 
     With no `port`, a free one; when another process took it meanwhile (other tests on this machine start servers
-    on ephemeral ports too), the dashboard cannot bind and exits: up to three tries on a new free port."""
+    on ephemeral ports too), the dashboard cannot bind and exits: up to three tries on a new free port. `token`:
+    the dashboard's token (given in `extra`, or with `via_env` in GUESTBOOK_LAB_TOKEN), sent to /healthz."""
     if port is not None:
-        return _launch_dashboard(run_dir, log_path, extra, port)
+        return _launch_dashboard(run_dir, log_path, extra, port, token, via_env)
     for attempt in range(3):
         try:
-            return _launch_dashboard(run_dir, log_path, extra, free_port())
+            return _launch_dashboard(run_dir, log_path, extra, free_port(), token, via_env)
         except PortTaken:
             if attempt == 2:
                 raise
@@ -200,11 +202,16 @@ class PortTaken(AssertionError):
     """The dashboard exited because its --port was taken by another process between free_port() and its bind."""
 
 
-def _launch_dashboard(run_dir: Path, log_path: Path, extra: tuple[str, ...], port: int) -> Dashboard:
+def _launch_dashboard(
+    run_dir: Path, log_path: Path, extra: tuple[str, ...], port: int, token: str | None, via_env: bool
+) -> Dashboard:
     cmd = [sys.executable, "-m", "dashboard", "--port", str(port), "--frontend-port", "0", "--run-dir", str(run_dir)]
     cmd += ["--sample-interval", "0.2", *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUESTBOOK_LAB_")}
     env["PYTHONUNBUFFERED"] = "1"
+    if via_env and token is not None:
+        env["GUESTBOOK_LAB_TOKEN"] = token
+    bearer = {"Authorization": f"Bearer {token}"} if token is not None else {}
     log_file = open(log_path, "ab")  # noqa: SIM115 - the child keeps it; closed by the OS when the test ends
     try:
         proc = subprocess.Popen(
@@ -221,7 +228,7 @@ def _launch_dashboard(run_dir: Path, log_path: Path, extra: tuple[str, ...], por
             raise error(f"the dashboard exited with {proc.returncode}:\n{log}")
         try:
             with dash.client(timeout=1.0) as c:
-                answer = c.get("/healthz")
+                answer = c.get("/healthz", headers=bearer)
                 # the dashboard's own /healthz (a guestbook frontend on a port taken meanwhile answers one too)
                 return answer.status_code == 200 and "labs" in answer.json()
         except (httpx.HTTPError, ValueError):
@@ -276,14 +283,18 @@ def start_dashboard(tmp_path: Path) -> Iterator[StartDashboard]:
         dash.kill_leftovers()
 
 
+def stop_cleanly(dash: Dashboard) -> None:
+    """SIGTERM the dashboard: it exits cleanly and leaves no lab process and no run-dir file behind."""
+    assert_clean_exit(dash, dash.stop(signal.SIGTERM), signal.SIGTERM)
+    assert_lab_gone(dash)
+
+
 @pytest.fixture
 def dashboard_server(start_dashboard: StartDashboard) -> Iterator[Dashboard]:
     """The real dashboard on 127.0.0.1 with a fresh run dir; stopped with SIGTERM and checked to leave nothing."""
     dash = start_dashboard()
     yield dash
-    code = dash.stop(signal.SIGTERM)
-    assert_lab_gone(dash)
-    assert_clean_exit(dash, code, signal.SIGTERM)
+    stop_cleanly(dash)
 
 
 # -- the browser ----------------------------------------------------------------------------------------------------
@@ -295,13 +306,9 @@ def _no_browser(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium (Debian's, /usr/bin/chromium) under Playwright, one per test module.
-
-    Module- rather than session-scoped: Playwright's sync API cannot run twice at once in one thread, and a module
-    with its own `browser` fixture (test_guestbook_page) would otherwise start a second one while this one lives.
-    """
+@contextlib.contextmanager
+def chromium(*extra_args: str) -> Iterator[Any]:
+    """Headless Debian Chromium (/usr/bin/chromium) under Playwright, with `CHROMIUM_ARGS` and `extra_args`."""
     if not os.path.exists(CHROMIUM_PATH):
         _no_browser(f"{CHROMIUM_PATH} is not installed (apt-get install chromium)")
     try:
@@ -310,11 +317,22 @@ def browser() -> Iterator[Any]:
         _no_browser("the playwright Python package is not installed (pip install -e '.[test]')")
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM_PATH, headless=True, args=CHROMIUM_ARGS)
+        instance = pw.chromium.launch(executable_path=CHROMIUM_PATH, headless=True, args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield instance
         finally:
             instance.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's, /usr/bin/chromium) under Playwright, one per test module.
+
+    Module- rather than session-scoped: Playwright's sync API cannot run twice at once in one thread, and a module
+    with its own `browser` fixture (test_guestbook_page) would otherwise start a second one while this one lives.
+    """
+    with chromium() as instance:
+        yield instance
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,15 +46,8 @@ def cluster_clients(kubeconfig: str, context: str | None) -> tuple[Any, Any]:
 @contextmanager
 def throwaway_namespace(v1: Any, timeout: float = 180) -> Iterator[str]:
     """A namespace this suite creates for itself (refusing one that exists) and always deletes, waiting for it."""
-    from kubernetes.client.exceptions import ApiException
-
     name = f"guestbook-lab-test-{secrets.token_hex(3)}"
-    try:
-        v1.read_namespace(name)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-    else:
+    if not namespace_gone(v1, name):
         pytest.fail(f"namespace {name} already exists; this suite only uses a namespace it creates itself")
     body = {"metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "guestbook-lab-test"}}}
     v1.create_namespace(body)  # 409 if it appeared meanwhile: then it is not ours, and nothing deletes it
@@ -62,15 +55,25 @@ def throwaway_namespace(v1: Any, timeout: float = 180) -> Iterator[str]:
         yield name
     finally:
         v1.delete_namespace(name)
+        wait_until(lambda: namespace_gone(v1, name), timeout, f"namespace {name} to be deleted", interval=0.5)
 
-        def gone() -> bool:
-            try:
-                v1.read_namespace(name)
-            except ApiException as exc:
-                return bool(exc.status == 404)
-            return False
 
-        wait_until(gone, timeout, f"namespace {name} to be deleted", interval=0.5)
+def namespace_gone(v1: Any, name: str) -> bool:
+    """The API server answers 404 for the namespace (a Terminating one is not gone yet; another error raises)."""
+    return ignore_404(lambda: v1.read_namespace(name))
+
+
+def ignore_404(call: Callable[[], object]) -> bool:
+    """Make the API call (a read or a delete); True if the object was not there (404), other errors raise."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        call()
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return True
+    return False
 
 
 def admin_api_client(kubeconfig: str, context: str | None) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from dashboard.platforms.kubernetes import KubernetesPlatform
+from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform
 from dashboard.settings import Settings
 from tests.k8s_double import KubernetesApiDouble
 from tests.polling import wait_until
@@ -29,6 +29,14 @@ def settings_for(double: KubernetesApiDouble, tmp_path: Path, **overrides: Any) 
     }
     values.update(overrides)
     return Settings(**values)
+
+
+async def apply_all(platform: KubernetesPlatform) -> list[str]:
+    """Apply the lab's six manifests in the tutorial's order; kubectl's output lines."""
+    lines: list[str] = []
+    for manifest in LAB_MANIFESTS:
+        lines += await platform.apply(manifest)
+    return lines
 
 
 def run(platform: KubernetesPlatform, body: Callable[[], Awaitable[None]]) -> None:

@@ -131,6 +131,7 @@ def start_redis(port: int | None = None, replicaof: tuple[str, int] | None = Non
         use_port = port if port is not None else free_port()
         workdir = tempfile.mkdtemp(prefix=f"redis-{use_port}-")
         cmd = [binary, "--port", str(use_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        # --repl-diskless-sync-delay 0: a replica syncs at once, not after the default 5 s
         cmd += ["--dir", workdir, "--daemonize", "no", "--logfile", "redis.log", "--repl-diskless-sync-delay", "0"]
         if replicaof is not None:
             cmd += ["--replicaof", replicaof[0], str(replicaof[1])]

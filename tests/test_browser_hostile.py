@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import os
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import CHROMIUM_ARGS, CHROMIUM_PATH, Dashboard, StartDashboard, _no_browser, wait_for
+from tests.conftest import Dashboard, StartDashboard, chromium, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -30,20 +29,8 @@ TIMEOUT_MS = 20_000
 @pytest.fixture(scope="module")
 def rebinding_browser() -> Iterator[Any]:
     """Headless Chromium (Debian's) that resolves evil.test to 127.0.0.1."""
-    if not os.path.exists(CHROMIUM_PATH):
-        _no_browser(f"{CHROMIUM_PATH} is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _no_browser("the playwright Python package is not installed (pip install -e '.[test]')")
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    args = [*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1"]
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM_PATH, headless=True, args=args)
-        try:
-            yield instance
-        finally:
-            instance.close()
+    with chromium(f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1") as instance:
+        yield instance
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from tests.redis_helpers import RedisProc, free_port, start_redis, stop_process,
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_endpoints(path: Path, leader: list[int] | None, follower: list[int] | None) -> None:
+def write_endpoints(path: Path, leader: list[int] | None, follower: list[int] | None) -> Path:
     """Write the endpoints file atomically (write a temp file, then rename), like the local platform does."""
     data: dict[str, list[list[Any]]] = {}
     if leader is not None:
@@ -41,6 +41,7 @@ def write_endpoints(path: Path, leader: list[int] | None, follower: list[int] | 
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
     os.replace(tmp, path)
+    return path
 
 
 class Frontend:
@@ -98,6 +99,13 @@ class Frontend:
     def stop(self) -> int:
         """SIGTERM this pid; wait; return the exit code (kill if it does not exit)."""
         return stop_process(self.proc)
+
+    def __enter__(self) -> Frontend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """`with start_frontend(...) as fe:` stops it at the end and checks that it exited cleanly (0)."""
+        assert self.stop() == 0, self.lines
 
 
 def start_frontend(
@@ -160,16 +168,13 @@ def follower(leader: RedisProc) -> Iterator[RedisProc]:
 
 @pytest.fixture(scope="module")
 def endpoints(tmp_path_factory: pytest.TempPathFactory, leader: RedisProc, follower: RedisProc) -> Path:
-    path = tmp_path_factory.mktemp("gb") / "endpoints.json"
-    write_endpoints(path, [leader.port], [follower.port])
-    return path
+    return write_endpoints(tmp_path_factory.mktemp("gb") / "endpoints.json", [leader.port], [follower.port])
 
 
 @pytest.fixture(scope="module")
 def fe(endpoints: Path) -> Iterator[Frontend]:
-    frontend = start_frontend(endpoints, "--max-entry-length", "50")
-    yield frontend
-    assert frontend.stop() == 0, frontend.lines
+    with start_frontend(endpoints, "--max-entry-length", "50") as frontend:
+        yield frontend
 
 
 @pytest.fixture(autouse=True)
@@ -546,8 +551,7 @@ def test_healthz(fe: Frontend) -> None:
 
 
 def test_follower_moved_is_picked_up(tmp_path: Path, leader: RedisProc, follower: RedisProc) -> None:
-    path = tmp_path / "endpoints.json"
-    write_endpoints(path, [leader.port], [follower.port])
+    path = write_endpoints(tmp_path / "endpoints.json", [leader.port], [follower.port])
     moved = start_redis()  # a different server, recognisable by its content
     frontend = start_frontend(path, name="mover")
     try:
@@ -564,8 +568,7 @@ def test_follower_moved_is_picked_up(tmp_path: Path, leader: RedisProc, follower
 def test_follower_dies_other_endpoint_is_used(tmp_path: Path, leader: RedisProc) -> None:
     one = start_redis(replicaof=("127.0.0.1", leader.port))
     two = start_redis(replicaof=("127.0.0.1", leader.port))
-    path = tmp_path / "endpoints.json"
-    write_endpoints(path, [leader.port], [one.port, two.port])
+    path = write_endpoints(tmp_path / "endpoints.json", [leader.port], [one.port, two.port])
     frontend = start_frontend(path, name="failover")
     try:
         leader.command("SET", "guestbook", "x")
@@ -593,8 +596,7 @@ def test_no_follower_is_503_json(tmp_path: Path, leader: RedisProc, layout: str)
         write_endpoints(path, [leader.port], [])
     elif layout == "no-key":
         write_endpoints(path, [leader.port], None)
-    frontend = start_frontend(path, name="lonely")
-    try:
+    with start_frontend(path, name="lonely") as frontend:
         status, body = frontend.get("?cmd=get")
         assert status == 503, body
         assert set(body) == {"error", "hint"}
@@ -608,17 +610,13 @@ def test_no_follower_is_503_json(tmp_path: Path, leader: RedisProc, layout: str)
             assert frontend.append("still writable")[0] == 200
         write_endpoints(path, [leader.port], [leader.port])  # the platform fixes it: picked up without restart
         wait_until(lambda: frontend.get("?cmd=get")[0] == 200, 5, what="recovery")
-    finally:
-        assert frontend.stop() == 0
 
 
 def test_leader_down_is_503_and_writes_to_a_replica_are_502(
     tmp_path: Path, leader: RedisProc, follower: RedisProc
 ) -> None:
-    path = tmp_path / "endpoints.json"
-    write_endpoints(path, [free_port()], [follower.port])
-    frontend = start_frontend(path, name="no-leader")
-    try:
+    path = write_endpoints(tmp_path / "endpoints.json", [free_port()], [follower.port])
+    with start_frontend(path, name="no-leader") as frontend:
         status, body = frontend.append("x")
         assert status == 503 and "Cannot connect to redis-leader" in body["error"]
         assert frontend.json("GET", "/healthz")[1]["leader"] is False
@@ -626,30 +624,22 @@ def test_leader_down_is_503_and_writes_to_a_replica_are_502(
         wait_until(lambda: frontend.append("x")[0] == 502, 5, what="the new leader endpoint")
         status, body = frontend.get("?cmd=set&value=y")
         assert status == 502 and "read-only replica" in body["error"]
-    finally:
-        assert frontend.stop() == 0
 
 
 def test_works_on_the_stdlib_event_loop(tmp_path: Path, leader: RedisProc, follower: RedisProc) -> None:
-    path = tmp_path / "endpoints.json"
-    write_endpoints(path, [leader.port], [follower.port])
-    frontend = start_frontend(path, name="plain-asyncio", env={"GUESTBOOK_LOOP": "asyncio"})
-    try:
+    path = write_endpoints(tmp_path / "endpoints.json", [leader.port], [follower.port])
+    with start_frontend(path, name="plain-asyncio", env={"GUESTBOOK_LOOP": "asyncio"}) as frontend:
         assert frontend.append("on asyncio, too", "form")[1]["entries"] == ["on asyncio, too"]
         synced(leader, follower)
         assert frontend.entries() == ["on asyncio, too"]
         reqs = b"GET /healthz HTTP/1.1\r\n\r\n" * 3
         assert raw_exchange(frontend.port, reqs, 3).count(b'"leader": true') == 3
-    finally:
-        assert frontend.stop() == 0
 
 
 def test_leader_restart_reloads_the_script(tmp_path: Path) -> None:
     first = start_redis()
-    path = tmp_path / "endpoints.json"
-    write_endpoints(path, [first.port], [first.port])
-    frontend = start_frontend(path, name="restarts")
-    try:
+    path = write_endpoints(tmp_path / "endpoints.json", [first.port], [first.port])
+    with start_frontend(path, name="restarts") as frontend:
         assert frontend.append("one")[0] == 200
         port = first.port
         first.stop()
@@ -661,8 +651,6 @@ def test_leader_restart_reloads_the_script(tmp_path: Path) -> None:
             assert any("redis-leader: connection to" in line for line in frontend.lines), frontend.lines
         finally:
             second.stop()
-    finally:
-        assert frontend.stop() == 0
 
 
 # the page ---------------------------------------------------------------------------------------------------------
@@ -703,12 +691,9 @@ def test_injection_entries_are_stored_and_served_as_text(fe: Frontend, leader: R
 
 def test_pod_name_is_escaped_in_the_page(tmp_path: Path) -> None:
     path = tmp_path / "endpoints.json"
-    frontend = start_frontend(path, name='<b>"pod"</b>')
-    try:
+    with start_frontend(path, name='<b>"pod"</b>') as frontend:
         html = frontend.request("GET", "/")[2].decode()
         assert "<b>" not in html and "&lt;b>&quot;pod&quot;&lt;/b>" in html
-    finally:
-        assert frontend.stop() == 0
 
 
 # process -------------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.redis_helpers import RedisProc, start_redis, wait_until
-from tests.test_guestbook import Frontend, raw_exchange, start_frontend, write_endpoints
+from tests.test_guestbook import raw_exchange, start_frontend, write_endpoints
 
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d ")
 
@@ -31,9 +31,7 @@ def leader() -> Iterator[RedisProc]:
 
 @pytest.fixture(scope="module")
 def endpoints(tmp_path_factory: pytest.TempPathFactory, leader: RedisProc) -> Path:
-    path = tmp_path_factory.mktemp("limits") / "endpoints.json"
-    write_endpoints(path, [leader.port], [leader.port])
-    return path
+    return write_endpoints(tmp_path_factory.mktemp("limits") / "endpoints.json", [leader.port], [leader.port])
 
 
 def rss_mb(pid: int) -> float:
@@ -94,8 +92,7 @@ def test_slowloris_connections_are_closed_at_the_head_deadline(endpoints: Path) 
 
 
 def test_a_silent_connection_is_closed_after_the_deadline(endpoints: Path) -> None:
-    fe = start_frontend(endpoints, "--header-timeout", "1", name="silent")
-    try:
+    with start_frontend(endpoints, "--header-timeout", "1", name="silent") as fe:
         with socket.create_connection(("127.0.0.1", fe.port), timeout=5) as sock:
             started = time.monotonic()
             assert sock.recv(100) == b""  # closed without an answer: it never asked anything
@@ -106,8 +103,6 @@ def test_a_silent_connection_is_closed_after_the_deadline(endpoints: Path) -> No
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert b'"ok": true' in sock.recv(65536)
                 time.sleep(0.7)
-    finally:
-        assert fe.stop() == 0
 
 
 def test_connections_over_the_cap_get_a_json_503(endpoints: Path) -> None:
@@ -157,8 +152,7 @@ def test_a_client_that_pipelines_and_never_reads_costs_bounded_memory(endpoints:
 
 
 def test_request_data_cannot_forge_log_lines(endpoints: Path) -> None:
-    fe: Frontend = start_frontend(endpoints, name="forger")
-    try:
+    with start_frontend(endpoints, name="forger") as fe:
         attempts = [
             b"GET /x\naddress already in use HTTP/1.1\r\nHost: x\r\n\r\n",  # a bare LF in the target
             b"GET /x HTTP/1.1\r\nX-A: b\nlistening on http://127.0.0.1:1\r\n\r\n",  # a bare LF in a header value
@@ -178,5 +172,3 @@ def test_request_data_cannot_forge_log_lines(endpoints: Path) -> None:
             assert "address already in use" not in line.lower() and "listening on" not in line, line
             assert "\u2028" not in line and "\x85" not in line
         assert any("404 GET /address%20already%20in%20use%0Aagain" in line for line in fe.lines), fe.lines
-    finally:
-        assert fe.stop() == 0

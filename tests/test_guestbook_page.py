@@ -26,8 +26,7 @@ pytestmark = pytest.mark.browser  # `browser` comes from conftest: Debian's Chro
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     leader = start_redis()
     follower = start_redis(replicaof=("127.0.0.1", leader.port))
-    path = tmp_path_factory.mktemp("gbpage") / "endpoints.json"
-    write_endpoints(path, [leader.port], [follower.port])
+    path = write_endpoints(tmp_path_factory.mktemp("gbpage") / "endpoints.json", [leader.port], [follower.port])
     fe = start_frontend(path, "--max-entry-length", "40", name="page-pod")
     try:
         yield fe, leader, follower, path

@@ -23,13 +23,13 @@ import pytest
 from tests.conftest import (
     HX,
     PROJECT_ROOT,
-    START_TIMEOUT,
     Dashboard,
     StartDashboard,
     assert_lab_gone,
-    free_port,
+    launch_dashboard,
     wait_for,
 )
+from tests.redis_helpers import free_port
 
 MB = 1024 * 1024
 
@@ -158,32 +158,7 @@ def _running(dash: Dashboard, drill_id: str) -> bool:
 
 def launch_with_token(tmp_path: Path, token: str, *extra: str, env_token: bool = False) -> Dashboard:
     """`python -m dashboard` with a token (so /healthz needs it too): given by environment, file or flag."""
-    port = free_port()
-    run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "dashboard", "--port", str(port), "--frontend-port", "0", "--run-dir", str(run_dir)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUESTBOOK_LAB_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    if env_token:
-        env["GUESTBOOK_LAB_TOKEN"] = token
-    log_path = tmp_path / "dashboard.log"
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(
-            [*cmd, *extra], cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file
-        )
-    dash = Dashboard(proc, port, run_dir, log_path)
-
-    def healthy() -> bool:
-        assert proc.poll() is None, dash.log_text()
-        with httpx.Client(base_url=dash.url, timeout=1, trust_env=False) as c:
-            return c.get("/healthz", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-
-    try:
-        wait_for(healthy, START_TIMEOUT, "the dashboard with a token to answer /healthz", interval=0.05)
-    except BaseException:
-        proc.kill()
-        proc.wait(timeout=5)
-        raise
-    return dash
+    return launch_dashboard(tmp_path / "run", tmp_path / "dashboard.log", *extra, token=token, via_env=env_token)
 
 
 @pytest.fixture

@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 
 from dashboard.errors import BadRequest, PlatformError, PlatformUnavailable
-from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform
+from dashboard.platforms.kubernetes import KubernetesPlatform
 from dashboard.platforms.kubernetes.objects import LAB_LABEL_KEY, LAB_LABEL_VALUE
-from tests.k8s_cluster import CLUSTER, CONTEXT, KUBECONFIG, cluster_clients, cluster_settings, ready_pods
-from tests.k8s_helpers import run
+from tests.k8s_cluster import CLUSTER, CONTEXT, KUBECONFIG, cluster_clients, cluster_settings, ignore_404, ready_pods
+from tests.k8s_helpers import apply_all, run
 from tests.polling import until
 
 pytestmark = [*CLUSTER, pytest.mark.timeout(1200)]
@@ -40,13 +40,6 @@ pytestmark = [*CLUSTER, pytest.mark.timeout(1200)]
 def core() -> tuple[Any, Any]:
     assert KUBECONFIG
     return cluster_clients(KUBECONFIG, CONTEXT)
-
-
-async def apply_all(platform: KubernetesPlatform) -> list[str]:
-    lines: list[str] = []
-    for manifest in LAB_MANIFESTS:
-        lines += await platform.apply(manifest)
-    return lines
 
 
 def test_apply_creates_then_reapply_is_unchanged(core: Any, namespace: str, tmp_path: Path) -> None:
@@ -155,8 +148,6 @@ def test_apply_refuses_a_foreign_object_using_a_lab_name(core: Any, namespace: s
 
 
 def test_namespace_missing_and_create_namespace(core: Any, tmp_path: Path) -> None:
-    from kubernetes.client.exceptions import ApiException
-
     v1, _ = core
     name = f"guestbook-lab-test-{secrets.token_hex(3)}"
     missing = KubernetesPlatform(cluster_settings(name, tmp_path))
@@ -172,11 +163,7 @@ def test_namespace_missing_and_create_namespace(core: Any, tmp_path: Path) -> No
         run(created, body)
         assert v1.read_namespace(name).metadata.labels[LAB_LABEL_KEY] == LAB_LABEL_VALUE
     finally:
-        try:
-            v1.delete_namespace(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        ignore_404(lambda: v1.delete_namespace(name))
 
 
 def test_delete_pod_is_replaced_and_only_lab_pods_can_be_deleted(namespace: str, tmp_path: Path) -> None:

@@ -24,7 +24,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from dashboard.settings import Settings
 from dashboard.web import create_app
 from tests.conftest import StartDashboard
 from tests.k8s_cluster import (
@@ -34,8 +33,10 @@ from tests.k8s_cluster import (
     KUBECONFIG,
     admin_api_client,
     apiserver_counter,
+    cluster_settings,
     dashboard_role_rules,
     identity_kubeconfig,
+    ignore_404,
     namespace_on_cluster,
     timed,
 )
@@ -70,15 +71,8 @@ def test_a_forbidden_identity_gets_one_sentence_naming_verb_and_resource(
     kubeconfig = identity_kubeconfig(
         admin, KUBECONFIG, CONTEXT, namespace, "too-few-rights", rules, tmp_path / "kubeconfig"
     )
-    settings = Settings(
-        platform="kubernetes",
-        kubeconfig=kubeconfig,
-        namespace=namespace,
-        redis_access="port-forward",
-        frontend_port=0,
-        step_timeout=30,
-        run_dir=tmp_path / "run",
-    )
+    values = {"context": None, "redis_access": "port-forward", "step_timeout": 30, "run_dir": tmp_path / "run"}
+    settings = cluster_settings(namespace, tmp_path, kubeconfig=kubeconfig, **values)
     with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
         report = client.get("/api/preflight").json()
         assert report["ok"] is False and "leader" in report["blocked"], report
@@ -160,7 +154,6 @@ def test_no_periodic_list_while_the_dashboard_is_viewed(
 ) -> None:
     assert KUBECONFIG
     from kubernetes import client as k8s_client
-    from kubernetes.client.exceptions import ApiException
 
     name = f"dashboard-{namespace}"
     kubeconfig = identity_kubeconfig(
@@ -207,11 +200,7 @@ def test_no_periodic_list_while_the_dashboard_is_viewed(
         assert after - before == 0, f"the dashboard sent {after - before:g} LIST requests while viewed"
         assert dash.proc.poll() is None
     finally:
-        try:
-            flowcontrol.delete_flow_schema(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        ignore_404(lambda: flowcontrol.delete_flow_schema(name))
 
 
 def test_403_on_the_pod_watch_fails_start_with_the_verb(admin: Any, namespace: str, tmp_path: Path) -> None:
@@ -223,9 +212,6 @@ def test_403_on_the_pod_watch_fails_start_with_the_verb(admin: Any, namespace: s
     rules = [r for r in dashboard_role_rules() if r["resources"] != ["pods"]]
     rules.append({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]})  # no list, no watch
     kubeconfig = identity_kubeconfig(admin, KUBECONFIG, CONTEXT, namespace, "no-pod-list", rules, tmp_path / "kc")
-    settings = Settings(
-        platform="kubernetes", kubeconfig=kubeconfig, namespace=namespace, redis_access="auto", run_dir=tmp_path
-    )
-    platform = KubernetesPlatform(settings)
+    platform = KubernetesPlatform(cluster_settings(namespace, tmp_path, kubeconfig=kubeconfig, context=None))
     with pytest.raises(PlatformError, match=f"no-pod-list may not list pods in namespace {namespace}"):
         asyncio.run(platform.start())

@@ -25,7 +25,7 @@ from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform
 from dashboard.redis_nodes import redis_info
 from dashboard.settings import Settings
 from tests.k8s_cluster import CLUSTER, cluster_settings, ready_pods
-from tests.k8s_helpers import run
+from tests.k8s_helpers import apply_all, run
 from tests.polling import until
 
 pytestmark = [*CLUSTER, pytest.mark.timeout(240)]
@@ -78,19 +78,13 @@ def test_redis_endpoints_through_port_forward_reach_the_real_redis(namespace: st
         assert infos[0]["connected_slaves"] == "2"
 
         # Data both ways, larger than one websocket frame and than the client's 1 MiB reads.
-        leader = aioredis.Redis(host=endpoints[0].host, port=endpoints[0].port)
         big = bytes(range(256)) * 8192  # 2 MiB, every byte value
-        try:
+        async with aioredis.Redis(host=endpoints[0].host, port=endpoints[0].port) as leader:
             assert await leader.set("guestbook", big)
             assert await leader.get("guestbook") == big
-        finally:
-            await leader.aclose()
-        follower = aioredis.Redis(host=endpoints[1].host, port=endpoints[1].port)
-        try:
+        async with aioredis.Redis(host=endpoints[1].host, port=endpoints[1].port) as follower:
             assert await until(lambda: follower.strlen("guestbook"), 20, what="the value on a follower") == len(big)
             assert await follower.get("guestbook") == big
-        finally:
-            await follower.aclose()
 
     run(platform, body)
 
@@ -106,11 +100,8 @@ def test_concurrent_port_forwards_leave_the_shared_api_client_alone(namespace: s
 
         async def ping(index: int) -> bool:
             endpoint = endpoints[index % len(endpoints)]
-            client = aioredis.Redis(host=endpoint.host, port=endpoint.port, socket_timeout=20)
-            try:
+            async with aioredis.Redis(host=endpoint.host, port=endpoint.port, socket_timeout=20) as client:
                 return bool(await client.ping())
-            finally:
-                await client.aclose()
 
         results = await asyncio.gather(*(ping(i) for i in range(24)), platform.apply("frontend-service.yaml"))
         assert all(results[:24]) and results[24] == ["service/frontend created"]
@@ -130,8 +121,7 @@ def test_frontend_endpoints_and_expose_through_port_forward(namespace: str, tmp_
     platform = KubernetesPlatform(settings_for(namespace, tmp_path))
 
     async def body() -> None:
-        for manifest in LAB_MANIFESTS:
-            await platform.apply(manifest)
+        await apply_all(platform)
         await until(lambda: ready_pods(platform, 6), 60, what="six pods Ready")
         urls = await platform.frontend_endpoints()
         assert len(set(urls)) == 3 and all(u.startswith("http://127.0.0.1:") for u in urls), urls

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from dashboard.settings import Settings
 from dashboard.web import create_app
 from tests.k8s_double import KubernetesApiDouble
+from tests.k8s_helpers import settings_for
 
 
 @pytest.fixture
@@ -28,20 +29,9 @@ def double() -> Iterator[KubernetesApiDouble]:
         yield api
 
 
-def kube_client(double: KubernetesApiDouble, tmp_path: Path) -> TestClient:
-    settings = Settings(
-        platform="kubernetes",
-        kubeconfig=double.write_kubeconfig(tmp_path / "kubeconfig"),
-        namespace="guestbook",
-        redis_access="auto",
-        frontend_port=0,
-        run_dir=tmp_path,
-    )
-    return TestClient(create_app(settings), base_url="http://127.0.0.1:8000")
-
-
 def test_preflight_when_the_cluster_is_gone_is_one_sentence(double: KubernetesApiDouble, tmp_path: Path) -> None:
-    with kube_client(double, tmp_path) as client:
+    settings = settings_for(double, tmp_path, redis_access="auto")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
         double.close()
         report = client.get("/api/preflight").json()
         assert report["ok"] is False and report["checks"] == []

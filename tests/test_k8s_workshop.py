@@ -23,11 +23,10 @@ from typing import Any
 
 import pytest
 
-from tests.k8s_cluster import CLUSTER, CONTEXT, HX, KUBECONFIG
+from tests.k8s_cluster import CLUSTER, CONTEXT, KUBECONFIG, admin_api_client, ignore_404, namespace_gone
 from tests.k8s_helpers import poll
+from tests.test_workshop import INSTRUCTOR, TOKEN, join, row  # the same room API as on the local platform
 
-TOKEN = "instructor-token-for-k8s-tests"
-INSTRUCTOR = {"Authorization": f"Bearer {TOKEN}", "HX-Request": "true"}
 ROOM_LABEL = "guestbook-lab/room"
 FAST = 30.0  # an admission refusal must reach the step well before the 300 s step timeout
 
@@ -36,27 +35,16 @@ pytestmark = [*CLUSTER, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module")
 def kube() -> dict[str, Any]:
-    from kubernetes import client, config
+    from kubernetes import client
 
     assert KUBECONFIG
-    loader: Any = config
-    api_client = loader.new_client_from_config(config_file=str(Path(KUBECONFIG).expanduser()), context=CONTEXT)
+    api_client = admin_api_client(KUBECONFIG, CONTEXT)
     return {
         "v1": client.CoreV1Api(api_client),
         "apps": client.AppsV1Api(api_client),
         "net": client.NetworkingV1Api(api_client),
         "rbac": client.RbacAuthorizationV1Api(api_client),
     }
-
-
-def _gone(v1: Any, name: str) -> bool:
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        v1.read_namespace(name)
-    except ApiException as exc:
-        return bool(exc.status == 404)
-    return False
 
 
 @pytest.fixture
@@ -98,11 +86,11 @@ def dashboard(kube: Any, tmp_path: Path) -> Iterator[Any]:
             names += [ns.metadata.name for ns in found]
             names += [ns.metadata.name for ns in v1.list_namespace().items if ns.metadata.name.startswith(f"{room}-")]
         for name in sorted(set(names)):
-            if not _gone(v1, name):
+            if not namespace_gone(v1, name):
                 v1.delete_collection_namespaced_pod(name, grace_period_seconds=0)  # a bounded teardown
                 v1.delete_namespace(name)
         for name in sorted(set(names)):
-            poll(lambda n=name: _gone(v1, n), 120, f"namespace {name} to be deleted", interval=0.5)
+            poll(lambda n=name: namespace_gone(v1, n), 120, f"namespace {name} to be deleted", interval=0.5)
 
 
 def open_room(client: Any) -> dict[str, Any]:
@@ -111,19 +99,6 @@ def open_room(client: Any) -> dict[str, Any]:
     room: dict[str, Any] = response.json()
     client.rooms.append(room["id"])
     return room
-
-
-def join(client: Any, room: dict[str, Any], name: str) -> tuple[dict[str, Any], dict[str, str]]:
-    response = client.post("/join", headers=HX, json={"room": room["id"], "code": room["join_code"], "name": name})
-    assert response.status_code == 200, response.text
-    secret = response.headers["set-cookie"].split(";", 1)[0]
-    client.cookies.clear()
-    return response.json(), {"Cookie": secret, **HX}
-
-
-def row(client: Any, room: dict[str, Any], lab: str) -> dict[str, Any]:
-    grid = client.get(f"/api/rooms/{room['id']}", headers=INSTRUCTOR).json()
-    return dict(next(r for r in grid["learners"] if r["id"] == lab))
 
 
 def provisioned(client: Any, room: dict[str, Any], lab: str) -> str:
@@ -256,12 +231,12 @@ def test_a_room_on_a_real_cluster(dashboard: Any, kube: Any) -> None:
     assert v1.list_namespaced_service(bob["lab"]).items == []
     assert v1.read_namespaced_config_map("bobs-notes", bob["lab"]).data == {"a": "b"}
     v1.read_namespaced_resource_quota("guestbook-lab", bob["lab"])
-    assert not _gone(v1, bob["lab"])
+    assert not namespace_gone(v1, bob["lab"])
 
     # Remove deletes the namespace the dashboard created for the room.
     assert client.delete(f"/api/rooms/{room['id']}/learners/{ada['lab']}", headers=INSTRUCTOR).status_code == 200
-    poll(lambda: _gone(v1, ada["lab"]), 90, f"namespace {ada['lab']} to be deleted", interval=0.5)
-    assert not _gone(v1, bob["lab"])
+    poll(lambda: namespace_gone(v1, ada["lab"]), 90, f"namespace {ada['lab']} to be deleted", interval=0.5)
+    assert not namespace_gone(v1, bob["lab"])
 
 
 def test_a_namespace_the_dashboard_did_not_create_is_never_taken_or_deleted(dashboard: Any, kube: Any) -> None:
@@ -278,7 +253,7 @@ def test_a_namespace_the_dashboard_did_not_create_is_never_taken_or_deleted(dash
     assert v1.list_namespaced_resource_quota(foreign).items == []
     assert client.delete(f"/api/rooms/{room['id']}/learners/{foreign}", headers=INSTRUCTOR).status_code == 200
     time.sleep(1.0)
-    assert not _gone(v1, foreign) and v1.read_namespace(foreign).status.phase == "Active"
+    assert not namespace_gone(v1, foreign) and v1.read_namespace(foreign).status.phase == "Active"
 
 
 def test_the_workshop_cluster_role_is_enough_for_the_dashboard(kube: Any, tmp_path: Path) -> None:
@@ -288,7 +263,6 @@ def test_the_workshop_cluster_role_is_enough_for_the_dashboard(kube: Any, tmp_pa
     import asyncio
 
     import yaml
-    from kubernetes.client.exceptions import ApiException
 
     from dashboard.platforms.kubernetes import KubernetesPlatform
     from dashboard.settings import Settings
@@ -363,7 +337,7 @@ def test_the_workshop_cluster_role_is_enough_for_the_dashboard(kube: Any, tmp_pa
         assert denied == [] and report["room"]["fits"] is True and report["ok"] is True, (denied, report["room"])
         assert [p.component for p in result["pods"]] == ["redis-leader"]
         assert result["removed"] == [f'namespace "{learner}" deleted']
-        poll(lambda: _gone(v1, learner), 90, f"namespace {learner} to be deleted", interval=0.5)
+        poll(lambda: namespace_gone(v1, learner), 90, f"namespace {learner} to be deleted", interval=0.5)
     finally:
         for delete in (
             lambda: rbac.delete_cluster_role_binding(name),
@@ -371,8 +345,4 @@ def test_the_workshop_cluster_role_is_enough_for_the_dashboard(kube: Any, tmp_pa
             lambda: v1.delete_namespace(learner),
             lambda: v1.delete_namespace(home),
         ):
-            try:
-                delete()
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+            ignore_404(delete)

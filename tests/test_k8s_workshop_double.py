@@ -73,12 +73,8 @@ def test_the_room_opens_the_same_two_watches_for_1_and_for_10_learners(tmp_path:
             assert ROOM_WATCHES.count() == 0  # the last learner to leave stopped the room's watches
         return counts
 
-    double = RoomDouble()
-    double.start()
-    try:
+    with RoomDouble() as double:
         counts = asyncio.run(main(double))
-    finally:
-        double.close()
     assert counts["wsa001"] == counts["wsb010"] == ["/api/v1/events", "/api/v1/pods"], counts
     assert counts["wsa001-lists"] == 1 and counts["wsb010-lists"] == 2  # one list per room, not per learner
     namespaced = [p for p in watches(double) if "/namespaces/" in p]

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from dashboard.errors import PlatformUnavailable
-from dashboard.platforms.kubernetes import LAB_MANIFESTS, KubernetesPlatform, reflector
+from dashboard.platforms.kubernetes import KubernetesPlatform, reflector
 from dashboard.settings import Settings
 from tests.k8s_double import KubernetesApiDouble
-from tests.k8s_helpers import run, settings_for
+from tests.k8s_helpers import apply_all, run, settings_for
 from tests.polling import until
 
 
@@ -36,13 +36,6 @@ from tests.polling import until
 def double() -> Any:
     with KubernetesApiDouble(pod_grace=0.1) as api:
         yield api
-
-
-async def apply_all(platform: KubernetesPlatform) -> list[str]:
-    lines: list[str] = []
-    for manifest in LAB_MANIFESTS:
-        lines += await platform.apply(manifest)
-    return lines
 
 
 def test_watch_relists_after_410_gone_and_listeners_hear_every_change(

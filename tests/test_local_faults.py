@@ -23,9 +23,10 @@ import pytest
 from dashboard.errors import PlatformUnavailable
 from dashboard.platforms.local import LocalPlatform
 from dashboard.platforms.local.rundir import RunDirBusy, RunDirError, lock_path
-from tests.conftest import HX, PROJECT_ROOT, StartDashboard, free_port, is_alive, wait_for
+from tests.conftest import HX, PROJECT_ROOT, StartDashboard, is_alive, wait_for
 from tests.polling import until
-from tests.test_local_platform import FOLLOWER, LEADER, alive, followers_linked, settings_for
+from tests.redis_helpers import free_port
+from tests.test_local_platform import FOLLOWER, LEADER, followers_linked, lab, ready_count, running, settings_for
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
@@ -109,12 +110,8 @@ def test_another_labs_run_dir_is_locked_by_the_lab_that_owns_it(tmp_path: Path) 
         holder.wait(timeout=5)
 
         async def body() -> None:
-            await platform.start()
-            try:
-                await platform.apply("redis-leader-deployment.yaml")
+            async with running(platform, "redis-leader-deployment.yaml"):
                 assert len(await platform.get_pods()) == 1
-            finally:
-                await platform.close()
 
         asyncio.run(body())
         assert not run_dir.exists() and not lock_path(run_dir).exists()
@@ -221,11 +218,7 @@ def test_a_run_dir_replaced_mid_lab_fails_the_step_and_cleanup_stops_everything(
     run_dir = tmp_path / "run"
 
     async def body() -> None:
-        platform = LocalPlatform(settings_for(tmp_path))
-        await platform.start()
-        try:
-            for manifest in (*LEADER, *FOLLOWER):
-                await platform.apply(manifest)
+        async with lab(tmp_path, *LEADER, *FOLLOWER) as platform:
             await until(lambda: followers_linked(platform, 2), what="followers linked")
             pods = await platform.get_pods()
             pids = [pid for pod in pods if (pid := platform.pod_pid(pod.name)) is not None]
@@ -260,7 +253,7 @@ def test_a_run_dir_replaced_mid_lab_fails_the_step_and_cleanup_stops_everything(
             # Cleanup still stops every process (and says what it deleted).
             lines = await platform.delete_lab()
             assert 'deployment.apps "redis-leader" deleted' in lines
-            assert not any(alive(pid) for pid in pids)
+            assert not any(is_alive(pid) for pid in pids)
             assert await platform.get_pods() == []
             assert not [line for line in await platform.leftovers() if line.startswith(("process", "port"))]
 
@@ -270,16 +263,10 @@ def test_a_run_dir_replaced_mid_lab_fails_the_step_and_cleanup_stops_everything(
                     await platform.apply("redis-leader-deployment.yaml")
             else:
                 await platform.apply("redis-leader-deployment.yaml")
-                await until(lambda: _ready_leader(platform), what="a leader again")
-        finally:
-            await platform.close()
+                await until(lambda: ready_count(platform, "redis-leader"), what="a leader again")
 
     asyncio.run(body())
     wait_for(lambda: not run_dir.is_dir() or not any(run_dir.iterdir()), 3.0, "the run dir to be clean")
-
-
-async def _ready_leader(platform: LocalPlatform) -> bool:
-    return any(pod.ready for pod in await platform.get_pods())
 
 
 def test_a_step_through_the_dashboard_says_the_run_dir_was_deleted(start_dashboard: StartDashboard) -> None:

@@ -27,6 +27,7 @@ from dashboard.platforms import Platform
 from dashboard.platforms.local import FrontendCommand, LocalPlatform
 from dashboard.platforms.local.process import free_port, process_start_time
 from dashboard.settings import Settings
+from tests.conftest import is_alive
 from tests.polling import until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -68,45 +69,27 @@ async def ready_count(platform: LocalPlatform, component: str) -> int:
     return sum(1 for pod in await platform.get_pods() if pod.component == component and pod.ready and not pod.deleting)
 
 
+async def ready_exactly(platform: LocalPlatform, component: str, count: int) -> bool:
+    return await ready_count(platform, component) == count
+
+
 async def info(port: int, section: str = "replication") -> dict[str, object]:
-    client = aredis.Redis(port=port, socket_timeout=1)
-    try:
+    async with aredis.Redis(port=port, socket_timeout=1) as client:
         result: dict[str, object] = await client.info(section)
         return result
-    finally:
-        await client.aclose()
 
 
 async def redis_get(port: int, key: str) -> bytes | None:
-    client = aredis.Redis(port=port, socket_timeout=1)
-    try:
+    async with aredis.Redis(port=port, socket_timeout=1) as client:
         value = await client.get(key)
         assert value is None or isinstance(value, bytes)
         return value
-    finally:
-        await client.aclose()
 
 
 async def followers_linked(platform: LocalPlatform, count: int) -> bool:
+    """`count` followers, each with master_link_status:up (for `until`: one that does not answer is "not yet")."""
     endpoints = [e for e in await platform.redis_endpoints() if e.component == "redis-follower"]
-    if len(endpoints) != count:
-        return False
-    for endpoint in endpoints:
-        try:
-            if (await info(endpoint.port)).get("master_link_status") != "up":
-                return False
-        except OSError:
-            return False
-    return True
-
-
-def alive(pid: int) -> bool:
-    """True if pid runs and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
+    return len(endpoints) == count and all([(await info(e.port)).get("master_link_status") == "up" for e in endpoints])
 
 
 # -- tests -------------------------------------------------------------------------------------------------------
@@ -119,17 +102,14 @@ def test_satisfies_the_platform_protocol(tmp_path: Path) -> None:
 def test_leader_becomes_ready_and_answers_as_master(tmp_path: Path) -> None:
     async def body() -> None:
         async with lab(tmp_path, "redis-leader-deployment.yaml") as platform:
-            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="leader ready")
+            await until(lambda: ready_exactly(platform, "redis-leader", 1), what="leader ready")
             [pod] = await platform.get_pods()
             assert pod.name.startswith("redis-leader-") and len(pod.name.split("-")) == 4
             assert (pod.phase, pod.status, pod.restarts) == ("Running", "Running", 0)
             [endpoint] = await platform.redis_endpoints()
             assert endpoint.port == platform.leader_port and pod.ip == f"127.0.0.1:{endpoint.port}"
-            client = aredis.Redis(port=endpoint.port)
-            try:
+            async with aredis.Redis(port=endpoint.port) as client:
                 assert await client.ping()
-            finally:
-                await client.aclose()
             assert (await info(endpoint.port))["role"] == "master"
             persistence = await info(endpoint.port, "persistence")
             assert persistence["aof_enabled"] == 0
@@ -140,21 +120,14 @@ def test_leader_becomes_ready_and_answers_as_master(tmp_path: Path) -> None:
     asyncio.run(body())
 
 
-async def _eq(value: Awaitable[int], expected: int) -> bool:
-    return await value == expected
-
-
 def test_followers_link_up_and_replicate_a_set(tmp_path: Path) -> None:
     async def body() -> None:
         async with lab(tmp_path, *LEADER, *FOLLOWER) as platform:
             await until(lambda: followers_linked(platform, 2), what="2 followers with master_link_status:up")
             leader = platform.leader_port
             assert leader is not None
-            client = aredis.Redis(port=leader)
-            try:
+            async with aredis.Redis(port=leader) as client:
                 await client.set("guestbook", "hello")
-            finally:
-                await client.aclose()
             for endpoint in await platform.redis_endpoints():
                 await until(_holds(endpoint.port, b"hello"), what=f"{endpoint.name} has the value")
             leader_info = await info(leader)
@@ -164,13 +137,10 @@ def test_followers_link_up_and_replicate_a_set(tmp_path: Path) -> None:
 
 
 def _holds(port: int, expected: bytes | None) -> Callable[[], Awaitable[bool]]:
-    """A check that the Redis on `port` has the key `guestbook` (equal to `expected`, unless it is None)."""
+    """A check for `until` that the Redis on `port` has the key `guestbook` (equal to `expected`, unless it is None)."""
 
     async def check() -> bool:
-        try:
-            value = await redis_get(port, "guestbook")
-        except OSError:
-            return False
+        value = await redis_get(port, "guestbook")
         return value is not None and (expected is None or value == expected)
 
     return check
@@ -181,11 +151,8 @@ def test_kill_9_follower_restarts_once_and_resyncs(tmp_path: Path) -> None:
         async with lab(tmp_path, *LEADER, *FOLLOWER) as platform:
             await until(lambda: followers_linked(platform, 2), what="followers linked")
             assert platform.leader_port is not None
-            client = aredis.Redis(port=platform.leader_port)
-            try:
+            async with aredis.Redis(port=platform.leader_port) as client:
                 await client.set("guestbook", "before the crash")
-            finally:
-                await client.aclose()
             victim = (await pods_of(platform, "redis-follower"))[0]
             pid = platform.pod_pid(victim)
             port = platform.pod_port(victim)
@@ -214,7 +181,7 @@ def test_delete_pod_creates_a_new_pod_with_a_new_name_and_port(tmp_path: Path) -
             old_pid, old_port = platform.pod_pid(old), platform.pod_port(old)
             assert old_pid is not None
             assert await platform.delete_pod(old) == [f'pod "{old}" deleted']
-            assert not alive(old_pid)
+            assert not is_alive(old_pid)
             names = await pods_of(platform, "redis-follower")
             assert len(names) == 2 and old not in names
             assert all(platform.pod_port(name) != old_port for name in names)
@@ -226,7 +193,7 @@ def test_delete_pod_creates_a_new_pod_with_a_new_name_and_port(tmp_path: Path) -
             await platform.delete_pod(leader)
             [replacement] = await pods_of(platform, "redis-leader")
             assert replacement != leader
-            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="a new leader")
+            await until(lambda: ready_exactly(platform, "redis-leader", 1), what="a new leader")
             assert platform.pod_port(replacement) == port
             await until(lambda: followers_linked(platform, 2), what="followers reconnected", timeout=5)
 
@@ -247,7 +214,7 @@ def test_scale_followers_up_and_down(tmp_path: Path) -> None:
             await platform.scale("redis-follower", 2)
             remaining = await pods_of(platform, "redis-follower")
             assert len(remaining) == 2 and set(remaining) < set(three)
-            assert len([pid for pid in pids if pid is not None and alive(pid)]) == 2
+            assert len([pid for pid in pids if pid is not None and is_alive(pid)]) == 2
             assert (await info(platform.leader_port or 0))["connected_slaves"] in (2, 3)  # the leader notices soon
             with pytest.raises(PrerequisiteMissing):
                 await platform.scale("frontend", 2)
@@ -262,7 +229,7 @@ def test_reapply_is_idempotent_and_starts_nothing(tmp_path: Path) -> None:
         async with lab(tmp_path) as platform:
             assert await platform.apply("redis-leader-deployment.yaml") == ["deployment.apps/redis-leader created"]
             assert await platform.apply("redis-leader-service.yaml") == ["service/redis-leader created"]
-            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="leader")
+            await until(lambda: ready_exactly(platform, "redis-leader", 1), what="leader")
             before = [(pod.name, platform.pod_pid(pod.name)) for pod in await platform.get_pods()]
             assert await platform.apply("redis-leader-deployment.yaml") == ["deployment.apps/redis-leader unchanged"]
             assert await platform.apply("redis-leader-service.yaml") == ["service/redis-leader unchanged"]
@@ -272,7 +239,7 @@ def test_reapply_is_idempotent_and_starts_nothing(tmp_path: Path) -> None:
             await platform.scale("redis-leader", 0)
             assert await pods_of(platform, "redis-leader") == []
             assert await platform.apply("redis-leader-deployment.yaml") == ["deployment.apps/redis-leader configured"]
-            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="leader again")
+            await until(lambda: ready_exactly(platform, "redis-leader", 1), what="leader again")
 
     asyncio.run(body())
 
@@ -282,7 +249,7 @@ def test_delete_lab_leaves_nothing(tmp_path: Path) -> None:
         platform = LocalPlatform(settings_for(tmp_path), frontend_command=stub_frontend(tmp_path))
         async with running(platform, *LEADER, *FOLLOWER, *FRONTEND):
             await until(lambda: followers_linked(platform, 2), what="followers")
-            await until(lambda: _eq(ready_count(platform, "frontend"), 3), what="frontends")
+            await until(lambda: ready_exactly(platform, "frontend", 3), what="frontends")
             await platform.expose()
             pids = [platform.pod_pid(pod.name) for pod in await platform.get_pods()]
             ports = [platform.pod_port(pod.name) for pod in await platform.get_pods()]
@@ -301,7 +268,7 @@ def test_delete_lab_leaves_nothing(tmp_path: Path) -> None:
             ]
             assert took < 2.0, took
             assert await platform.get_pods() == []
-            assert all(pid is not None and not alive(pid) for pid in pids)
+            assert all(pid is not None and not is_alive(pid) for pid in pids)
             run_dir = tmp_path / "run"
             assert not run_dir.exists() or list(run_dir.iterdir()) == []
             for port in ports:
@@ -314,7 +281,7 @@ def test_delete_lab_leaves_nothing(tmp_path: Path) -> None:
             assert await platform.delete_lab() == ["No resources found"]
             # The platform can run the lab again after a cleanup.
             await platform.apply("redis-leader-deployment.yaml")
-            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="a leader again")
+            await until(lambda: ready_exactly(platform, "redis-leader", 1), what="a leader again")
 
     asyncio.run(body())
 
@@ -326,7 +293,7 @@ def test_close_stops_every_process(tmp_path: Path) -> None:
             return [pid for pod in await platform.get_pods() if (pid := platform.pod_pid(pod.name))]
 
     pids = asyncio.run(body())
-    assert len(pids) == 3 and not any(alive(pid) for pid in pids)
+    assert len(pids) == 3 and not any(is_alive(pid) for pid in pids)
     assert not (tmp_path / "run").exists()
 
 
@@ -356,16 +323,12 @@ def test_start_reaps_orphans_of_a_killed_dashboard_but_not_reused_pids(tmp_path:
         (run_dir / "endpoints.json").write_text("{}")
 
         async def body() -> None:
-            platform = LocalPlatform(settings_for(tmp_path))
-            await platform.start()
-            try:
+            async with lab(tmp_path) as platform:
                 assert await platform.leftovers() == []
-            finally:
-                await platform.close()
 
         asyncio.run(body())
         assert orphan.wait(timeout=2) == -signal.SIGKILL
-        assert bystander.poll() is None and alive(bystander.pid)
+        assert bystander.poll() is None and is_alive(bystander.pid)
         assert not run_dir.exists()
     finally:
         for process in (orphan, bystander):
@@ -415,7 +378,7 @@ def test_listeners_hear_pod_changes_and_endpoints_file_follows(tmp_path: Path) -
             calls: list[int] = []
             platform.add_listener(lambda: calls.append(1))
             await platform.apply("redis-leader-deployment.yaml")
-            await until(lambda: _eq(ready_count(platform, "redis-leader"), 1), what="leader")
+            await until(lambda: ready_exactly(platform, "redis-leader", 1), what="leader")
             assert len(calls) >= 2  # created, ready
             endpoints = json.loads(platform.endpoints_file.read_text())
             assert endpoints == {"redis-leader": [], "redis-follower": []}  # no Service yet: no endpoints
@@ -490,7 +453,7 @@ def test_expose_forwards_round_robin_and_follows_replacements(tmp_path: Path) ->
             url = await platform.expose()
             assert url == platform.frontend_url() and url.startswith("http://127.0.0.1:") and url.endswith("/")
             assert await platform.expose() == url  # idempotent
-            await until(lambda: _eq(ready_count(platform, "frontend"), 3), what="3 frontends")
+            await until(lambda: ready_exactly(platform, "frontend", 3), what="3 frontends")
             names = set(await pods_of(platform, "frontend"))
             seen = {(await http_get(url))[1] for _ in range(6)}
             assert seen == names
@@ -538,7 +501,7 @@ def test_the_real_frontend_serves_the_guestbook_through_expose(tmp_path: Path) -
         async with lab(tmp_path, *LEADER, *FOLLOWER, *FRONTEND) as platform:
             url = await platform.expose()
             await until(lambda: followers_linked(platform, 2), what="followers")
-            await until(lambda: _eq(ready_count(platform, "frontend"), 3), what="3 frontends", timeout=10)
+            await until(lambda: ready_exactly(platform, "frontend", 3), what="3 frontends", timeout=10)
 
             async def written() -> bool:
                 # A frontend re-reads the endpoints file every 0.5 s (as kube-proxy lags behind the Endpoints):
@@ -591,17 +554,15 @@ def test_pods_die_with_a_dashboard_killed_by_sigkill(tmp_path: Path) -> None:
     try:
         assert dashboard.stdout is not None
         pids = [int(pid) for pid in dashboard.stdout.readline().split()]
-        assert len(pids) == 3 and all(alive(pid) for pid in pids)
+        assert len(pids) == 3 and all(is_alive(pid) for pid in pids)
         assert (run_dir / "pods.json").exists()
         dashboard.kill()
         dashboard.wait()
 
         async def body() -> None:
-            await until(_true_when(lambda: not any(alive(pid) for pid in pids)), what="the pods to die with it")
-            platform = LocalPlatform(settings_for(tmp_path))
-            await platform.start()
-            assert await platform.leftovers() == []
-            await platform.close()
+            await until(lambda: not any(is_alive(pid) for pid in pids), what="the pods to die with it")
+            async with lab(tmp_path) as platform:
+                assert await platform.leftovers() == []
 
         asyncio.run(body())
         assert not run_dir.exists()
@@ -611,10 +572,3 @@ def test_pods_die_with_a_dashboard_killed_by_sigkill(tmp_path: Path) -> None:
             dashboard.wait()
         if dashboard.stdout is not None:
             dashboard.stdout.close()
-
-
-def _true_when(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return predicate()
-
-    return check

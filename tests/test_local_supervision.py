@@ -21,7 +21,7 @@ from dashboard.models import Pod
 from dashboard.platforms.local import LocalPlatform
 from dashboard.platforms.local.pods import PROBE_FAILURE_THRESHOLD, PROBE_PERIOD
 from tests.polling import until
-from tests.test_local_platform import FOLLOWER, FRONTEND, LEADER, followers_linked, ready_count, running, settings_for
+from tests.test_local_platform import FOLLOWER, FRONTEND, LEADER, followers_linked, ready_exactly, running, settings_for
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
@@ -60,7 +60,7 @@ def test_children_do_not_inherit_the_dashboards_settings(tmp_path: Path, monkeyp
         platform = LocalPlatform(settings_for(tmp_path, redis_server=str(wrapper)))
         async with running(platform, *LEADER, *FOLLOWER, *FRONTEND):
             await until(lambda: followers_linked(platform, 2), what="followers linked")
-            await until(lambda: _count(platform, "frontend", 3), what="3 frontends ready", timeout=10)
+            await until(lambda: ready_exactly(platform, "frontend", 3), what="3 frontends ready", timeout=10)
             pods = await platform.get_pods()
             assert len(pods) == 6
             for pod in pods:
@@ -77,10 +77,6 @@ def test_children_do_not_inherit_the_dashboards_settings(tmp_path: Path, monkeyp
                     )
 
     asyncio.run(body())
-
-
-async def _count(platform: LocalPlatform, component: str, expected: int) -> bool:
-    return await ready_count(platform, component) == expected
 
 
 async def _pod(platform: LocalPlatform, name: str) -> Pod:

@@ -26,6 +26,8 @@ from tests.conftest import (
     children_of,
     is_alive,
     start_time_of,
+    stat_fields,
+    stop_cleanly,
     wait_for,
 )
 from tests.redis_helpers import start_redis
@@ -73,8 +75,7 @@ def test_sigkill_children_die_and_next_start_reaps(start_dashboard: StartDashboa
     second = start_dashboard(run_dir)
     assert not run_dir.exists() or not any(run_dir.iterdir()), sorted(p.name for p in run_dir.iterdir())
     assert second.get("/api/pods") == []
-    assert_clean_exit(second, second.stop(signal.SIGTERM), signal.SIGTERM)
-    assert_lab_gone(second)
+    stop_cleanly(second)
 
 
 def test_next_start_kills_a_process_left_in_the_pid_table(start_dashboard: StartDashboard, tmp_path: Path) -> None:
@@ -96,8 +97,7 @@ def test_next_start_kills_a_process_left_in_the_pid_table(start_dashboard: Start
         second = start_dashboard(run_dir)
         wait_for(lambda: not is_alive(leftover.pid, start), GONE_WITHIN, "the leftover redis-server to be killed")
         assert not run_dir.exists() or not any(run_dir.iterdir())
-        assert_clean_exit(second, second.stop(signal.SIGTERM), signal.SIGTERM)
-        assert_lab_gone(second)
+        stop_cleanly(second)
     finally:
         leftover.stop()
 
@@ -109,19 +109,30 @@ echo "redis-server exited with $?"
 """
 
 
-def group_processes(pgid: int) -> dict[int, int]:
-    """Live processes of process group `pgid` (pid -> start time), read from /proc."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, pgrp, ... start time is the 20th
-            if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-                found[int(entry)] = int(fields[19])
-    return found
+def wrapper_script(tmp_path: Path) -> Path:
+    wrapper = tmp_path / "redis-wrapper"
+    wrapper.write_text(WRAPPER.format(redis=shutil.which("redis-server")))
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def wrapped_servers(dash: Dashboard) -> dict[int, int]:
+    """The redis-servers the lab's wrapper shells run (pid -> start time): live members of each pod's process group
+    (/proc) other than the shell itself."""
+    servers = {}
+    for entry in dash.pid_table()["pods"]:
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+            fields = stat_fields(pid)  # state, ppid, pgrp, ... start time is the 20th
+            if fields and fields[0] not in ("Z", "X") and int(fields[2]) == entry["pgid"] and pid != entry["pid"]:
+                servers[pid] = int(fields[19])
+    return servers
+
+
+def kill_survivors(servers: dict[int, int]) -> None:
+    """SIGKILL the lab's own processes, by pid and start time, should a check have failed before they stopped."""
+    for pid, start in servers.items():
+        if is_alive(pid, start):
+            os.kill(pid, signal.SIGKILL)
 
 
 def accepts(port: int) -> bool:
@@ -135,18 +146,13 @@ def test_sigkill_with_a_wrapper_that_does_not_exec_next_start_reaps_its_groups(
 ) -> None:
     """--redis-server is a shell script that runs redis-server as its child: PR_SET_PDEATHSIG kills the shells with
     the dashboard, not their redis-servers; the next start kills each pod's whole process group."""
-    wrapper = tmp_path / "redis-wrapper"
-    wrapper.write_text(WRAPPER.format(redis=shutil.which("redis-server")))
-    wrapper.chmod(0o755)
+    wrapper = wrapper_script(tmp_path)
     run_dir = tmp_path / "run"
     dash = start_dashboard(run_dir, "--redis-server", str(wrapper))
     dash.run_steps("leader", "followers")
     table = dash.pid_table()["pods"]
     assert len(table) == 3 and all(entry["pgid"] == entry["pid"] for entry in table), table
-    servers: dict[int, int] = {}  # the redis-servers: the shells' children, in the shells' groups
-    for entry in table:
-        members = group_processes(entry["pgid"])
-        servers.update({pid: start for pid, start in members.items() if pid != entry["pid"]})
+    servers = wrapped_servers(dash)  # the redis-servers: the shells' children, in the shells' groups
     assert len(servers) == 3, servers
     ports = [int(pod["ip"].rsplit(":", 1)[1]) for pod in dash.get("/api/pods")]
     assert len(ports) == 3 and all(accepts(port) for port in ports)
@@ -166,24 +172,16 @@ def test_sigkill_with_a_wrapper_that_does_not_exec_next_start_reaps_its_groups(
         wait_for(lambda: not any(accepts(port) for port in ports), GONE_WITHIN, "their ports to close")
         print(f"next start: all gone {time.monotonic() - started:.2f} s after it began")
         assert not run_dir.exists() or not any(run_dir.iterdir())
-        assert_clean_exit(second, second.stop(signal.SIGTERM), signal.SIGTERM)
-        assert_lab_gone(second)
+        stop_cleanly(second)
     finally:
-        for pid, start in servers.items():  # the lab's own processes, by pid and start time, should a check fail
-            if is_alive(pid, start):
-                os.kill(pid, signal.SIGKILL)
+        kill_survivors(servers)
 
 
 def test_a_wrapper_pods_children_stop_with_the_pod(start_dashboard: StartDashboard, tmp_path: Path) -> None:
     """Cleanup and a graceful stop take a wrapper's redis-server too (the pod's group is signalled)."""
-    wrapper = tmp_path / "redis-wrapper"
-    wrapper.write_text(WRAPPER.format(redis=shutil.which("redis-server")))
-    wrapper.chmod(0o755)
-    dash = start_dashboard(None, "--redis-server", str(wrapper))
+    dash = start_dashboard(None, "--redis-server", str(wrapper_script(tmp_path)))
     dash.run_steps("leader", "followers")
-    servers: dict[int, int] = {}
-    for entry in dash.pid_table()["pods"]:
-        servers.update({p: s for p, s in group_processes(entry["pgid"]).items() if p != entry["pid"]})
+    servers = wrapped_servers(dash)
     assert len(servers) == 3
     try:
         with dash.client() as client:
@@ -191,6 +189,4 @@ def test_a_wrapper_pods_children_stop_with_the_pod(start_dashboard: StartDashboa
         assert not any(is_alive(pid, start) for pid, start in servers.items())
         assert_clean_exit(dash, dash.stop(signal.SIGTERM), signal.SIGTERM)
     finally:
-        for pid, start in servers.items():
-            if is_alive(pid, start):
-                os.kill(pid, signal.SIGKILL)
+        kill_survivors(servers)

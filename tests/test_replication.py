@@ -147,7 +147,6 @@ def test_parse_replication_of_real_redis_servers() -> None:
     leader = start_redis()
     follower: RedisProc | None = None
     try:
-        leader.command("CONFIG", "SET", "repl-diskless-sync-delay", "0")
         follower = start_redis(replicaof=("127.0.0.1", leader.port))
 
         def node(server: RedisProc, component: Component) -> NodeReplication:

@@ -18,9 +18,7 @@ INSTRUCTOR = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def test_the_preflight_page_says_whether_the_room_fits_the_cluster(tmp_path: Path) -> None:
-    double = RoomDouble()
-    double.start()
-    try:
+    with RoomDouble() as double:
         settings = settings_for(
             double,
             tmp_path,
@@ -47,5 +45,3 @@ def test_the_preflight_page_says_whether_the_room_fits_the_cluster(tmp_path: Pat
             page = client.get("/preflight", headers=INSTRUCTOR).text
             assert f'<p class="refused" id="room-fit">{small["message"]} {small["hint"]}</p>' in page
             assert "✗ not ready" in page
-    finally:
-        double.close()

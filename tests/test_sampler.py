@@ -9,10 +9,11 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,8 +27,6 @@ from dashboard.settings import Settings
 from dashboard.web import create_app
 from tests.polling import until
 from tests.redis_helpers import RedisProc, free_port, redis_command, start_redis, wait_until
-
-T = TypeVar("T")
 
 LEADER, FOLLOWER_A, FOLLOWER_B = "redis-leader-0", "redis-follower-a", "redis-follower-b"
 
@@ -70,7 +69,6 @@ def cluster() -> Iterator[Cluster]:
     try:
         leader = start_redis()
         started.append(leader)
-        leader.command("CONFIG", "SET", "repl-diskless-sync-delay", "0")  # followers sync at once, not after 5 s
         for _ in range(2):
             started.append(start_redis(replicaof=("127.0.0.1", leader.port)))
         cluster = Cluster(*started)
@@ -94,11 +92,14 @@ def clean(cluster: Cluster) -> Cluster:
     return cluster
 
 
-def run(coro: Awaitable[T]) -> T:
-    async def main() -> T:
-        return await coro
-
-    return asyncio.run(main())
+@asynccontextmanager
+async def sampling(platform: EndpointsPlatform, **options: Any) -> AsyncIterator[Sampler]:
+    """A Sampler of `platform`, stopped at the end (its clients closed)."""
+    sampler = Sampler(platform, **options)
+    try:
+        yield sampler
+    finally:
+        await sampler.stop()
 
 
 async def sample_until(
@@ -127,8 +128,7 @@ def followers_by_name(snapshot: ReplicationSnapshot) -> dict[str, dict[str, Any]
 
 def test_in_sync_lab_shows_leader_followers_and_entries_everywhere(clean: Cluster) -> None:
     async def scenario() -> None:
-        sampler = Sampler(clean.platform())
-        try:
+        async with sampling(clean.platform()) as sampler:
             clean.leader.command("SET", "guestbook", "a,b")
             snapshot = await sample_until(
                 sampler, lambda s: s.in_sync and len(s.entries) == 3 and s.entries[0][1] != ()
@@ -150,16 +150,13 @@ def test_in_sync_lab_shows_leader_followers_and_entries_everywhere(clean: Cluste
             before = sampler.commands_sent
             await sampler.sample_now()
             assert sampler.commands_sent - before == 9
-        finally:
-            await sampler.stop()
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 def test_a_stopped_follower_shows_down_then_recovers(clean: Cluster) -> None:
     async def scenario() -> None:
-        sampler = Sampler(clean.platform(), socket_timeout=0.3, connect_timeout=0.2)
-        try:
+        async with sampling(clean.platform(), socket_timeout=0.3, connect_timeout=0.2) as sampler:
             clean.leader.command("SET", "guestbook", "a")
             await sample_until(sampler, lambda s: s.in_sync)
             os.kill(clean.a.pid, signal.SIGSTOP)
@@ -183,17 +180,14 @@ def test_a_stopped_follower_shows_down_then_recovers(clean: Cluster) -> None:
             kinds = [(e.node, e.kind) for e in sampler.history.events]
             assert (FOLLOWER_A, "link_down") in kinds and (FOLLOWER_A, "link_up") in kinds
             assert any(s.link == "down" for s in sampler.history.samples(FOLLOWER_A))
-        finally:
-            await sampler.stop()
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 def test_writes_on_a_writable_follower_are_flagged(clean: Cluster) -> None:
     async def scenario() -> None:
-        sampler = Sampler(clean.platform())
         leader, b = clean.leader, clean.b
-        try:
+        async with sampling(clean.platform()) as sampler:
             leader.command("SET", "guestbook", "a,b")
             leader.command("SET", "shared", "1")
             leader.command("SET", "lonely", "1")
@@ -222,16 +216,13 @@ def test_writes_on_a_writable_follower_are_flagged(clean: Cluster) -> None:
             leader.command("SET", "guestbook", "a,b")
             snapshot = await sample_until(sampler, lambda s: s.to_json()["entries"][FOLLOWER_B] == ["a", "b"])
             assert followers_by_name(snapshot)[FOLLOWER_B]["extra"] == [] and not snapshot.in_sync
-        finally:
-            await sampler.stop()
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 def test_too_many_keys_are_not_read_one_by_one(clean: Cluster) -> None:
     async def scenario() -> None:
-        sampler = Sampler(clean.platform(), key_limit=3)
-        try:
+        async with sampling(clean.platform(), key_limit=3) as sampler:
             for i in range(5):
                 clean.leader.command("SET", f"k{i}", "v")
             snapshot = await sample_until(sampler, lambda s: s.in_sync and s.leader_dbsize == 5)
@@ -240,18 +231,15 @@ def test_too_many_keys_are_not_read_one_by_one(clean: Cluster) -> None:
             before = sampler.commands_sent
             await sampler.sample_now()
             assert sampler.commands_sent - before == 9  # no SCAN, no DUMP
-        finally:
-            await sampler.stop()
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 def test_an_unreachable_node_is_an_error_in_the_snapshot_not_a_crash(clean: Cluster) -> None:
     async def scenario() -> None:
         platform = clean.platform()
         platform.endpoints.append(RedisEndpoint("redis-follower-gone", "redis-follower", "127.0.0.1", free_port()))
-        sampler = Sampler(platform, interval=0.05)
-        try:
+        async with sampling(platform, interval=0.05) as sampler:
             await sampler.start()
             await eventually(lambda: sampler.ticks >= 3, 10)
             out = sampler.snapshot.to_json()
@@ -259,33 +247,27 @@ def test_an_unreachable_node_is_an_error_in_the_snapshot_not_a_crash(clean: Clus
             assert gone["link"] == "down" and "ConnectionError" in gone["error"]
             assert "redis-follower-gone" in out["errors"] and out["in_sync"] is False
             assert followers_by_name(sampler.snapshot)[FOLLOWER_A]["link"] == "up"
-        finally:
-            await sampler.stop()
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 def test_platform_errors_keep_the_last_nodes_and_say_why(clean: Cluster) -> None:
     async def scenario() -> None:
         platform = clean.platform()
-        sampler = Sampler(platform)
-        try:
+        async with sampling(platform) as sampler:
             await sampler.sample_now()
             platform.error = RuntimeError("cluster unreachable")
             out = (await sampler.sample_now()).to_json()
             assert out["errors"] == {"platform": "RuntimeError: cluster unreachable"}
             assert out["leader"]["name"] == LEADER and len(out["followers"]) == 2
-        finally:
-            await sampler.stop()
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 def test_clients_are_cached_and_closed_when_their_endpoint_disappears(clean: Cluster) -> None:
     async def scenario() -> None:
         platform = clean.platform()
-        sampler = Sampler(platform)
-        try:
+        async with sampling(platform) as sampler:
             await sampler.sample_now()
             await sampler.sample_now()
             assert sorted(p for _, p in sampler.client_addresses) == sorted(
@@ -295,11 +277,9 @@ def test_clients_are_cached_and_closed_when_their_endpoint_disappears(clean: Clu
             out = (await sampler.sample_now()).to_json()
             assert [f["name"] for f in out["followers"]] == [FOLLOWER_A]
             assert clean.b.port not in [p for _, p in sampler.client_addresses]
-        finally:
-            await sampler.stop()
         assert sampler.client_addresses == []
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 def test_version_changes_only_with_content_and_listeners_hear_it(clean: Cluster) -> None:
@@ -333,13 +313,12 @@ def test_version_changes_only_with_content_and_listeners_hear_it(clean: Cluster)
             await sampler.stop()
             solo.stop()
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 def test_viewers_cause_no_redis_commands_and_unchanged_values_are_not_split_again(clean: Cluster) -> None:
     async def scenario() -> None:
-        sampler = Sampler(clean.platform())
-        try:
+        async with sampling(clean.platform()) as sampler:
             clean.leader.command("SET", "guestbook", ",".join(f"entry {i}" for i in range(10_000)))
             await sample_until(sampler, lambda s: s.in_sync and len(s.entries[0][1]) == 10_000)
             splits, sent = sampler.entries_cache.splits, sampler.commands_sent
@@ -350,30 +329,25 @@ def test_viewers_cause_no_redis_commands_and_unchanged_values_are_not_split_agai
                 await sampler.sample_now()
             assert sampler.entries_cache.splits == splits
             assert sampler.commands_sent - sent == 3 * 9
-        finally:
-            await sampler.stop()
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 def test_the_loop_runs_on_its_own_and_poke_wakes_it(clean: Cluster) -> None:
     async def scenario() -> None:
         platform = clean.platform()
-        sampler = Sampler(platform, interval=30)  # would sleep for half a minute without poke
-        try:
+        async with sampling(platform, interval=30) as sampler:  # would sleep for half a minute without poke
             await sampler.start()
             await sampler.start()  # idempotent
             await eventually(lambda: sampler.ticks >= 1, 5)
             sampler.poke()
             await eventually(lambda: sampler.ticks >= 2, 5)
             assert sampler.snapshot.leader is not None
-        finally:
-            await sampler.stop()
         ticks = sampler.ticks
         await asyncio.sleep(0.05)
         assert sampler.ticks == ticks and platform.calls == ticks
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 def test_reconnections_are_partial_or_full_resyncs_in_the_history(clean: Cluster) -> None:
@@ -422,7 +396,7 @@ def test_reconnections_are_partial_or_full_resyncs_in_the_history(clean: Cluster
             await sampler.stop()
             a.command("REPLICAOF", "127.0.0.1", str(leader.port))
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 def test_a_redis_older_than_7_is_told_by_its_answer_to_several_info_sections() -> None:
@@ -455,7 +429,7 @@ def test_one_info_per_section_reads_the_same_for_two_more_commands_per_node(clea
             await together.stop()
             await apart.stop()
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 def test_a_follower_restarted_between_two_samples_is_a_link_down_and_a_full_resync(clean: Cluster) -> None:
@@ -510,7 +484,7 @@ def test_a_follower_restarted_between_two_samples_is_a_link_down_and_a_full_resy
         finally:
             await sampler.stop()
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
 # ----------------------------------------------------------------------------- a real lab on the local platform

@@ -51,6 +51,11 @@ def merge(base: Any, patch: Any) -> Any:
     return out
 
 
+def no_namespace(name: str) -> ApiError:
+    details = {"name": name, "kind": "namespaces"}
+    return ApiError(404, status_body(404, "NotFound", f'namespaces "{name}" not found', details))
+
+
 class ApiError(Exception):
     def __init__(self, code: int, body: JSON) -> None:
         super().__init__(body.get("message"))

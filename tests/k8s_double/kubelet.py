@@ -155,17 +155,13 @@ class LoopbackKubelet:
     def __init__(self, workdir: Path, frontend: str = "guestbook") -> None:
         self.workdir = workdir
         self.frontend = frontend
-        self.endpoints_file = self.endpoints_file_of("guestbook")
         self.lock = threading.Lock()
         # (namespace, pod name) -> what runs behind that pod
         self.redis: dict[tuple[str, str], RedisProc] = {}
         self.roles: dict[tuple[str, str], str] = {}
         self.frontends: dict[tuple[str, str], subprocess.Popen[bytes] | ThreadingHTTPServer] = {}
         self.output: dict[tuple[str, str], deque[tuple[datetime, str]]] = {}  # a frontend's stdout/stderr lines
-        self.started: list[str] = []
-        self.stopped: list[str] = []
         self.leader_services: dict[str, ServiceProxy] = {}  # namespace -> its redis-leader Service
-        self.leader_service = self._leader_service("guestbook")
         self._write_endpoints("guestbook")
 
     def endpoints_file_of(self, namespace: str) -> Path:
@@ -208,7 +204,6 @@ class LoopbackKubelet:
             with self.lock:
                 self.redis[key] = proc
                 self.roles[key] = str(labels.get("role"))
-                self.started.append(name)
                 self._write_endpoints(namespace)
             return {6379: ("127.0.0.1", proc.port)}
         if self.frontend == "stub":
@@ -217,7 +212,6 @@ class LoopbackKubelet:
             threading.Thread(target=server.serve_forever, daemon=True).start()
             with self.lock:
                 self.frontends[key] = server
-                self.started.append(name)
             return {80: ("127.0.0.1", int(server.server_address[1]))}
         port = free_port()
         with self.lock:
@@ -233,7 +227,6 @@ class LoopbackKubelet:
         with self.lock:
             self.frontends[key] = proc_
             self.output[key] = output
-            self.started.append(name)
 
         def listening() -> bool:
             if proc_.poll() is not None:
@@ -261,15 +254,11 @@ class LoopbackKubelet:
             self.roles.pop(key, None)
             frontend = self.frontends.pop(key, None)
             self.output.pop(key, None)
-            self.stopped.append(name)
             self._write_endpoints(namespace)
         if proc is not None:
             proc.stop()
-        if isinstance(frontend, ThreadingHTTPServer):
-            frontend.shutdown()
-            frontend.server_close()
-        elif frontend is not None:
-            stop_process(frontend)
+        if frontend is not None:
+            _stop_frontend(frontend)
 
     def logs(self, pod: JSON) -> list[tuple[datetime, str]]:
         key = (pod["metadata"].get("namespace") or "guestbook", pod["metadata"]["name"])
@@ -295,11 +284,7 @@ class LoopbackKubelet:
         for proc in procs:
             proc.stop()
         for frontend in frontends:
-            if isinstance(frontend, ThreadingHTTPServer):
-                frontend.shutdown()
-                frontend.server_close()
-            else:
-                stop_process(frontend)
+            _stop_frontend(frontend)
 
     def _write_endpoints(self, namespace: str) -> None:
         """The namespace's endpoints file: its own leader and followers (call with the lock held)."""
@@ -308,6 +293,14 @@ class LoopbackKubelet:
             if key[0] == namespace:
                 services[f"redis-{self.roles[key]}"].append(["127.0.0.1", proc.port])
         atomic_write_json(self.endpoints_file_of(namespace), services)
+
+
+def _stop_frontend(frontend: subprocess.Popen[bytes] | ThreadingHTTPServer) -> None:
+    if isinstance(frontend, ThreadingHTTPServer):
+        frontend.shutdown()
+        frontend.server_close()
+    else:
+        stop_process(frontend)
 
 
 def _read_output(stream: BinaryIO, into: deque[tuple[datetime, str]]) -> None:

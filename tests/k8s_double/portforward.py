@@ -89,17 +89,22 @@ class PortForwardSession:
             except OSError:
                 self._closed.set()
 
-    def close(self, code: int = 1000) -> None:
-        """Send a close frame once and stop reading the client."""
+    def _send_close(self, code: int) -> bool:
+        """Send the close frame, once: False when it was sent already."""
         with self._send_lock:
             if self._closed.is_set():
-                return
+                return False
             self._closed.set()
             with contextlib.suppress(OSError):
                 self.handler.wfile.write(ws_frame(code.to_bytes(2, "big"), 0x8))
                 self.handler.wfile.flush()
-        with contextlib.suppress(OSError):
-            self.handler.connection.shutdown(socket.SHUT_RDWR)
+        return True
+
+    def close(self, code: int = 1000) -> None:
+        """Send a close frame once and stop reading the client."""
+        if self._send_close(code):
+            with contextlib.suppress(OSError):
+                self.handler.connection.shutdown(socket.SHUT_RDWR)
 
     def close_gracefully(self, timeout: float = 2.0) -> None:
         """Send the close frame, then read (and drop) what the client still sends until its close frame.
@@ -107,13 +112,8 @@ class PortForwardSession:
         Shutting the socket at once while the client's data is unread makes the kernel answer with a reset,
         which can discard the error frame the client has not read yet.
         """
-        with self._send_lock:
-            if self._closed.is_set():
-                return
-            self._closed.set()
-            with contextlib.suppress(OSError):
-                self.handler.wfile.write(ws_frame((1000).to_bytes(2, "big"), 0x8))
-                self.handler.wfile.flush()
+        if not self._send_close(1000):
+            return
         rfile: BinaryIO = self.handler.rfile  # type: ignore[assignment]
         with contextlib.suppress(OSError, ValueError):
             self.handler.connection.settimeout(timeout)

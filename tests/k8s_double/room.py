@@ -8,7 +8,6 @@ bench/bench_workshop_k8s.py; every request it serves is in `requests` as (method
 from __future__ import annotations
 
 import copy
-import json
 import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -16,7 +15,6 @@ from urllib.parse import parse_qs, urlparse
 
 import yaml
 
-from dashboard.platforms.kubernetes.objects import selector_matches
 from tests.k8s_double.fixtures import ApiError, status_body
 from tests.k8s_double.server import KubernetesApiDouble
 
@@ -82,13 +80,9 @@ class RoomDouble(KubernetesApiDouble):
                     return self._send(handler, 200, self.isolation[key])
             plural = parts[2]
             if verb == "watch":
-                return self._watch_all(handler, plural, query)
+                return self._watch(handler, plural, None, query)
             with self.lock:
-                items = [
-                    copy.deepcopy(o)
-                    for (p, _, _), o in sorted(self.store.items())
-                    if p == plural and selector_matches(query.get("labelSelector") or "", o["metadata"].get("labels"))
-                ]
+                items = [copy.deepcopy(o) for o in self._selected(plural, None, query)]
                 meta = {"resourceVersion": str(self.resource_version)}
             return self._send(handler, 200, {"kind": "List", "apiVersion": "v1", "metadata": meta, "items": items})
         except ApiError as exc:
@@ -108,36 +102,3 @@ class RoomDouble(KubernetesApiDouble):
             namespace = self.namespaces[name]
             namespace["metadata"]["labels"].update(doc["metadata"].get("labels") or {})
             return dict(namespace)
-
-    def _watch_all(self, handler: BaseHTTPRequestHandler, plural: str, query: dict[str, str]) -> None:
-        """A watch of `plural` in every namespace, from `resourceVersion`, narrowed by `labelSelector`."""
-        start_rv = int(query.get("resourceVersion") or 0)
-        deadline = time.monotonic() + float(query.get("timeoutSeconds") or 1800)
-        selector = query.get("labelSelector")
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Transfer-Encoding", "chunked")
-        handler.end_headers()
-
-        def chunk(data: bytes) -> None:
-            handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-            handler.wfile.flush()
-
-        try:
-            with self.lock:
-                position = next((i for i, h in enumerate(self.history) if h[0] > start_rv), len(self.history))
-            while True:
-                with self.lock:
-                    while position >= len(self.history) and not self._closing and time.monotonic() < deadline:
-                        self.changed.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
-                    if self._closing or time.monotonic() >= deadline:
-                        break
-                    pending = self.history[position:]
-                    position = len(self.history)
-                for _, kind, p, _, obj in pending:
-                    if p == plural and (not selector or selector_matches(selector, obj["metadata"].get("labels"))):
-                        chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
-            chunk(b"")
-        except OSError:
-            pass
-        handler.close_connection = True

@@ -14,7 +14,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlparse
 
 import yaml
@@ -29,6 +29,7 @@ from tests.k8s_double.fixtures import (
     ApiError,
     fixture,
     merge,
+    no_namespace,
     now,
     status_body,
 )
@@ -60,10 +61,8 @@ class KubernetesApiDouble:
         self._ip = itertools.count(10)
         self._expired = 0  # generation of expire_watches()
         self._closing = False
-        self.node_ports = itertools.count(30303)
         self.kubelet = kubelet
         self.routes: dict[tuple[str, str, int], Address] = {}  # (namespace, pod, containerPort) -> real address
-        self.portforwards: list[tuple[str, str, int]] = []  # every upgraded port-forward: (namespace, pod, port)
         self._sessions: dict[tuple[str, str], set[PortForwardSession]] = {}
         template = fixture("10-cluster/namespace-guestbook.json")
         for name in namespaces:
@@ -75,7 +74,7 @@ class KubernetesApiDouble:
 
     # ---------------------------------------------------------------------------------- control
 
-    def start(self) -> KubernetesApiDouble:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -86,7 +85,7 @@ class KubernetesApiDouble:
         self.server.shutdown()
         self.server.server_close()
 
-    def __enter__(self) -> KubernetesApiDouble:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -368,29 +367,18 @@ class KubernetesApiDouble:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:
-                double._serve(self, "GET")
-
-            def do_POST(self) -> None:
-                double._serve(self, "POST")
-
-            def do_PATCH(self) -> None:
-                double._serve(self, "PATCH")
-
-            def do_DELETE(self) -> None:
-                double._serve(self, "DELETE")
-
-            def do_PUT(self) -> None:
-                double._serve(self, "PUT")
-
+        for method in ("GET", "POST", "PATCH", "DELETE", "PUT"):  # do_GET ... do_PUT: every verb to _serve
+            setattr(Handler, f"do_{method}", lambda handler, method=method: double._serve(handler, method))
         return Handler
 
     def _send(
-        self, handler: BaseHTTPRequestHandler, code: int, body: Any, content_type: str = "application/json"
+        self, handler: BaseHTTPRequestHandler, code: int, body: Any, headers: dict[str, str] | None = None
     ) -> None:
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        data = json.dumps(body).encode()
         handler.send_response(code)
-        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Type", "application/json")
+        for header, value in (headers or {}).items():
+            handler.send_header(header, value)
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
@@ -429,36 +417,20 @@ class KubernetesApiDouble:
             name = rest[3] if len(rest) > 3 else ""
             sub = rest[4] if len(rest) > 4 else ""
             if namespace not in self.namespaces:
-                raise ApiError(
-                    404,
-                    status_body(
-                        404,
-                        "NotFound",
-                        f'namespaces "{namespace}" not found',
-                        {"name": namespace, "kind": "namespaces"},
-                    ),
-                )
+                raise no_namespace(namespace)
             with self.lock:
                 fault = self.faults.get((verb, plural))
             if fault is not None:
                 code, retry_after = fault
                 reason = {429: "TooManyRequests", 503: "ServiceUnavailable"}.get(code, "InternalError")
                 body = status_body(code, reason, f"the server is {reason}", {"retryAfterSeconds": 1})
-                data = json.dumps(body).encode()
-                handler.send_response(code)
-                handler.send_header("Content-Type", "application/json")
-                if retry_after is not None:
-                    handler.send_header("Retry-After", retry_after)
-                handler.send_header("Content-Length", str(len(data)))
-                handler.end_headers()
-                handler.wfile.write(data)
-                return None
+                headers = {"Retry-After": retry_after} if retry_after is not None else None
+                return self._send(handler, code, body, headers=headers)
             if plural == "pods" and sub == "portforward":
                 return self._portforward(handler, namespace, name, query)
             if verb == "watch":
                 return self._watch(handler, plural, namespace, query)
-            code, body, ctype = self._resource(method, verb, plural, namespace, name, sub, query, raw, handler)
-            return self._send(handler, code, body, ctype)
+            return self._send(handler, *self._resource(method, verb, plural, namespace, name, sub, query, raw, handler))
         except ApiError as exc:
             return self._send(handler, exc.code, exc.body)
 
@@ -557,26 +529,14 @@ class KubernetesApiDouble:
                 body = json.loads(raw)
                 name = body["metadata"]["name"]
                 if name in self.namespaces:
-                    raise ApiError(
-                        409,
-                        status_body(
-                            409,
-                            "AlreadyExists",
-                            f'namespaces "{name}" already exists',
-                            {"name": name, "kind": "namespaces"},
-                        ),
-                    )
+                    message, details = f'namespaces "{name}" already exists', {"name": name, "kind": "namespaces"}
+                    raise ApiError(409, status_body(409, "AlreadyExists", message, details))
                 self.add_namespace(name)
                 self.namespaces[name]["metadata"]["labels"].update(body["metadata"].get("labels") or {})
                 return 201, self.namespaces[name]
             name = parts[3]
             if name not in self.namespaces:
-                raise ApiError(
-                    404,
-                    status_body(
-                        404, "NotFound", f'namespaces "{name}" not found', {"name": name, "kind": "namespaces"}
-                    ),
-                )
+                raise no_namespace(name)
             if method == "DELETE":
                 ns = self.namespaces[name]
                 self.delete_namespace(name)
@@ -592,8 +552,9 @@ class KubernetesApiDouble:
             raise ApiError(404, status_body(404, "NotFound", f'{qualified} "{name}" not found', details))
         return obj
 
-    def _selected(self, plural: str, namespace: str, query: dict[str, str]) -> list[JSON]:
-        items = [o for (p, ns, _), o in sorted(self.store.items()) if p == plural and ns == namespace]
+    def _selected(self, plural: str, namespace: str | None, query: dict[str, str]) -> list[JSON]:
+        """The stored `plural` in `namespace` (None: in every namespace), narrowed by the query's selectors."""
+        items = [o for (p, ns, _), o in sorted(self.store.items()) if p == plural and namespace in (None, ns)]
         if query.get("labelSelector"):
             items = [o for o in items if selector_matches(query["labelSelector"], o["metadata"].get("labels"))]
         if query.get("fieldSelector"):
@@ -614,7 +575,7 @@ class KubernetesApiDouble:
         query: dict[str, str],
         raw: bytes,
         handler: BaseHTTPRequestHandler,
-    ) -> tuple[int, Any, str]:
+    ) -> tuple[int, Any]:
         group, kind, _ = RESOURCES[plural]
         api_version = f"{group}/v1" if group else "v1"
         with self.lock:
@@ -624,16 +585,12 @@ class KubernetesApiDouble:
                     item.pop("kind", None)
                     item.pop("apiVersion", None)
                 meta = {"resourceVersion": str(self.resource_version)}
-                return (
-                    200,
-                    {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": items},
-                    "application/json",
-                )
+                return 200, {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": items}
             if verb == "get" and sub == "scale":
                 dep = self._find(plural, namespace, name)
-                return 200, self._scale_body(dep), "application/json"
+                return 200, self._scale_body(dep)
             if verb == "get":
-                return 200, self._find(plural, namespace, name), "application/json"
+                return 200, self._find(plural, namespace, name)
             if verb == "patch" and handler.headers.get("Content-Type") == "application/apply-patch+yaml":
                 return self._apply(plural, namespace, name, query, yaml.safe_load(raw))
             if verb == "patch" and sub == "scale":
@@ -645,7 +602,7 @@ class KubernetesApiDouble:
                     self._bump(dep["metadata"])
                     self._record("MODIFIED", plural, dep)
                     self._reconcile(namespace, name)
-                return 200, self._scale_body(dep), "application/json"
+                return 200, self._scale_body(dep)
             if verb == "patch":
                 obj = self._find(plural, namespace, name)
                 patched = merge(obj, json.loads(raw))
@@ -655,7 +612,7 @@ class KubernetesApiDouble:
                     self._bump(patched["metadata"])
                     self.store[(plural, namespace, name)] = patched
                     self._record("MODIFIED", plural, patched)
-                return 200, patched, "application/json"
+                return 200, patched
             if verb == "delete":
                 obj = self._find(plural, namespace, name)
                 options = json.loads(raw) if raw else {}
@@ -665,7 +622,7 @@ class KubernetesApiDouble:
                         f"Precondition failed: UID in precondition: {uid}, UID in object meta: {obj['metadata']['uid']}"
                     )
                     raise ApiError(409, status_body(409, "Conflict", message, {"name": name, "kind": plural}))
-                return 200, self._delete(plural, namespace, name), "application/json"
+                return 200, self._delete(plural, namespace, name)
         raise ApiError(405, status_body(405, "MethodNotAllowed", f"{method} is not supported here"))
 
     def _scale_body(self, dep: JSON) -> JSON:
@@ -712,7 +669,7 @@ class KubernetesApiDouble:
                 port.pop("nodePort", None)
         service.setdefault("status", {"loadBalancer": {}})
 
-    def _apply(self, plural: str, namespace: str, name: str, query: dict[str, str], doc: JSON) -> tuple[int, JSON, str]:
+    def _apply(self, plural: str, namespace: str, name: str, query: dict[str, str], doc: JSON) -> tuple[int, JSON]:
         manager = query.get("fieldManager")
         if not manager:
             raise ApiError(422, fixture("06-errors/422-apply-without-fieldmanager.json"))
@@ -732,7 +689,7 @@ class KubernetesApiDouble:
             self._record("ADDED", plural, obj)
             if plural == "deployments":
                 self._reconcile(namespace, name)
-            return 201, copy.deepcopy(self.store[(plural, namespace, name)]), "application/json"
+            return 201, copy.deepcopy(self.store[(plural, namespace, name)])
         updated = copy.deepcopy(existing)
         updated["metadata"]["labels"] = {
             **(existing["metadata"].get("labels") or {}),
@@ -745,7 +702,7 @@ class KubernetesApiDouble:
         if not any(m["manager"] == manager and m.get("operation") == "Apply" for m in managers):
             managers.append({"manager": manager, "operation": "Apply", "apiVersion": doc["apiVersion"], "time": now()})
         if updated == existing:
-            return 200, copy.deepcopy(existing), "application/json"
+            return 200, copy.deepcopy(existing)
         if updated["spec"] != existing.get("spec"):
             updated["metadata"]["generation"] = existing["metadata"].get("generation", 1) + 1
         self._bump(updated["metadata"])
@@ -753,7 +710,7 @@ class KubernetesApiDouble:
         self._record("MODIFIED", plural, updated)
         if plural == "deployments":
             self._reconcile(namespace, name)
-        return 200, copy.deepcopy(updated), "application/json"
+        return 200, copy.deepcopy(updated)
 
     # ----------------------------------------------------------------------------- port-forward
 
@@ -791,7 +748,6 @@ class KubernetesApiDouble:
         handler.close_connection = True
         session = PortForwardSession(handler, name, uid, ports, targets)
         with self.lock:
-            self.portforwards += [(namespace, name, p) for p in ports]
             self._sessions.setdefault((namespace, name), set()).add(session)
         try:
             session.run()
@@ -807,7 +763,11 @@ class KubernetesApiDouble:
         event["object"]["message"] = f"too old resource version: {start_rv} ({self.compacted})"
         return json.dumps(event, separators=(",", ":")).encode() + b"\n"
 
-    def _watch(self, handler: BaseHTTPRequestHandler, plural: str, namespace: str, query: dict[str, str]) -> None:
+    def _watch(
+        self, handler: BaseHTTPRequestHandler, plural: str, namespace: str | None, query: dict[str, str]
+    ) -> None:
+        """A watch of `plural` in `namespace` (None: in every namespace), from `resourceVersion`, narrowed by
+        `labelSelector`, ended after `timeoutSeconds`."""
         start_rv = int(query.get("resourceVersion") or 0)
         timeout = float(query.get("timeoutSeconds") or 1800)
         selector = query.get("labelSelector")
@@ -846,7 +806,7 @@ class KubernetesApiDouble:
                     pending = self.history[position:]
                     position = len(self.history)
                 for rv, kind, p, ns, obj in pending:
-                    if p != plural or ns != namespace:
+                    if p != plural or namespace not in (None, ns):
                         continue
                     if selector and not selector_matches(selector, obj["metadata"].get("labels")):
                         continue
