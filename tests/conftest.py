@@ -329,7 +329,8 @@ def browser() -> Iterator[Any]:
     """Headless Chromium (Debian's, /usr/bin/chromium) under Playwright, one per test module.
 
     Module- rather than session-scoped: Playwright's sync API cannot run twice at once in one thread, and a module
-    with its own `browser` fixture (test_guestbook_page) would otherwise start a second one while this one lives.
+    that launches its own Chromium with other flags (`chromium(...)` in test_browser_hostile) would otherwise start
+    a second one while this one lives.
     """
     with chromium() as instance:
         yield instance

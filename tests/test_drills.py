@@ -196,6 +196,26 @@ def test_write_load_is_accounted_for_on_every_node(lab: Lab) -> None:
     assert "every one is on the leader and on all 2 followers" in lab.client.get("/fragments/experiments").text
 
 
+def test_stopping_the_write_load_early_accounts_for_what_it_wrote(lab: Lab) -> None:
+    """The panel's ■ Stop button (`hx-delete` on /api/load): the load stops long before its planned end, and every
+    entry it wrote before stopping is still looked for on every node."""
+    planned = 20 * 30
+    assert lab.client.post("/api/load", json={"rate": 20, "seconds": 30}, headers=HX).status_code == 202
+    wait_until(lambda: lab.client.get("/api/load").json()["ok"] >= 5, 10, what="a few writes of the load")
+    stopped = lab.client.delete("/api/load", headers={**HX, "Accept": "text/html"})  # as htmx sends it
+    assert stopped.status_code == 200 and 'id="load-form"' in stopped.text, stopped.text  # the panel, for htmx
+
+    def finished() -> dict[str, Any] | None:
+        body: dict[str, Any] = lab.client.get("/api/load").json()
+        return body if body["state"] not in ("running", "checking") else None
+
+    done = wait_until(finished, 15, what="the stopped load to be accounted for")
+    assert done["state"] == "stopped", done
+    assert 5 <= done["ok"] < planned and done["elapsed_seconds"] < 20, done
+    assert all(n["found"] == done["ok"] and n["missing"] == 0 for n in done["nodes"]), done
+    assert lab.client.delete("/api/load", headers=HX).json()["state"] == "stopped"  # a second press: no change
+
+
 def test_network_blip_is_a_partial_resync(lab: Lab) -> None:
     wait_until(lab.in_sync, what="in sync")
     body = lab.drill("network-blip")
