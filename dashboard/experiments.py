@@ -89,7 +89,7 @@ class Experiments:
         while True:
             await asyncio.sleep(LAG_REFRESH_SECONDS)
             ticks = self.sampler.ticks
-            if ticks != seen and (self.sampler.history.to_json()["followers"] or seen == -1):
+            if ticks != seen and (self.sampler.history.has_followers or seen == -1):
                 seen = ticks
                 self.publish("lag")
 

@@ -823,6 +823,11 @@ class LagHistory:
 
     # -- reading --------------------------------------------------------------------------------------------------
 
+    @property
+    def has_followers(self) -> bool:
+        """Whether any follower has samples: the chart has something to draw (`to_json()["followers"]` not empty)."""
+        return bool(self._tracks)
+
     def samples(self, name: str) -> list[LagSample]:
         track = self._tracks.get(name)
         return list(track.samples) if track is not None else []

@@ -406,10 +406,14 @@ def test_snapshot_equality_ignores_sampled_at() -> None:
 
 def test_seconds_behind_is_time_since_the_follower_last_caught_up() -> None:
     history = LagHistory(max_samples=3)
+    assert not history.has_followers and not history.to_json()["followers"]
+    history.record(9.0, _leader(100), [])
+    assert not history.has_followers  # a leader alone: nothing for the chart
     assert history.record(10.0, _leader(100), [_follower(offset=100)]) == {"redis-follower-a": 0.0}
     assert history.record(11.0, _leader(200), [_follower(offset=150)]) == {"redis-follower-a": 1.0}
     assert history.record(12.5, _leader(300), [_follower(offset=250)]) == {"redis-follower-a": 2.5}
     assert history.record(13.0, _leader(300), [_follower(offset=300)]) == {"redis-follower-a": 0.0}
+    assert history.has_followers and list(history.to_json()["followers"]) == ["redis-follower-a"]
     samples = history.samples("redis-follower-a")
     assert [(s.time, s.gap_bytes, s.seconds_behind, s.link) for s in samples] == [
         (11.0, 50, 1.0, "up"),
