@@ -3,7 +3,7 @@
 `LocalPlatform` reads the lab's manifests and runs them the way a cluster would, at process scale:
 
 - a Deployment is a set of supervised pods (`pods.LocalPod`), replaced and restarted like a ReplicaSet's;
-  role=leader pods run `redis-server`, role=follower pods `redis-server --replicaof 127.0.0.1 <leader port>`,
+  app=redis pods run `redis-server` (role=leader) or `redis-server --replicaof 127.0.0.1 <leader port>` (follower),
   and app=guestbook,tier=frontend pods the Python guestbook (`python -m dashboard.guestbook`);
 - the redis-leader Service is a port fixed for the lab's life (its "ClusterIP"): each leader pod binds it, so a
   replaced leader is found again by the followers. Every other pod gets its own free loopback port ("pod IP");
