@@ -55,14 +55,8 @@ FRONTEND_PORT = 80
 CHECK_INTERVAL = 0.25  # a step's check reads the API server: four times a second at most
 STEP_TIMEOUT = 300.0  # image pulls and scheduling on a real cluster take minutes
 QUOTA_GRACE = 5.0  # seconds a quota refusal may last before a step's check fails on it
-LAB_MANIFESTS = (
-    "redis-leader-deployment.yaml",
-    "redis-leader-service.yaml",
-    "redis-follower-deployment.yaml",
-    "redis-follower-service.yaml",
-    "frontend-deployment.yaml",
-    "frontend-service.yaml",
-)
+# The tutorial's six manifests in its order, as `kubectl apply -k manifests/` applies them.
+LAB_MANIFESTS: tuple[str, ...] = tuple(yaml.safe_load((MANIFESTS_DIR / "kustomization.yaml").read_text())["resources"])
 
 
 class KubernetesPlatform:
@@ -272,7 +266,7 @@ class KubernetesPlatform:
             raise BadRequest(
                 f"{manifest} is not one of the lab's manifests.", f"Use one of: {', '.join(LAB_MANIFESTS)}."
             )
-        docs = [d for d in yaml.safe_load_all((MANIFESTS_DIR / file).read_text()) if d]
+        docs = namespace.read_manifests(MANIFESTS_DIR, (file,))
         return [await asyncio.to_thread(self._apply_one, doc) for doc in docs]
 
     def _apply_one(self, manifest: JSON) -> str:
