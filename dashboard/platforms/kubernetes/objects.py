@@ -348,16 +348,24 @@ def kubectl_name(obj: Mapping[str, Any]) -> str:
     return f"{resource[2] if resource else kind.lower()}/{name}"
 
 
-def prepare_manifest(manifest: Mapping[str, Any], image: str | None = None) -> JSON:
+def prepare_manifest(
+    manifest: Mapping[str, Any], image: str | None = None, room_labels: Mapping[str, str] | None = None
+) -> JSON:
     """The manifest to apply: the file as it is plus our label on the object's metadata; the container's image
-    replaced only when an override is set. Nothing else changes (pod templates keep the tutorial's labels)."""
+    replaced only when an override is set. Nothing else changes (pod templates keep the tutorial's labels), but for
+    a workshop learner's `room_labels`, which go on the object and its pod template too, so the room's one pods
+    watch selects them."""
     doc: JSON = copy.deepcopy(dict(manifest))
     metadata = doc.setdefault("metadata", {})
-    labels = metadata.get("labels") or {}
-    metadata["labels"] = {**labels, LAB_LABEL_KEY: LAB_LABEL_VALUE}
-    if image and doc.get("kind") == "Deployment":
-        for container in _get(doc, "spec", "template", "spec", "containers") or []:
-            container["image"] = image
+    metadata["labels"] = {**(metadata.get("labels") or {}), LAB_LABEL_KEY: LAB_LABEL_VALUE, **(room_labels or {})}
+    template = _get(doc, "spec", "template")
+    if doc.get("kind") == "Deployment" and isinstance(template, dict):
+        if room_labels:
+            meta = template.setdefault("metadata", {})
+            meta["labels"] = {**(meta.get("labels") or {}), **room_labels}
+        for container in _get(template, "spec", "containers") or []:
+            if image:
+                container["image"] = image
     return doc
 
 

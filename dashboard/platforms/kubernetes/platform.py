@@ -280,7 +280,8 @@ class KubernetesPlatform:
         if status == 200 and not objects.is_ours(existing, self.settings.field_manager):
             raise objects.foreign_object_error(kind, name, self.namespace, existing)
         image = self.settings.image_override(name) if kind == "Deployment" else None
-        doc = self._with_room_label(objects.prepare_manifest(manifest, image))
+        room = {namespace.ROOM_LABEL_KEY: self._room} if self._room is not None else None
+        doc = objects.prepare_manifest(manifest, image, room)
         field_manager = self.settings.field_manager
         code, applied = self.api.patch(path, doc, resource=resource, name=name, field_manager=field_manager, apply=True)
         before = existing if status == 200 and code != 201 else None
@@ -630,19 +631,6 @@ class KubernetesPlatform:
         if self._room is None:
             return []
         return await asyncio.to_thread(namespace.remove, self.api, self.namespace, self._room)
-
-    def _with_room_label(self, doc: JSON) -> JSON:
-        """A learner's objects carry the room's label on top of ours, on the pod template too, so the room's one
-        pods watch selects them; the manifests themselves stay as they are."""
-        if self._room is None:
-            return doc
-        label = {namespace.ROOM_LABEL_KEY: self._room}
-        doc["metadata"]["labels"] = {**doc["metadata"].get("labels", {}), **label}
-        template = (doc.get("spec") or {}).get("template")
-        if doc.get("kind") == "Deployment" and isinstance(template, dict):
-            meta = template.setdefault("metadata", {})
-            meta["labels"] = {**(meta.get("labels") or {}), **label}
-        return doc
 
     def _check_admission(self, deployment: JSON) -> None:
         """Fail the step's check at once when admission refuses the Deployment's pods (Pod Security, LimitRange), or
