@@ -233,8 +233,7 @@ class LocalPlatform:
         """`kubectl apply -f manifests/<manifest>` on this machine."""
         self._redis_binary = find_redis_server(self.settings.redis_server)
         objects = load_manifest(manifest)
-        if not self._started:
-            await self.start()
+        await self.start()
         async with self._lock:
             new_lab = not self._deployments and not self._services
             await asyncio.to_thread(self._check_run_dir, new_lab=new_lab)
@@ -465,17 +464,17 @@ class LocalPlatform:
             return f"deployment.apps/{item.name} created"
         if existing.spec == item and existing.replicas == item.replicas:
             return f"deployment.apps/{item.name} unchanged"
-        if existing.spec.template_hash != item.template_hash or existing.spec.component != item.component:
+        new_template = existing.spec.template_hash != item.template_hash  # the component is the template's labels'
+        existing.spec, existing.replicas = item, item.replicas
+        if new_template:
             # A new pod template: a new ReplicaSet replaces every pod (the Recreate strategy, simpler than rolling).
             old = existing.live_pods()
             for pod in old:
                 pod.deleting = True
             existing.template = self._pod_template(item)
-            existing.spec, existing.replicas = item, item.replicas
             self._reconcile_up(existing)
             await self._stop_pods(existing, old)
         else:
-            existing.spec, existing.replicas = item, item.replicas
             await self._reconcile(existing)
         return f"deployment.apps/{item.name} configured"
 
