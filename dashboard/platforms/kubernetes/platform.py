@@ -183,7 +183,6 @@ class KubernetesPlatform:
         self._listeners.append(listener)
 
     def add_event_listener(self, listener: Listener) -> None:
-        """Call `listener()` on the event loop whenever the namespace's events change (the events timeline)."""
         self._event_listeners.append(listener)
 
     def _to_loop(self, callback: Callable[..., None], *args: object) -> None:

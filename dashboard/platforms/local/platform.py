@@ -230,7 +230,6 @@ class LocalPlatform:
     # -- the protocol: kubectl verbs -------------------------------------------------------------------------------
 
     async def apply(self, manifest: str) -> list[str]:
-        """`kubectl apply -f manifests/<manifest>` on this machine."""
         self._redis_binary = find_redis_server(self.settings.redis_server)
         objects = load_manifest(manifest)
         await self.start()
@@ -246,7 +245,6 @@ class LocalPlatform:
         return lines
 
     async def scale(self, deployment: str, replicas: int) -> list[str]:
-        """`kubectl scale deployment/<deployment> --replicas=N`."""
         if replicas < 0:
             raise BadRequest("The number of replicas cannot be negative.", "Use --replicas=0 or more.")
         async with self._lock:
