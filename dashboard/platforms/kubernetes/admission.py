@@ -32,7 +32,8 @@ class Refusal:
 def refusal(deployment: Mapping[str, Any]) -> Refusal | None:
     """The admission refusal that keeps this Deployment's pods from being created, or None."""
     conditions = (deployment.get("status") or {}).get("conditions") or []
-    condition = next((c for c in conditions if c.get("type") == "ReplicaFailure" and c.get("status") == "True"), {})
+    failure = [c for c in conditions if c.get("type") == "ReplicaFailure" and c.get("status") == "True"]
+    condition = failure[0] if failure else {}
     if condition.get("reason") != "FailedCreate":
         return None
     name = str((deployment.get("metadata") or {}).get("name") or "")
