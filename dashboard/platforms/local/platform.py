@@ -568,9 +568,7 @@ class LocalPlatform:
         self._deployments.clear()
         self._services.clear()
         self._forwarder = None
-        if self._leader_port is not None:
-            self._lab_ports.add(self._leader_port)
-        self._leader_port = None
+        self._leader_port = None  # its port stays in _lab_ports (added when it was allocated) for leftovers()
         self._leader_lease = None
         self._endpoints_written = None
         if self._redis_dir is not None:
