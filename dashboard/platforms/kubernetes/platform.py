@@ -40,7 +40,7 @@ from dashboard.platforms.kubernetes.access import RedisAccessChoice, nodeport_fa
 from dashboard.platforms.kubernetes.api import Api, api_path
 from dashboard.platforms.kubernetes.config import ClusterConfig, load_cluster_config
 from dashboard.platforms.kubernetes.errors import translate_status
-from dashboard.platforms.kubernetes.portforward import PortForward
+from dashboard.platforms.kubernetes.portforward import PortForward, close_websocket
 from dashboard.platforms.kubernetes.preflight import preflight, workshop_preflight
 from dashboard.platforms.kubernetes.reflector import Reflector
 from dashboard.platforms.kubernetes.room_watch import ROOM_WATCHES, RoomWatch
@@ -503,8 +503,7 @@ class KubernetesPlatform:
             raise
         except DashboardError:
             return  # may pass (the pod is being replaced, the API server restarts): the step's check tells
-        with contextlib.suppress(Exception):
-            forward.close()
+        close_websocket(forward)
 
     def _frontend_service(self, service_type: str | None = None) -> JSON:
         """Service frontend as it is, or merge-patched to `service_type` (NodePort, LoadBalancer)."""
@@ -521,14 +520,13 @@ class KubernetesPlatform:
     def _expose_nodeport(self) -> str | None:
         service = self._frontend_service("NodePort")
         node_port = next((p.get("nodePort") for p in service["spec"].get("ports") or [] if p.get("nodePort")), None)
-        status, nodes = self.api.request("GET", "/api/v1/nodes", verb="list", resource="nodes", ok=(403,))
+        _, nodes = self.api.request("GET", "/api/v1/nodes", verb="list", resource="nodes", ok=(403,))
         address = None
-        if status == 200:
-            for node in nodes.get("items") or []:
-                addresses = {a.get("type"): a.get("address") for a in node.get("status", {}).get("addresses") or []}
-                address = addresses.get("ExternalIP") or addresses.get("InternalIP")
-                if address:
-                    break
+        for node in nodes.get("items") or []:  # none in a 403's Status
+            addresses = {a.get("type"): a.get("address") for a in node.get("status", {}).get("addresses") or []}
+            address = addresses.get("ExternalIP") or addresses.get("InternalIP")
+            if address:
+                break
         if node_port and address:
             self._expose_note = f"Service frontend is type NodePort: port {node_port} on every node."
             return f"http://{address}:{node_port}"
