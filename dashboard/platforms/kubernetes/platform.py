@@ -107,8 +107,7 @@ class KubernetesPlatform:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(lambda: self.api)
-        await asyncio.to_thread(self._ensure_namespace)
+        await asyncio.to_thread(self._ensure_namespace)  # its first request loads the configuration
         if self._room is not None:  # a workshop learner: the room's shared watches
             room = ROOM_WATCHES.join(self.api.cluster, self._room, self.namespace)
             self._room_watch = room
@@ -240,13 +239,12 @@ class KubernetesPlatform:
 
     async def _pods_gone(self, timeout: float) -> bool:
         """Wait until the lab has no pods (the watch saw them deleted); False after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while self._pods:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._pods_changed.wait(), remaining)
+        try:
+            async with asyncio.timeout(timeout):
+                while self._pods:
+                    await self._pods_changed.wait()
+        except TimeoutError:
+            return False
         return True
 
     def _check_lab_pod(self, name: str) -> None:
@@ -442,8 +440,7 @@ class KubernetesPlatform:
     async def _reachable(self, frontend: bool, port: int) -> list[tuple[Pod, str, int]]:
         """(pod, host, port) of each ready frontend (or Redis) pod as dialled from here: pod IP or port-forward."""
         self._pods_known()
-        await self._decide_access()
-        direct = self.redis_access().using == "direct"  # port-forwards also while auto has not decided
+        direct = (await self._decide_access()).using == "direct"  # port-forwards also while auto has not decided
         return [
             (pod, pod.ip, port) if direct else (pod, "127.0.0.1", self._forward_checked(pod.name, port).port)
             for pod in self._pods
