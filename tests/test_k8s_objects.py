@@ -128,7 +128,7 @@ def test_completed_container_and_foreign_pods() -> None:
     assert k.pod_state(pod).status == "Signal:9"
     foreign = _running_follower()
     foreign["metadata"]["labels"]["role"] = "master"
-    assert k.component_of(foreign) is None
+    assert k.component_for(foreign["metadata"]["labels"]) is None
     with pytest.raises(ValueError):
         k.pod_state(foreign)
 

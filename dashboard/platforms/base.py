@@ -1,5 +1,5 @@
-"""The `Platform` protocol, named with kubectl's verbs, and `notify` (the listener fan-out both implementations use).
-Imports nothing of its implementations.
+"""The `Platform` protocol, named with kubectl's verbs, plus what both implementations use: `notify` (the listener
+fan-out) and `component_for` (which lab component the manifests' labels name). Imports nothing of its implementations.
 
 A platform turns the lab's manifests into running pods and reports what runs. The local platform runs
 real `redis-server` processes and the Python guestbook frontend on loopback; the Kubernetes platform
@@ -10,10 +10,12 @@ drives a cluster with the official client. Both hand the dashboard addresses it 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from dashboard.models import (
     Capabilities,
+    Component,
     EventRow,
     Listener,
     LogLine,
@@ -34,6 +36,17 @@ def notify(listeners: list[Listener], what: str) -> None:
             listener()
         except Exception:
             log.exception("%s listener failed", what)
+
+
+REDIS_ROLES: dict[str, Component] = {"leader": "redis-leader", "follower": "redis-follower"}
+
+
+def component_for(labels: Mapping[str, Any]) -> Component | None:
+    """Which lab component pods with these labels (or a Service selecting them) are, by the tutorial's labels:
+    app=redis with role=leader or role=follower, app=guestbook with tier=frontend."""
+    if labels.get("app") == "redis":
+        return REDIS_ROLES.get(str(labels.get("role")))
+    return "frontend" if labels.get("app") == "guestbook" and labels.get("tier") == "frontend" else None
 
 
 @runtime_checkable

@@ -19,12 +19,14 @@ escalation rule), so it needs neither `bind` nor `escalate`.
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes.utils import quantity
 
 from dashboard.errors import PlatformError, PlatformUnavailable
 from dashboard.platforms.kubernetes.api import Api, api_path
@@ -38,6 +40,7 @@ DEFAULT_SURGE = "25%"  # a Deployment's default rollingUpdate.maxSurge
 DEFAULT_LIMITS = {"cpu": "500m", "memory": "256Mi"}  # LimitRange default limits per container
 DEFAULT_REQUESTS = {"cpu": "100m", "memory": "100Mi"}  # LimitRange default requests (the manifests' own values)
 POD_SECURITY = {"enforce": "baseline", "warn": "restricted", "audit": "restricted"}
+parse_quantity: Callable[[str | int | float], Decimal] = quantity.parse_quantity  # the client's, untyped
 
 # What the lab does, and nothing else (the learner's Role; the dashboard's ClusterRole holds all of it too).
 LEARNER_RULES: tuple[JSON, ...] = (
@@ -55,27 +58,15 @@ LEARNER_RULES: tuple[JSON, ...] = (
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
 )
 
-_CPU = re.compile(r"^(\d+(?:\.\d+)?)(m?)$")
-_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-_MEMORY_UNITS.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40})
-
 
 def cpu_millis(quantity: str | int | float) -> int:
-    """`100m` -> 100, `1` -> 1000, `0.5` -> 500 (a Kubernetes CPU quantity in millicores)."""
-    match = _CPU.match(str(quantity).strip())
-    if not match:
-        raise ValueError(f"not a CPU quantity: {quantity!r}")
-    value = float(match.group(1))
-    return math.ceil(value if match.group(2) else value * 1000)
+    """`100m` -> 100, `1` -> 1000, `0.5` -> 500 (a Kubernetes CPU quantity in millicores); ValueError if it is none."""
+    return math.ceil(parse_quantity(quantity) * 1000)
 
 
 def memory_bytes(quantity: str | int | float) -> int:
-    """`100Mi` -> 104857600, `1G` -> 10**9 (a Kubernetes memory quantity in bytes)."""
-    match = _MEMORY.match(str(quantity).strip())
-    if not match:
-        raise ValueError(f"not a memory quantity: {quantity!r}")
-    return math.ceil(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
+    """`100Mi` -> 104857600, `1G` -> 10**9 (a Kubernetes memory quantity in bytes); ValueError if it is none."""
+    return math.ceil(parse_quantity(quantity))
 
 
 def show_memory(value: int) -> str:

@@ -20,7 +20,8 @@ from datetime import datetime
 from typing import Any
 
 from dashboard.errors import PlatformError
-from dashboard.models import COMPONENTS, Component, EventRow, Pod
+from dashboard.models import COMPONENTS, EventRow, Pod
+from dashboard.platforms.base import component_for
 
 JSON = dict[str, Any]
 
@@ -70,16 +71,6 @@ def parse_time(value: object) -> float | None:
 
 # --------------------------------------------------------------------------------------------- pods
 
-REDIS_ROLES: dict[str, Component] = {"leader": "redis-leader", "follower": "redis-follower"}
-
-
-def component_of(pod: Mapping[str, Any]) -> Component | None:
-    """Which lab component a pod belongs to, from the tutorial's pod labels (app/role/tier)."""
-    labels = _get(pod, "metadata", "labels") or {}
-    if labels.get("app") == "redis":
-        return REDIS_ROLES.get(str(labels.get("role")))
-    return "frontend" if labels.get("app") == "guestbook" and labels.get("tier", "frontend") == "frontend" else None
-
 
 def owner_deployment(pod: Mapping[str, Any]) -> str | None:
     """The Deployment behind a pod: its controlling ReplicaSet is named `<deployment>-<pod-template-hash>`."""
@@ -98,7 +89,7 @@ def is_lab_pod(pod: Mapping[str, Any]) -> bool:
     Both Redis Deployments select only `app=redis`, so a foreign `app=redis` Deployment (say an old
     `redis-master`) has pods with the same labels; the owner tells them apart.
     """
-    component = component_of(pod)
+    component = component_for(_get(pod, "metadata", "labels") or {})
     return component is not None and owner_deployment(pod) == component
 
 
@@ -134,7 +125,7 @@ def pod_state(pod: Mapping[str, Any]) -> Pod:
     Raises ValueError for a pod that is not one of the lab's components.
     """
     metadata = _get(pod, "metadata") or {}
-    component = component_of(pod)
+    component = component_for(metadata.get("labels") or {})
     if component is None:
         raise ValueError(f"pod {metadata.get('name')!r} has no lab labels (app=redis/role or app=guestbook)")
     phase = str(_get(pod, "status", "phase") or "Pending")
@@ -357,16 +348,24 @@ def kubectl_name(obj: Mapping[str, Any]) -> str:
     return f"{resource[2] if resource else kind.lower()}/{name}"
 
 
-def prepare_manifest(manifest: Mapping[str, Any], image: str | None = None) -> JSON:
+def prepare_manifest(
+    manifest: Mapping[str, Any], image: str | None = None, room_labels: Mapping[str, str] | None = None
+) -> JSON:
     """The manifest to apply: the file as it is plus our label on the object's metadata; the container's image
-    replaced only when an override is set. Nothing else changes (pod templates keep the tutorial's labels)."""
+    replaced only when an override is set. Nothing else changes (pod templates keep the tutorial's labels), but for
+    a workshop learner's `room_labels`, which go on the object and its pod template too, so the room's one pods
+    watch selects them."""
     doc: JSON = copy.deepcopy(dict(manifest))
     metadata = doc.setdefault("metadata", {})
-    labels = metadata.get("labels") or {}
-    metadata["labels"] = {**labels, LAB_LABEL_KEY: LAB_LABEL_VALUE}
-    if image and doc.get("kind") == "Deployment":
-        for container in _get(doc, "spec", "template", "spec", "containers") or []:
-            container["image"] = image
+    metadata["labels"] = {**(metadata.get("labels") or {}), LAB_LABEL_KEY: LAB_LABEL_VALUE, **(room_labels or {})}
+    template = _get(doc, "spec", "template")
+    if doc.get("kind") == "Deployment" and isinstance(template, dict):
+        if room_labels:
+            meta = template.setdefault("metadata", {})
+            meta["labels"] = {**(meta.get("labels") or {}), **room_labels}
+        for container in _get(template, "spec", "containers") or []:
+            if image:
+                container["image"] = image
     return doc
 
 

@@ -40,7 +40,7 @@ from dashboard.platforms.kubernetes.access import RedisAccessChoice, nodeport_fa
 from dashboard.platforms.kubernetes.api import Api, api_path
 from dashboard.platforms.kubernetes.config import ClusterConfig, load_cluster_config
 from dashboard.platforms.kubernetes.errors import translate_status
-from dashboard.platforms.kubernetes.portforward import PortForward
+from dashboard.platforms.kubernetes.portforward import PortForward, close_websocket
 from dashboard.platforms.kubernetes.preflight import preflight, workshop_preflight
 from dashboard.platforms.kubernetes.reflector import Reflector
 from dashboard.platforms.kubernetes.room_watch import ROOM_WATCHES, RoomWatch
@@ -55,14 +55,8 @@ FRONTEND_PORT = 80
 CHECK_INTERVAL = 0.25  # a step's check reads the API server: four times a second at most
 STEP_TIMEOUT = 300.0  # image pulls and scheduling on a real cluster take minutes
 QUOTA_GRACE = 5.0  # seconds a quota refusal may last before a step's check fails on it
-LAB_MANIFESTS = (
-    "redis-leader-deployment.yaml",
-    "redis-leader-service.yaml",
-    "redis-follower-deployment.yaml",
-    "redis-follower-service.yaml",
-    "frontend-deployment.yaml",
-    "frontend-service.yaml",
-)
+# The tutorial's six manifests in its order, as `kubectl apply -k manifests/` applies them.
+LAB_MANIFESTS: tuple[str, ...] = tuple(yaml.safe_load((MANIFESTS_DIR / "kustomization.yaml").read_text())["resources"])
 
 
 class KubernetesPlatform:
@@ -113,8 +107,7 @@ class KubernetesPlatform:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(lambda: self.api)
-        await asyncio.to_thread(self._ensure_namespace)
+        await asyncio.to_thread(self._ensure_namespace)  # its first request loads the configuration
         if self._room is not None:  # a workshop learner: the room's shared watches
             room = ROOM_WATCHES.join(self.api.cluster, self._room, self.namespace)
             self._room_watch = room
@@ -189,7 +182,6 @@ class KubernetesPlatform:
         self._listeners.append(listener)
 
     def add_event_listener(self, listener: Listener) -> None:
-        """Call `listener()` on the event loop whenever the namespace's events change (the events timeline)."""
         self._event_listeners.append(listener)
 
     def _to_loop(self, callback: Callable[..., None], *args: object) -> None:
@@ -247,13 +239,12 @@ class KubernetesPlatform:
 
     async def _pods_gone(self, timeout: float) -> bool:
         """Wait until the lab has no pods (the watch saw them deleted); False after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while self._pods:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._pods_changed.wait(), remaining)
+        try:
+            async with asyncio.timeout(timeout):
+                while self._pods:
+                    await self._pods_changed.wait()
+        except TimeoutError:
+            return False
         return True
 
     def _check_lab_pod(self, name: str) -> None:
@@ -272,7 +263,7 @@ class KubernetesPlatform:
             raise BadRequest(
                 f"{manifest} is not one of the lab's manifests.", f"Use one of: {', '.join(LAB_MANIFESTS)}."
             )
-        docs = [d for d in yaml.safe_load_all((MANIFESTS_DIR / file).read_text()) if d]
+        docs = namespace.read_manifests(MANIFESTS_DIR, (file,))
         return [await asyncio.to_thread(self._apply_one, doc) for doc in docs]
 
     def _apply_one(self, manifest: JSON) -> str:
@@ -286,7 +277,8 @@ class KubernetesPlatform:
         if status == 200 and not objects.is_ours(existing, self.settings.field_manager):
             raise objects.foreign_object_error(kind, name, self.namespace, existing)
         image = self.settings.image_override(name) if kind == "Deployment" else None
-        doc = self._with_room_label(objects.prepare_manifest(manifest, image))
+        room = {namespace.ROOM_LABEL_KEY: self._room} if self._room is not None else None
+        doc = objects.prepare_manifest(manifest, image, room)
         field_manager = self.settings.field_manager
         code, applied = self.api.patch(path, doc, resource=resource, name=name, field_manager=field_manager, apply=True)
         before = existing if status == 200 and code != 201 else None
@@ -448,8 +440,7 @@ class KubernetesPlatform:
     async def _reachable(self, frontend: bool, port: int) -> list[tuple[Pod, str, int]]:
         """(pod, host, port) of each ready frontend (or Redis) pod as dialled from here: pod IP or port-forward."""
         self._pods_known()
-        await self._decide_access()
-        direct = self.redis_access().using == "direct"  # port-forwards also while auto has not decided
+        direct = (await self._decide_access()).using == "direct"  # port-forwards also while auto has not decided
         return [
             (pod, pod.ip, port) if direct else (pod, "127.0.0.1", self._forward_checked(pod.name, port).port)
             for pod in self._pods
@@ -509,8 +500,7 @@ class KubernetesPlatform:
             raise
         except DashboardError:
             return  # may pass (the pod is being replaced, the API server restarts): the step's check tells
-        with contextlib.suppress(Exception):
-            forward.close()
+        close_websocket(forward)
 
     def _frontend_service(self, service_type: str | None = None) -> JSON:
         """Service frontend as it is, or merge-patched to `service_type` (NodePort, LoadBalancer)."""
@@ -527,14 +517,13 @@ class KubernetesPlatform:
     def _expose_nodeport(self) -> str | None:
         service = self._frontend_service("NodePort")
         node_port = next((p.get("nodePort") for p in service["spec"].get("ports") or [] if p.get("nodePort")), None)
-        status, nodes = self.api.request("GET", "/api/v1/nodes", verb="list", resource="nodes", ok=(403,))
+        _, nodes = self.api.request("GET", "/api/v1/nodes", verb="list", resource="nodes", ok=(403,))
         address = None
-        if status == 200:
-            for node in nodes.get("items") or []:
-                addresses = {a.get("type"): a.get("address") for a in node.get("status", {}).get("addresses") or []}
-                address = addresses.get("ExternalIP") or addresses.get("InternalIP")
-                if address:
-                    break
+        for node in nodes.get("items") or []:  # none in a 403's Status
+            addresses = {a.get("type"): a.get("address") for a in node.get("status", {}).get("addresses") or []}
+            address = addresses.get("ExternalIP") or addresses.get("InternalIP")
+            if address:
+                break
         if node_port and address:
             self._expose_note = f"Service frontend is type NodePort: port {node_port} on every node."
             return f"http://{address}:{node_port}"
@@ -636,19 +625,6 @@ class KubernetesPlatform:
         if self._room is None:
             return []
         return await asyncio.to_thread(namespace.remove, self.api, self.namespace, self._room)
-
-    def _with_room_label(self, doc: JSON) -> JSON:
-        """A learner's objects carry the room's label on top of ours, on the pod template too, so the room's one
-        pods watch selects them; the manifests themselves stay as they are."""
-        if self._room is None:
-            return doc
-        label = {namespace.ROOM_LABEL_KEY: self._room}
-        doc["metadata"]["labels"] = {**doc["metadata"].get("labels", {}), **label}
-        template = (doc.get("spec") or {}).get("template")
-        if doc.get("kind") == "Deployment" and isinstance(template, dict):
-            meta = template.setdefault("metadata", {})
-            meta["labels"] = {**(meta.get("labels") or {}), **label}
-        return doc
 
     def _check_admission(self, deployment: JSON) -> None:
         """Fail the step's check at once when admission refuses the Deployment's pods (Pod Security, LimitRange), or

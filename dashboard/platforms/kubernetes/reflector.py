@@ -11,7 +11,7 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import urllib3
@@ -115,9 +115,11 @@ class Reflector:
         try:
             if self._stop.is_set():  # stop() ran while the watch was being opened
                 return False
-            for line in _lines(response):
+            for line in response:  # NDJSON, a line as it arrives (urllib3 splits the chunked stream)
                 if self._stop.is_set():
                     return False
+                if not line.strip():
+                    continue
                 event = json.loads(line)
                 kind = event.get("type")
                 obj = event.get("object") or {}
@@ -153,16 +155,3 @@ class Reflector:
 def namespaced_name(obj: JSON) -> str:
     """The cache key of an object: `<namespace>/<name>`."""
     return f"{obj['metadata'].get('namespace') or ''}/{obj['metadata']['name']}"
-
-
-def _lines(response: Any) -> Iterator[bytes]:
-    """NDJSON lines of a streaming (chunked) response, as they arrive."""
-    pending = b""
-    for chunk in response.stream(amt=None, decode_content=True):
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            if line.strip():
-                yield line
-    if pending.strip():
-        yield pending

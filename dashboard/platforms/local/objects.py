@@ -20,6 +20,7 @@ import yaml
 from dashboard import settings as settings_module
 from dashboard.errors import BadRequest, PlatformError
 from dashboard.models import Component
+from dashboard.platforms.base import component_for
 
 # Kubernetes' "safe" alphabet (k8s.io/apimachinery/pkg/util/rand): no vowels, no 0/1/3, so names never spell words.
 SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -54,17 +55,6 @@ class ServiceSpec:
 
 
 LabObject = DeploymentSpec | ServiceSpec
-
-
-def component_for(labels: dict[str, str]) -> Component | None:
-    """Which lab component pods with these labels (or a Service selecting them) are."""
-    if labels.get("role") == "leader":
-        return "redis-leader"
-    if labels.get("role") == "follower":
-        return "redis-follower"
-    if labels.get("app") == "guestbook" and labels.get("tier") == "frontend":
-        return "frontend"
-    return None
 
 
 def pod_template_hash(template: dict[str, Any]) -> str:

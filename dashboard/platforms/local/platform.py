@@ -3,7 +3,7 @@
 `LocalPlatform` reads the lab's manifests and runs them the way a cluster would, at process scale:
 
 - a Deployment is a set of supervised pods (`pods.LocalPod`), replaced and restarted like a ReplicaSet's;
-  role=leader pods run `redis-server`, role=follower pods `redis-server --replicaof 127.0.0.1 <leader port>`,
+  app=redis pods run `redis-server` (role=leader) or `redis-server --replicaof 127.0.0.1 <leader port>` (follower),
   and app=guestbook,tier=frontend pods the Python guestbook (`python -m dashboard.guestbook`);
 - the redis-leader Service is a port fixed for the lab's life (its "ClusterIP"): each leader pod binds it, so a
   replaced leader is found again by the followers. Every other pod gets its own free loopback port ("pod IP");
@@ -230,11 +230,9 @@ class LocalPlatform:
     # -- the protocol: kubectl verbs -------------------------------------------------------------------------------
 
     async def apply(self, manifest: str) -> list[str]:
-        """`kubectl apply -f manifests/<manifest>` on this machine."""
         self._redis_binary = find_redis_server(self.settings.redis_server)
         objects = load_manifest(manifest)
-        if not self._started:
-            await self.start()
+        await self.start()
         async with self._lock:
             new_lab = not self._deployments and not self._services
             await asyncio.to_thread(self._check_run_dir, new_lab=new_lab)
@@ -247,7 +245,6 @@ class LocalPlatform:
         return lines
 
     async def scale(self, deployment: str, replicas: int) -> list[str]:
-        """`kubectl scale deployment/<deployment> --replicas=N`."""
         if replicas < 0:
             raise BadRequest("The number of replicas cannot be negative.", "Use --replicas=0 or more.")
         async with self._lock:
@@ -465,17 +462,17 @@ class LocalPlatform:
             return f"deployment.apps/{item.name} created"
         if existing.spec == item and existing.replicas == item.replicas:
             return f"deployment.apps/{item.name} unchanged"
-        if existing.spec.template_hash != item.template_hash or existing.spec.component != item.component:
+        new_template = existing.spec.template_hash != item.template_hash  # the component is the template's labels'
+        existing.spec, existing.replicas = item, item.replicas
+        if new_template:
             # A new pod template: a new ReplicaSet replaces every pod (the Recreate strategy, simpler than rolling).
             old = existing.live_pods()
             for pod in old:
                 pod.deleting = True
             existing.template = self._pod_template(item)
-            existing.spec, existing.replicas = item, item.replicas
             self._reconcile_up(existing)
             await self._stop_pods(existing, old)
         else:
-            existing.spec, existing.replicas = item, item.replicas
             await self._reconcile(existing)
         return f"deployment.apps/{item.name} configured"
 
@@ -571,9 +568,7 @@ class LocalPlatform:
         self._deployments.clear()
         self._services.clear()
         self._forwarder = None
-        if self._leader_port is not None:
-            self._lab_ports.add(self._leader_port)
-        self._leader_port = None
+        self._leader_port = None  # its port stays in _lab_ports (added when it was allocated) for leftovers()
         self._leader_lease = None
         self._endpoints_written = None
         if self._redis_dir is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import shutil
 import socket
@@ -157,8 +156,7 @@ def _frontend_port_check(port: int, frontend_url: str | None) -> dict[str, Any]:
     if frontend_url and frontend_url.rstrip("/").endswith(f":{port}"):
         return check | {"ok": True, "detail": f"127.0.0.1:{port} is the lab's exposed guestbook ({frontend_url})."}
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        if os.name != "nt":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
